@@ -1,0 +1,1 @@
+"""Plugin sets of the authorities that use siegel."""

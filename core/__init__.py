@@ -1,0 +1,93 @@
+"""siegel: a plugin-based secure-communication gateway for public administration.
+
+The public API for plugin authors and library users. Everything a plugin needs is importable from
+here; the modules behind it are implementation detail unless documented.
+"""
+
+from siegel import mime
+from siegel.addresses import Address, DomainMatch, DomainSet, InvalidAddress
+from siegel.config import Config, ConfigError, Tenant, load_config
+from siegel.manager import PluginError, PluginRegistry
+from siegel.model import (
+    AuditEvent,
+    Availability,
+    DeliveryResult,
+    DeliveryStatus,
+    Envelope,
+    Finding,
+    Held,
+    Level,
+    Message,
+    Notice,
+    NoticeKind,
+    Origin,
+    Outgoing,
+    Protected,
+    ProtectionResult,
+    RecipientState,
+    SystemMail,
+    Text,
+    Verdict,
+)
+from siegel.plugin import (
+    Classifier,
+    Clock,
+    ConfigSection,
+    DeliveryChannel,
+    Notifier,
+    PluginSet,
+    ProtectionMethod,
+    RecipientContext,
+    Rewriter,
+    Services,
+    hookimpl,
+)
+from siegel.store import StoreError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Address",
+    "AuditEvent",
+    "Availability",
+    "Classifier",
+    "Clock",
+    "Config",
+    "ConfigError",
+    "ConfigSection",
+    "DeliveryChannel",
+    "DeliveryResult",
+    "DeliveryStatus",
+    "DomainMatch",
+    "DomainSet",
+    "Envelope",
+    "Finding",
+    "Held",
+    "InvalidAddress",
+    "Level",
+    "Message",
+    "Notice",
+    "NoticeKind",
+    "Notifier",
+    "Origin",
+    "Outgoing",
+    "PluginError",
+    "PluginRegistry",
+    "PluginSet",
+    "Protected",
+    "ProtectionMethod",
+    "ProtectionResult",
+    "RecipientContext",
+    "RecipientState",
+    "Rewriter",
+    "Services",
+    "StoreError",
+    "SystemMail",
+    "Tenant",
+    "Text",
+    "Verdict",
+    "__version__",
+    "hookimpl",
+    "load_config",
+    "mime",
+]

@@ -1,0 +1,147 @@
+"""``siegel explain``: a dry run of the pipeline for one message, without side effects.
+
+For each recipient it shows whether the recipient is internal, every finding with its reason, the
+verdict, and which protection method would be chosen (every method's ``can_serve`` answer). It
+never protects, delivers, stores or notifies: it is the tool to test a rule before enabling it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from siegel.addresses import Address, InvalidAddress
+from siegel.clock import new_message_id
+from siegel.model import Envelope, Level, Message, Verdict
+from siegel.pipeline import MethodChoice
+from siegel.runtime import Runtime
+
+
+@attrs.frozen(kw_only=True)
+class RecipientExplanation:
+    recipient: Address
+    internal: bool
+    internal_rule: str | None
+    verdict: Verdict
+    choice: MethodChoice | None
+    outcome: str
+
+
+@attrs.frozen(kw_only=True)
+class Explanation:
+    tenant: str
+    sender: Address | None
+    recipients: tuple[RecipientExplanation, ...]
+    problem: str | None = None
+
+
+def envelope_from_headers(message_bytes: bytes) -> tuple[Address | None, list[Address]]:
+    """Sender and recipients from From/To/Cc/Bcc, for messages given without an envelope."""
+    from siegel.model import parse_email
+
+    parsed = parse_email(message_bytes)
+    sender = None
+    from_header = parsed.get("from")
+    if from_header is not None and getattr(from_header, "addresses", ()):
+        first = from_header.addresses[0]
+        sender = Address.parse(first.addr_spec)
+    recipients: list[Address] = []
+    for name in ("to", "cc", "bcc"):
+        for header in parsed.get_all(name, []):
+            for address in getattr(header, "addresses", ()):
+                recipients.append(Address.parse(address.addr_spec))
+    if not recipients:
+        raise InvalidAddress("the message has no To, Cc or Bcc recipients; give --to")
+    return sender, recipients
+
+
+async def explain(runtime: Runtime, raw: bytes, sender: Address | None,
+                  recipients: Sequence[Address], tenant_id: str | None = None) -> Explanation:
+    tenant = (runtime.config.tenants[tenant_id] if tenant_id
+              else runtime.tenant_for(sender, recipients))
+    message = Message(id=new_message_id(), tenant=tenant.id,
+                      envelope=Envelope(sender, tuple(recipients)), raw=raw,
+                      received_at=runtime.clock.now())
+    pipeline = runtime.pipeline
+    try:
+        message.parsed.get_body()
+    except Exception as exc:
+        return Explanation(tenant=tenant.id, sender=sender, recipients=(),
+                           problem=f"not readable MIME: {type(exc).__name__}: {exc}")
+    results = []
+    for recipient in dict.fromkeys(recipients):
+        ctx = pipeline.context(message, tenant, recipient)
+        verdict = await pipeline.classify(ctx)
+        choice = None
+        if verdict.level is Level.QUARANTINE:
+            outcome = "quarantine"
+        elif verdict.level is Level.PLAIN:
+            outcome = "deliver unchanged" if not _rewrites(pipeline, ctx) else "deliver (rewritten)"
+        else:
+            try:
+                raw_out = pipeline.rewrite(ctx)
+            except Exception as exc:
+                outcome = f"quarantine (rewriter failed: {exc})"
+            else:
+                from siegel.model import parse_email
+
+                out_ctx = attrs.evolve(ctx, raw=raw_out, email=parse_email(raw_out),
+                                       verdict=verdict)
+                choice = await pipeline.choose_method(out_ctx)
+                outcome = (f"protect with {choice.method.name}" if choice.method
+                           else "quarantine (no protection method can serve this recipient)")
+        results.append(RecipientExplanation(
+            recipient=recipient, internal=ctx.is_internal,
+            internal_rule=ctx.internal.rule if ctx.internal else None,
+            verdict=verdict, choice=choice, outcome=outcome))
+    return Explanation(tenant=tenant.id, sender=sender, recipients=tuple(results))
+
+
+def _rewrites(pipeline: Any, ctx: Any) -> bool:
+    try:
+        return bool(pipeline.rewrite(ctx) is not ctx.raw)
+    except Exception:
+        return True
+
+
+def as_json(explanation: Explanation, language: str = "en") -> str:
+    return json.dumps({
+        "tenant": explanation.tenant,
+        "sender": str(explanation.sender) if explanation.sender else None,
+        "problem": explanation.problem,
+        "recipients": [{
+            "recipient": str(r.recipient),
+            "internal": r.internal,
+            "internal_rule": r.internal_rule,
+            "verdict": r.verdict.level.name.lower(),
+            "outcome": r.outcome,
+            "findings": [{
+                "level": f.level.name.lower(), "code": f.code, "source": f.source,
+                "reason": f.reason.get(language), "warn_sender": f.warn_sender,
+            } for f in r.verdict.findings],
+            "methods": [{"method": name, "available": a.available, "reason": a.reason.get(language)}
+                        for name, a in (r.choice.tried if r.choice else ())],
+        } for r in explanation.recipients],
+    }, ensure_ascii=False, indent=2)
+
+
+def as_text(explanation: Explanation, language: str = "de") -> str:
+    lines = [f"tenant: {explanation.tenant}",
+             f"sender: {explanation.sender.display if explanation.sender else '<>'}"]
+    if explanation.problem:
+        lines.append(f"problem: {explanation.problem} -> quarantine")
+    for r in explanation.recipients:
+        where = f"internal ({r.internal_rule})" if r.internal else "external"
+        lines.append("")
+        lines.append(f"{r.recipient.display}: {where}")
+        lines.append(f"  verdict: {r.verdict.level.name}  ->  {r.outcome}")
+        for f in r.verdict.findings:
+            flag = " [warns sender]" if f.warn_sender else ""
+            lines.append(f"  - {f.level.name:<10} {f.source}/{f.code}: {f.reason.get(language)}{flag}")
+        for name, availability in (r.choice.tried if r.choice else ()):
+            mark = "yes" if availability.available else "no"
+            lines.append(f"  method {name}: {mark} ({availability.reason.get(language)})")
+    return "\n".join(lines)

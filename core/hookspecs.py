@@ -1,0 +1,245 @@
+"""The hook specifications: every hook siegel calls, in one place.
+
+Registration hooks (``siegel_register_*``) are called once when the gateway starts. Each plugin's
+result is collected separately so that siegel knows which plugin registered what, refuses duplicate
+names, and can enable objects per tenant by plugin name. They are plain functions: return a list
+(or any iterable) of the objects, or nothing.
+
+Stage work (classification, protection, delivery, notification) is *not* done through pluggy calls:
+the registered objects carry async callables that the pipeline awaits itself, so that every result
+is combined by an explicit policy (the strictest classification wins; the tenant's preference list
+orders protection methods) and never by registration order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import click
+import pluggy
+
+from siegel.model import AuditEvent
+from siegel.plugin import (
+    PROJECT,
+    Classifier,
+    ConfigSection,
+    DeliveryChannel,
+    Notifier,
+    PluginSet,
+    ProtectionMethod,
+    Rewriter,
+)
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+@hookspec
+def siegel_register_plugin_sets() -> Iterable[PluginSet]:
+    """Register named plugin sets that a tenant enables with ``plugin_set = "NAME"``.
+
+    Called once at start-up. Set names must be unique across all plugins.
+
+    Example::
+
+        from siegel import PluginSet, hookimpl
+
+        @hookimpl
+        def siegel_register_plugin_sets():
+            return [
+                PluginSet(
+                    name="school",
+                    description="School mail: nothing personal leaves unprotected",
+                    plugins=("recipient_scope", "smtp_relay", "sender_notices"),
+                    settings={"recipient_scope": {"external": "protect"}},
+                )
+            ]
+    """
+
+
+@hookspec
+def siegel_register_config_sections() -> Iterable[ConfigSection]:
+    """Register the settings tables a plugin reads.
+
+    A section named ``NAME`` is read from ``[settings.NAME]`` and ``[tenants.ID.settings.NAME]``,
+    merged key by key (plugin set defaults < global < tenant), and structured into the section's
+    attrs class. Unknown keys and wrong types are configuration errors with the key path.
+
+    Example::
+
+        import attrs
+        from siegel import ConfigSection, hookimpl
+
+        @attrs.frozen
+        class GreetingSettings:
+            greeting: str = "Guten Tag"
+
+        @hookimpl
+        def siegel_register_config_sections():
+            return [ConfigSection(name="greeting", type=GreetingSettings)]
+
+    A classifier then reads ``ctx.settings("greeting").greeting``.
+    """
+
+
+@hookspec
+def siegel_register_classifiers() -> Iterable[Classifier]:
+    """Register classifiers.
+
+    For every recipient of every message, each classifier enabled for the message's tenant is
+    awaited (concurrently, with the configured time-out) with a :class:`~siegel.RecipientContext`.
+    It returns a :class:`~siegel.Finding`, several, or ``None``. The strictest level over all
+    findings decides: ``PLAIN`` < ``PROTECT`` < ``QUARANTINE``. A classifier that raises or times out
+    quarantines the copy, so a broken classifier never lets a message out.
+
+    Example::
+
+        from siegel import Classifier, Finding, Level, Text, hookimpl
+
+        async def classify(ctx):
+            if not ctx.is_internal and "Aktenzeichen" in ctx.text:
+                return Finding(
+                    level=Level.PROTECT,
+                    code="case-file",
+                    reason=Text(de="Aktenzeichen im Text", en="case reference in the text"),
+                )
+            return None
+
+        @hookimpl
+        def siegel_register_classifiers():
+            return [Classifier(name="case_file", classify=classify)]
+    """
+
+
+@hookspec
+def siegel_register_rewriters() -> Iterable[Rewriter]:
+    """Register rewriters, which edit a copy's header block after classification.
+
+    A rewriter receives a :class:`siegel.mime.RawMessage` and the context, and removes or replaces
+    header fields in place (the body cannot be changed). If no rewriter changes anything, the copy
+    leaves byte for byte as it arrived. A rewriter that raises quarantines the copy.
+
+    Example::
+
+        from siegel import Rewriter, hookimpl
+
+        def drop_internal_note(raw, ctx):
+            raw.remove("X-Internal-Note")
+
+        @hookimpl
+        def siegel_register_rewriters():
+            return [Rewriter(name="drop_internal_note", rewrite=drop_internal_note)]
+    """
+
+
+@hookspec
+def siegel_register_protection_methods() -> Iterable[ProtectionMethod]:
+    """Register protection methods (password PDF, S/MIME, postbox, ...).
+
+    For a copy classified ``PROTECT``, the tenant's ``protection`` list is walked in order; the first
+    method whose ``can_serve`` answers yes is awaited with ``protect``. It returns
+    :class:`~siegel.Protected` (the protected copies to deliver) or :class:`~siegel.Held`. If no
+    method can serve the recipient, or the chosen one raises or times out, the copy is quarantined
+    and the sender told; it never leaves in plain text. A ``Protected`` copy identical to the
+    unprotected message is refused as a bug.
+
+    Example::
+
+        from siegel import Availability, ProtectionMethod, Protected, Outgoing, Text, hookimpl
+
+        async def can_serve(ctx):
+            return Availability.no(Text(de="nicht eingerichtet", en="not set up"))
+
+        async def protect(ctx):
+            raise NotImplementedError
+
+        @hookimpl
+        def siegel_register_protection_methods():
+            return [ProtectionMethod(name="vault", can_serve=can_serve, protect=protect)]
+    """
+
+
+@hookspec
+def siegel_register_delivery_channels() -> Iterable[DeliveryChannel]:
+    """Register delivery channels (an SMTP relay, a postbox, a records system).
+
+    A channel's ``deliver`` is awaited with an :class:`~siegel.Outgoing` and the tenant and returns a
+    :class:`~siegel.DeliveryResult`. Temporary failures (and exceptions) are retried with back-off;
+    permanent failures end in a notice to the sender.
+
+    Example::
+
+        from siegel import DeliveryChannel, DeliveryResult, hookimpl
+
+        async def deliver(outgoing, tenant):
+            await records_system.store(outgoing.raw)
+            return DeliveryResult.delivered("stored in E-AKTE")
+
+        @hookimpl
+        def siegel_register_delivery_channels():
+            return [DeliveryChannel(name="eakte", deliver=deliver)]
+    """
+
+
+@hookspec
+def siegel_register_notifiers() -> Iterable[Notifier]:
+    """Register notifiers, which turn :class:`~siegel.Notice` s into mails.
+
+    ``notify`` is awaited for every notice of a tenant that enables the plugin and returns the
+    :class:`~siegel.SystemMail` s to send (possibly none). They are stored in the same transaction
+    as the state change the notice reports. A notifier that raises is logged and audited; the state
+    change stands.
+
+    Example::
+
+        from siegel import Notifier, NoticeKind, SystemMail, hookimpl
+
+        async def notify(notice, tenant):
+            if notice.kind is not NoticeKind.QUARANTINED:
+                return []
+            raw = b"Subject: quarantine\\r\\n\\r\\nA message was stopped.\\r\\n"
+            return [SystemMail(mail_from=tenant.notice_from,
+                               recipients=["postmaster@example.org"], raw=raw)]
+
+        @hookimpl
+        def siegel_register_notifiers():
+            return [Notifier(name="postmaster", notify=notify)]
+    """
+
+
+@hookspec
+def siegel_register_commands(cli: click.Group) -> None:
+    """Add sub-commands to the ``siegel`` command line.
+
+    ``cli`` is the top-level :class:`click.Group`; add commands or groups to it.
+
+    Example::
+
+        import click
+        from siegel import hookimpl
+
+        @hookimpl
+        def siegel_register_commands(cli):
+            @cli.command()
+            def hello():
+                \"\"\"Say hello.\"\"\"
+                click.echo("Hallo")
+    """
+
+
+@hookspec
+def siegel_audit_event(event: AuditEvent) -> None:
+    """Observe an audit event (message accepted, classified, delivered, quarantined, ...).
+
+    Called for every event, by every plugin that implements it, after the event is stored. Events
+    never carry message bodies or secrets. Must not block: hand slow work to a queue. An exception
+    is logged and otherwise ignored.
+
+    Example::
+
+        import logging
+        from siegel import hookimpl
+
+        @hookimpl
+        def siegel_audit_event(event):
+            logging.getLogger("my.audit").info("%s %s", event.kind, event.message_id)
+    """

@@ -1,0 +1,217 @@
+"""Loading plugins and collecting what they register.
+
+Order: built-in plugins (entry-point group ``siegel.builtin``, shipped with siegel), then third-party
+plugins (group ``siegel``), then plugins given in code. A plugin that fails to import is recorded
+and reported, not fatal; a tenant that enables it fails the configuration check, because a missing
+classifier could otherwise let mail out that should have been protected.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
+from typing import Any, TypeVar
+
+import attrs
+import click
+import pluggy
+
+from siegel import hookspecs
+from siegel.model import AuditEvent
+from siegel.plugin import (
+    PROJECT,
+    Classifier,
+    ConfigSection,
+    DeliveryChannel,
+    Notifier,
+    PluginSet,
+    ProtectionMethod,
+    Rewriter,
+)
+
+log = logging.getLogger(__name__)
+
+BUILTIN_GROUP = "siegel.builtin"
+THIRD_PARTY_GROUP = "siegel"
+
+
+class PluginError(Exception):
+    """A plugin registered something siegel cannot use. The message names the plugin."""
+
+
+@attrs.frozen
+class PluginInfo:
+    name: str
+    origin: str  # "builtin", "entry point", "inline"
+    module: str
+    distribution: str | None
+    hooks: tuple[str, ...]
+
+
+@attrs.frozen
+class PluginLoadFailure:
+    name: str
+    origin: str
+    module: str
+    distribution: str | None
+    error: str
+    traceback: str = attrs.field(repr=False)
+
+
+def _plugin_module_name(plugin: object) -> str:
+    if isinstance(plugin, ModuleType):
+        return plugin.__name__
+    return f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+
+
+def create_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+_T = TypeVar("_T", Classifier, Rewriter, ProtectionMethod, DeliveryChannel, Notifier,
+             ConfigSection, PluginSet)
+
+
+class PluginRegistry:
+    """The loaded plugins and everything they registered; the pipeline's typed facade to pluggy."""
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        *,
+        infos: Sequence[PluginInfo],
+        failures: Sequence[PluginLoadFailure],
+    ) -> None:
+        self.pm = pm
+        self.plugins = {info.name: info for info in infos}
+        self.failures = {failure.name: failure for failure in failures}
+        self.plugin_sets = self._collect("siegel_register_plugin_sets", PluginSet)
+        self.config_sections = self._collect("siegel_register_config_sections", ConfigSection)
+        self.classifiers = self._collect("siegel_register_classifiers", Classifier)
+        self.rewriters = self._collect("siegel_register_rewriters", Rewriter)
+        self.protection_methods = self._collect(
+            "siegel_register_protection_methods", ProtectionMethod
+        )
+        self.delivery_channels = self._collect("siegel_register_delivery_channels", DeliveryChannel)
+        self.notifiers = self._collect("siegel_register_notifiers", Notifier)
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        entry_points: bool = True,
+        extra: Iterable[tuple[str, object]] = (),
+        blocked: Iterable[str] = (),
+    ) -> PluginRegistry:
+        """Load built-in and third-party plugins (unless ``entry_points`` is false), then ``extra``
+        (name, plugin object) pairs, skipping the names in ``blocked``."""
+        pm = create_plugin_manager()
+        blocked = set(blocked)
+        for name in blocked:
+            pm.set_blocked(name)
+        infos: list[PluginInfo] = []
+        failures: list[PluginLoadFailure] = []
+
+        def register(name: str, plugin: object, origin: str, distribution: str | None) -> None:
+            if name in blocked:
+                return
+            if pm.has_plugin(name):
+                failures.append(PluginLoadFailure(
+                    name, origin, _plugin_module_name(plugin), distribution,
+                    f"a plugin named {name!r} is already registered", ""))
+                return
+            pm.register(plugin, name=name)
+            hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or ()))
+            infos.append(PluginInfo(name, origin, _plugin_module_name(plugin), distribution, hooks))
+
+        if entry_points:
+            for group, origin in ((BUILTIN_GROUP, "builtin"), (THIRD_PARTY_GROUP, "entry point")):
+                for ep in sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name):
+                    if ep.name in blocked:
+                        continue
+                    distribution = ep.dist.name if ep.dist else None
+                    try:
+                        plugin = ep.load()
+                    except Exception as exc:
+                        log.error("plugin %r (%s) failed to load: %s", ep.name, ep.value, exc)
+                        failures.append(PluginLoadFailure(
+                            ep.name, origin, ep.value, distribution,
+                            f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+                        continue
+                    register(ep.name, plugin, origin, distribution)
+        for name, plugin in extra:
+            register(name, plugin, "inline", None)
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {exc.plugin!r}: {exc}") from exc
+        return cls(pm, infos=infos, failures=failures)
+
+    def _collect(self, hook_name: str, kind: type[_T]) -> dict[str, _T]:
+        hook: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
+        collected: dict[str, _T] = {}
+        # Each plugin's implementation is called on its own so that what it returns is attributed
+        # to it; pluggy's own call would merge the results anonymously.
+        for impl in reversed(hook.get_hookimpls()):
+            try:
+                result = impl.function()
+                items = list(result) if result is not None else []
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: {hook_name} raised {type(exc).__name__}: {exc}"
+                ) from exc
+            for item in items:
+                if not isinstance(item, kind):
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r}: {hook_name} returned "
+                        f"{type(item).__name__}, expected {kind.__name__}"
+                    )
+                if item.name in collected:
+                    raise PluginError(
+                        f"{kind.__name__} {item.name!r} is registered by both plugin "
+                        f"{collected[item.name].plugin!r} and plugin {impl.plugin_name!r}"
+                    )
+                collected[item.name] = attrs.evolve(item, plugin=impl.plugin_name)
+        return dict(sorted(collected.items()))
+
+    def enabled(self, items: dict[str, _T], enabled_plugins: Iterable[str]) -> list[_T]:
+        allowed = set(enabled_plugins)
+        return [item for item in items.values() if item.plugin in allowed]
+
+    def register_commands(self, cli: click.Group) -> None:
+        self.pm.hook.siegel_register_commands(cli=cli)
+
+    def audit(self, event: AuditEvent) -> None:
+        for impl in self.pm.hook.siegel_audit_event.get_hookimpls():
+            try:
+                impl.function(event)
+            except Exception:
+                log.exception("plugin %r failed in siegel_audit_event", impl.plugin_name)
+
+    def hooks_of(self, name: str) -> tuple[str, ...]:
+        return self.plugins[name].hooks if name in self.plugins else ()
+
+    def registered_by(self, name: str) -> dict[str, list[str]]:
+        """What the named plugin registered, by kind."""
+        kinds: dict[str, dict[str, Any]] = {
+            "plugin sets": self.plugin_sets,
+            "config sections": self.config_sections,
+            "classifiers": self.classifiers,
+            "rewriters": self.rewriters,
+            "protection methods": self.protection_methods,
+            "delivery channels": self.delivery_channels,
+            "notifiers": self.notifiers,
+        }
+        return {
+            kind: names
+            for kind, items in kinds.items()
+            if (names := [n for n, item in items.items() if item.plugin == name])
+        }
+
+
+HookImplFunction = Callable[..., Any]

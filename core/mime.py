@@ -1,0 +1,145 @@
+"""Reading and minimally editing RFC 5322 messages.
+
+Classifiers read the parsed message; rewriters edit the *raw* header block so that everything they do
+not touch stays byte for byte as the sender wrote it (DKIM signatures over other headers survive).
+"""
+
+from __future__ import annotations
+
+import email.policy
+import html
+import re
+from email.message import EmailMessage
+from email.policy import SMTPUTF8
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
+
+
+class RawMessage:
+    """An editable view of a message's header block; the body is never touched."""
+
+    def __init__(self, raw: bytes) -> None:
+        match = _HEADER_END.search(raw)
+        if match:
+            head, self._separator, self._body = raw[: match.start()], match.group(), raw[match.end():]
+        else:
+            head, self._separator, self._body = raw, b"", b""
+        self._newline = b"\r\n" if b"\r\n" in (head + self._separator) else b"\n"
+        self._fields = self._split_fields(head)
+        self.changed = False
+
+    def _split_fields(self, head: bytes) -> list[bytes]:
+        fields: list[bytes] = []
+        for line in head.splitlines(keepends=True):
+            if fields and line[:1] in (b" ", b"\t"):
+                fields[-1] += line
+            else:
+                fields.append(line)
+        return fields
+
+    @staticmethod
+    def _name(field: bytes) -> str:
+        match = _FIELD_START.match(field)
+        return match.group(1).decode("ascii").lower() if match else ""
+
+    def remove(self, name: str) -> int:
+        """Remove every field called ``name``; return how many were removed."""
+        wanted = name.lower()
+        kept = [f for f in self._fields if self._name(f) != wanted]
+        removed = len(self._fields) - len(kept)
+        if removed:
+            self._fields = kept
+            self.changed = True
+        return removed
+
+    def replace(self, name: str, value: str) -> None:
+        """Replace the first field called ``name`` (and drop any others) with a new value.
+
+        The value is folded and, where it is not ASCII, encoded as RFC 2047 words.
+        """
+        folded = email.policy.SMTP.header_factory(name, value).fold(policy=email.policy.SMTP)
+        encoded = folded.encode("ascii").replace(b"\r\n", self._newline)
+        wanted = name.lower()
+        fields: list[bytes] = []
+        placed = False
+        for field in self._fields:
+            if self._name(field) == wanted:
+                if not placed:
+                    fields.append(encoded)
+                    placed = True
+            else:
+                fields.append(field)
+        if not placed:
+            fields.insert(0, encoded)
+        self._fields = fields
+        self.changed = True
+
+    def to_bytes(self) -> bytes:
+        head = b"".join(self._fields)
+        if self._fields and not head.endswith(b"\n"):
+            head += self._newline
+            separator = self._separator[len(self._newline):] if self._separator else self._newline
+        else:
+            separator = self._separator[-len(self._newline):] if self._separator else self._newline
+        return head + separator + self._body
+
+
+_TAG = re.compile(r"<[^>]*>")
+_SKIP_BLOCKS = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_BLOCK_BREAKS = re.compile(r"<\s*(br|/p|/div|/li|/tr|/h[1-6])\b[^>]*>", re.IGNORECASE)
+
+
+def html_to_text(markup: str) -> str:
+    """Readable text from HTML, for checks and for rendering; nothing in it is executed."""
+    text = _SKIP_BLOCKS.sub(" ", markup)
+    text = _BLOCK_BREAKS.sub("\n", text)
+    text = _TAG.sub(" ", text)
+    text = html.unescape(text)
+    return re.sub(r"[ \t\r\f\v]+", " ", text)
+
+
+def body_text(message: EmailMessage, limit: int = 10 * 1024 * 1024) -> str:
+    """All human-readable text of a message (text parts; HTML converted), at most ``limit`` chars.
+
+    Attachments are skipped; their names are available through :func:`attachment_names`.
+    """
+    pieces: list[str] = []
+    size = 0
+    for part in message.walk():
+        if part.is_multipart() or part.get_content_disposition() == "attachment":
+            continue
+        content_type = part.get_content_type()
+        if content_type not in ("text/plain", "text/html"):
+            continue
+        try:
+            content = part.get_content()
+        except (LookupError, ValueError, AssertionError):
+            payload = part.get_payload(decode=True)
+            content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+        if not isinstance(content, str):
+            continue
+        if content_type == "text/html":
+            content = html_to_text(content)
+        pieces.append(content)
+        size += len(content)
+        if size >= limit:
+            break
+    return "\n".join(pieces)[:limit]
+
+
+def attachment_names(message: EmailMessage) -> list[str]:
+    return [
+        name
+        for part in message.walk()
+        if not part.is_multipart() and (name := part.get_filename())
+    ]
+
+
+def subject_of(message: EmailMessage) -> str:
+    value = message.get("subject")
+    return str(value) if value is not None else ""
+
+
+def serialize(message: EmailMessage) -> bytes:
+    return message.as_bytes(policy=SMTPUTF8)

@@ -1,0 +1,295 @@
+"""The data that flows through siegel: messages, addresses, verdicts, results and events.
+
+Everything here is a frozen attrs value. Plugins receive these and return these; nothing in the
+pipeline passes dicts between stages.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import enum
+import functools
+from collections.abc import Mapping
+from datetime import datetime
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Literal
+
+import attrs
+
+from siegel.addresses import Address
+
+Language = Literal["de", "en"]
+
+
+@attrs.frozen
+class Text:
+    """A sentence a person reads, in German and English.
+
+    Reasons, notices and portal texts are shown to clerks and citizens, so every one of them exists in
+    both languages; German is the default.
+    """
+
+    de: str
+    en: str
+
+    def get(self, language: str) -> str:
+        return self.en if language == "en" else self.de
+
+    def __str__(self) -> str:
+        return self.de
+
+
+class Level(enum.IntEnum):
+    """How strictly a recipient's copy of a message must be handled. Higher is stricter."""
+
+    #: May leave as it is.
+    PLAIN = 0
+    #: Must not leave unprotected.
+    PROTECT = 1
+    #: Must not leave at all until a person has looked at it.
+    QUARANTINE = 2
+
+
+@attrs.frozen(kw_only=True)
+class Finding:
+    """One classifier's statement about one recipient's copy of a message.
+
+    ``releasable`` findings are policy decisions that an administrator may override with
+    ``siegel queue release``; findings the pipeline makes about failures are never releasable, so a
+    release cannot turn a crashed classifier into a plain-text delivery.
+    """
+
+    level: Level = attrs.field(converter=Level)
+    code: str
+    reason: Text
+    source: str = ""
+    warn_sender: bool = False
+    releasable: bool = True
+
+
+@attrs.frozen
+class Verdict:
+    """The combined classification of one recipient: the strictest finding wins."""
+
+    findings: tuple[Finding, ...] = attrs.field(converter=tuple)
+
+    @property
+    def level(self) -> Level:
+        return max((finding.level for finding in self.findings), default=Level.PLAIN)
+
+    @property
+    def deciding(self) -> tuple[Finding, ...]:
+        """The findings at the verdict's level: the reasons the verdict is what it is."""
+        return tuple(f for f in self.findings if f.level == self.level)
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.warn_sender)
+
+    def without_releasable_quarantine(self) -> Verdict:
+        return Verdict(
+            f for f in self.findings if not (f.level is Level.QUARANTINE and f.releasable)
+        )
+
+
+@attrs.frozen
+class Envelope:
+    """The SMTP envelope: who the message is from and to, as the transport says, not the headers."""
+
+    mail_from: Address | None
+    rcpt_to: tuple[Address, ...] = attrs.field(converter=tuple)
+
+    @rcpt_to.validator
+    def _at_least_one(self, _attribute: object, value: tuple[Address, ...]) -> None:
+        if not value:
+            raise ValueError("an envelope needs at least one recipient")
+
+
+class Origin(enum.StrEnum):
+    """Where a stored message came from."""
+
+    #: Accepted from a mail server or client over SMTP (or submitted by a library user).
+    SMTP = "smtp"
+    #: Written by siegel or a plugin (a notice, an invitation); it is delivered as it is.
+    SYSTEM = "system"
+
+
+def parse_email(raw: bytes) -> EmailMessage:
+    """Parse RFC 5322 bytes with the modern policy.
+
+    The parser is lenient: broken input becomes ``defects`` on the parts rather than an exception.
+    Header access can still raise on pathological input, so callers treat any exception here and
+    in later header access as "unparseable" (the pipeline quarantines such a message).
+    """
+    message = BytesParser(policy=email.policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+@attrs.frozen(kw_only=True)
+class Message:
+    """A message as accepted: the original bytes, never changed, and where it belongs."""
+
+    id: str
+    tenant: str
+    envelope: Envelope
+    raw: bytes = attrs.field(repr=False)
+    received_at: datetime
+    origin: Origin = Origin.SMTP
+    #: For system messages: the channel to deliver them through.
+    channel: str | None = None
+
+    @functools.cached_property
+    def parsed(self) -> EmailMessage:
+        return parse_email(self.raw)
+
+
+@attrs.frozen
+class Availability:
+    """Whether a protection method can serve a recipient, and why."""
+
+    available: bool
+    reason: Text
+
+    @classmethod
+    def yes(cls, reason: Text) -> Availability:
+        return cls(True, reason)
+
+    @classmethod
+    def no(cls, reason: Text) -> Availability:
+        return cls(False, reason)
+
+
+@attrs.frozen(kw_only=True)
+class Outgoing:
+    """One copy of a message on its way out through a delivery channel."""
+
+    channel: str
+    mail_from: str
+    recipients: tuple[str, ...] = attrs.field(converter=tuple)
+    raw: bytes = attrs.field(repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class Protected:
+    """A protection method's result: these copies may leave."""
+
+    outgoing: tuple[Outgoing, ...] = attrs.field(converter=tuple)
+    reason: Text
+
+
+@attrs.frozen(kw_only=True)
+class Held:
+    """A protection method's result: the message waits (e.g. for the recipient to choose a password).
+
+    The message stays in the store, encrypted. The plugin releases it later through
+    :meth:`siegel.Services.release`; when ``until`` passes first, the recipient's copy expires and
+    the sender is told.
+    """
+
+    reason: Text
+    until: datetime | None = None
+
+
+ProtectionResult = Protected | Held
+
+
+class DeliveryStatus(enum.StrEnum):
+    DELIVERED = "delivered"
+    TEMPORARY_FAILURE = "temporary-failure"
+    PERMANENT_FAILURE = "permanent-failure"
+
+
+@attrs.frozen
+class DeliveryResult:
+    """What a delivery channel did with one :class:`Outgoing`. ``detail`` is the server's answer."""
+
+    status: DeliveryStatus
+    detail: str
+
+    @classmethod
+    def delivered(cls, detail: str) -> DeliveryResult:
+        return cls(DeliveryStatus.DELIVERED, detail)
+
+    @classmethod
+    def temporary_failure(cls, detail: str) -> DeliveryResult:
+        return cls(DeliveryStatus.TEMPORARY_FAILURE, detail)
+
+    @classmethod
+    def permanent_failure(cls, detail: str) -> DeliveryResult:
+        return cls(DeliveryStatus.PERMANENT_FAILURE, detail)
+
+
+class RecipientState(enum.StrEnum):
+    """Where one recipient's copy of a message stands. Survives restarts (it lives in the store)."""
+
+    #: Stored and waiting to be processed or retried.
+    ACCEPTED = "accepted"
+    #: Waiting for something outside siegel (e.g. the recipient's password); expires.
+    HELD = "held"
+    #: Stopped; needs an administrator (``siegel queue``). Nothing went out.
+    QUARANTINED = "quarantined"
+    DELIVERED = "delivered"
+    #: Could not be delivered; the sender was told.
+    FAILED = "failed"
+    #: Held too long; content destroyed, the sender was told.
+    EXPIRED = "expired"
+
+    @property
+    def final(self) -> bool:
+        return self in (RecipientState.DELIVERED, RecipientState.FAILED, RecipientState.EXPIRED)
+
+
+class NoticeKind(enum.StrEnum):
+    """Events a sender (or anyone a notifier chooses) is told about."""
+
+    QUARANTINED = "quarantined"
+    UNDELIVERABLE = "undeliverable"
+    #: "E-Mail-Zustellung verzögert": the message is held.
+    DELAYED = "delayed"
+    #: "E-Mail-Verschlüsselung erfolgreich": delivered protected.
+    PROTECTED = "protected"
+    #: A classifier asked for the sender to be warned (e.g. content not fit for e-mail).
+    WARNING = "warning"
+    EXPIRED = "expired"
+
+
+@attrs.frozen(kw_only=True)
+class Notice:
+    """Something happened to one recipient's copy of a message that people may need to know."""
+
+    kind: NoticeKind
+    tenant: str
+    message_id: str
+    sender: Address | None
+    recipient: Address
+    subject: str | None
+    reasons: tuple[Text, ...] = attrs.field(converter=tuple)
+    at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class SystemMail:
+    """A mail that siegel or a plugin writes (a notice, an invitation), to be stored and delivered.
+
+    System mails skip classification: the plugin that writes one is responsible for what is in it
+    and must put no message content into mail that leaves the authority.
+    """
+
+    mail_from: str
+    recipients: tuple[str, ...] = attrs.field(converter=tuple)
+    raw: bytes = attrs.field(repr=False)
+    channel: str = "smtp"
+
+
+@attrs.frozen(kw_only=True)
+class AuditEvent:
+    """A record of something siegel did. Never carries message bodies or secrets."""
+
+    at: datetime
+    kind: str
+    tenant: str | None = None
+    message_id: str | None = None
+    recipient: str | None = None
+    detail: Mapping[str, str] = attrs.field(factory=dict, converter=dict)

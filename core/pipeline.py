@@ -1,0 +1,393 @@
+"""The pipeline: classify, choose a protection method, protect, deliver, notify — per recipient.
+
+It fails closed. Every path that cannot prove a copy may leave ends in ``quarantined`` (or ``held``),
+never in a delivery: a classifier that raises or times out, a protection method that fails or
+returns the message unchanged, a rewriter that breaks, an unknown tenant, unparseable MIME. The only
+copies handed to a delivery channel are the original (or rewritten) bytes of a copy whose verdict is
+``PLAIN``, and the output of a protection method for a copy whose verdict is ``PROTECT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Iterable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import attrs
+
+from siegel import mime
+from siegel.addresses import Address
+from siegel.config import Config, Tenant
+from siegel.manager import PluginRegistry
+from siegel.model import (
+    Availability,
+    AuditEvent,
+    DeliveryResult,
+    DeliveryStatus,
+    Finding,
+    Held,
+    Level,
+    Message,
+    Notice,
+    NoticeKind,
+    Origin,
+    Outgoing,
+    Protected,
+    RecipientState,
+    Text,
+    Verdict,
+    parse_email,
+)
+from siegel.plugin import ProtectionMethod, RecipientContext, Services
+from siegel.store import Job, RecipientUpdate
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+class StageFailure(Exception):
+    """A plugin failed in a stage; ``reason`` says which plugin, where and how."""
+
+    def __init__(self, reason: Text) -> None:
+        self.reason = reason
+        super().__init__(reason.en)
+
+
+@attrs.frozen(kw_only=True)
+class MethodChoice:
+    """Which protection method serves a recipient, and what every method tried said."""
+
+    method: ProtectionMethod | None
+    tried: tuple[tuple[str, Availability], ...]
+
+
+@attrs.frozen(kw_only=True)
+class Decision:
+    """What processing a job decided; the runtime stores it in one transaction."""
+
+    update: RecipientUpdate
+    notices: tuple[Notice, ...] = ()
+    events: tuple[AuditEvent, ...] = ()
+
+
+def _failure_finding(code: str, reason: Text) -> Finding:
+    return Finding(level=Level.QUARANTINE, code=code, reason=reason, source="siegel",
+                   releasable=False)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"raised {type(exc).__name__}: {exc}"
+
+
+class Pipeline:
+    def __init__(self, config: Config, registry: PluginRegistry, services: Services) -> None:
+        self.config = config
+        self.registry = registry
+        self.services = services
+
+    @property
+    def now(self) -> datetime:
+        return self.services.clock.now()
+
+    async def _guarded(self, awaitable: Awaitable[_T], timeout: float, what: Text) -> _T:
+        try:
+            return await asyncio.wait_for(awaitable, timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s %s", what.en, _describe(exc), exc_info=not isinstance(exc, TimeoutError))
+            raise StageFailure(
+                Text(f"{what.de}: {_describe(exc)}", f"{what.en}: {_describe(exc)}")
+            ) from exc
+
+    # -- contexts ---------------------------------------------------------------------------
+
+    def context(self, message: Message, tenant: Tenant, recipient: Address) -> RecipientContext:
+        email = message.parsed
+        return RecipientContext(
+            message=message, raw=message.raw, email=email, recipient=recipient, tenant=tenant,
+            internal=tenant.internal.match(recipient.domain), services=self.services,
+        )
+
+    # -- the stages -------------------------------------------------------------------------
+
+    async def classify(self, ctx: RecipientContext) -> Verdict:
+        """Ask every classifier the tenant enables; the strictest finding wins."""
+        classifiers = self.registry.enabled(self.registry.classifiers, ctx.tenant.enabled_plugins)
+        timeout = self.config.delivery.classify_timeout_seconds
+
+        async def ask(classifier_name: str, plugin: str, call: Awaitable[object]) -> list[Finding]:
+            what = Text(f"Klassifizierer {classifier_name!r} (Plugin {plugin!r})",
+                        f"classifier {classifier_name!r} (plugin {plugin!r})")
+            try:
+                result = await self._guarded(call, timeout, what)
+            except StageFailure as failure:
+                return [_failure_finding("classifier-failed", failure.reason)]
+            findings = [result] if isinstance(result, Finding) else list(
+                result if isinstance(result, Iterable) else ())
+            if result is not None and not all(isinstance(f, Finding) for f in findings):
+                return [_failure_finding("classifier-failed", Text(
+                    f"{what.de} lieferte kein Finding", f"{what.en} returned no Finding"))]
+            return [attrs.evolve(f, source=f.source or classifier_name) for f in findings]
+
+        results = await asyncio.gather(*(
+            ask(c.name, c.plugin, c.classify(ctx)) for c in classifiers
+        ))
+        findings = [finding for group in results for finding in group]
+        if not classifiers:
+            findings.append(Finding(
+                level=Level.PLAIN, code="no-classifiers", source="siegel",
+                reason=Text("Für diesen Mandanten ist kein Klassifizierer aktiv",
+                            "no classifier is enabled for this tenant")))
+        return Verdict(findings)
+
+    def rewrite(self, ctx: RecipientContext) -> bytes:
+        """Let the tenant's rewriters edit the header block; raises :class:`StageFailure`."""
+        raw = mime.RawMessage(ctx.raw)
+        for rewriter in self.registry.enabled(self.registry.rewriters, ctx.tenant.enabled_plugins):
+            try:
+                rewriter.rewrite(raw, ctx)
+            except Exception as exc:
+                raise StageFailure(Text(
+                    f"Umschreiber {rewriter.name!r} (Plugin {rewriter.plugin!r}): {_describe(exc)}",
+                    f"rewriter {rewriter.name!r} (plugin {rewriter.plugin!r}): {_describe(exc)}",
+                )) from exc
+        return raw.to_bytes() if raw.changed else ctx.raw
+
+    async def choose_method(self, ctx: RecipientContext) -> MethodChoice:
+        """Walk the tenant's preference list; the first method that can serve wins."""
+        tried: list[tuple[str, Availability]] = []
+        for name in ctx.tenant.protection:
+            method = self.registry.protection_methods[name]
+            what = Text(f"Schutzverfahren {name!r} (Plugin {method.plugin!r}), Prüfung",
+                        f"protection method {name!r} (plugin {method.plugin!r}), can_serve")
+            try:
+                availability = await self._guarded(
+                    method.can_serve(ctx), self.config.delivery.protect_timeout_seconds, what)
+            except StageFailure as failure:
+                availability = Availability.no(failure.reason)
+            if not isinstance(availability, Availability):
+                availability = Availability.no(Text(f"{what.de}: ungültige Antwort",
+                                                    f"{what.en}: invalid answer"))
+            tried.append((name, availability))
+            if availability.available:
+                return MethodChoice(method=method, tried=tuple(tried))
+        return MethodChoice(method=None, tried=tuple(tried))
+
+    # -- one job ----------------------------------------------------------------------------
+
+    def _event(self, kind: str, message: Message, job: Job, **detail: str) -> AuditEvent:
+        return AuditEvent(at=self.now, kind=kind, tenant=message.tenant, message_id=message.id,
+                          recipient=str(job.recipient), detail=detail)
+
+    def _notice(self, kind: NoticeKind, message: Message, job: Job,
+                reasons: Iterable[Text]) -> Notice:
+        try:
+            subject: str | None = mime.subject_of(message.parsed)
+        except Exception:
+            subject = None
+        return Notice(kind=kind, tenant=message.tenant, message_id=message.id,
+                      sender=message.envelope.mail_from, recipient=job.recipient,
+                      subject=subject, reasons=tuple(reasons), at=self.now)
+
+    def quarantine(self, message: Message, job: Job, reasons: Iterable[Text], *,
+                   level: Level | None = None, notify: bool = True) -> Decision:
+        reasons = tuple(reasons)
+        notices = (self._notice(NoticeKind.QUARANTINED, message, job, reasons),) if (
+            notify and message.origin is Origin.SMTP) else ()
+        return Decision(
+            update=RecipientUpdate(state=RecipientState.QUARANTINED, detail="quarantined",
+                                   reasons=[r.en for r in reasons], level=level,
+                                   attempts=job.attempts),
+            notices=notices,
+            events=(self._event("quarantined", message, job,
+                                reasons="; ".join(r.en for r in reasons)),),
+        )
+
+    def expire(self, message: Message, job: Job) -> Decision:
+        reason = Text("Die Nachricht wurde nicht rechtzeitig abgeholt und gelöscht",
+                      "the message was not collected in time and was deleted")
+        return Decision(
+            update=RecipientUpdate(state=RecipientState.EXPIRED, detail="hold expired",
+                                   reasons=[reason.en], attempts=job.attempts),
+            notices=(self._notice(NoticeKind.EXPIRED, message, job, [reason]),),
+            events=(self._event("expired", message, job),),
+        )
+
+    async def process(self, message: Message, job: Job) -> Decision:
+        tenant = self.config.tenants.get(message.tenant)
+        if tenant is None:
+            return self.quarantine(message, job, [Text(
+                f"Mandant {message.tenant!r} ist nicht (mehr) konfiguriert",
+                f"tenant {message.tenant!r} is not configured (any more)")], notify=False)
+        if job.state is RecipientState.HELD:
+            return self.expire(message, job)
+        if message.origin is Origin.SYSTEM:
+            outgoing = Outgoing(channel=message.channel or tenant.delivery_channel,
+                                mail_from=str(message.envelope.mail_from or ""),
+                                recipients=(str(job.recipient),), raw=message.raw)
+            return await self._deliver(message, job, tenant, (outgoing,), protected=False,
+                                       level=None, method=None, reasons=())
+        try:
+            ctx = self.context(message, tenant, job.recipient)
+            # Header access is where the lenient parser can still fail; make it fail here.
+            mime.subject_of(ctx.email)
+            ctx.email.get_body()
+        except Exception as exc:
+            return self.quarantine(message, job, [Text(
+                f"Die Nachricht ist kein lesbares MIME ({type(exc).__name__}: {exc})",
+                f"the message is not readable MIME ({type(exc).__name__}: {exc})")],
+                level=Level.QUARANTINE)
+
+        verdict = await self.classify(ctx)
+        if job.released:
+            verdict = verdict.without_releasable_quarantine()
+        reasons = tuple(f.reason for f in verdict.deciding)
+        events = [self._event("classified", message, job, level=verdict.level.name,
+                              findings=",".join(f"{f.source}:{f.code}" for f in verdict.findings))]
+        warnings: tuple[Notice, ...] = ()
+        if verdict.warnings and job.attempts == 0 and not job.released:
+            warnings = (self._notice(NoticeKind.WARNING, message, job,
+                                     [f.reason for f in verdict.warnings]),)
+
+        if verdict.level is Level.QUARANTINE:
+            decision = self.quarantine(message, job, reasons, level=verdict.level)
+            return attrs.evolve(decision, notices=decision.notices + warnings,
+                                events=(*events, *decision.events))
+        try:
+            raw_out = self.rewrite(ctx)
+        except StageFailure as failure:
+            decision = self.quarantine(message, job, [failure.reason], level=verdict.level)
+            return attrs.evolve(decision, events=(*events, *decision.events))
+        out_ctx = attrs.evolve(ctx, raw=raw_out, email=ctx.email if raw_out is ctx.raw else
+                               parse_email(raw_out), verdict=verdict)
+
+        if verdict.level is Level.PLAIN:
+            outgoing = Outgoing(channel=tenant.delivery_channel,
+                                mail_from=str(message.envelope.mail_from or ""),
+                                recipients=(str(job.recipient),), raw=raw_out)
+            decision = await self._deliver(message, job, tenant, (outgoing,), protected=False,
+                                           level=verdict.level, method=None, reasons=reasons)
+        else:
+            decision = await self._protect(message, job, tenant, out_ctx, verdict)
+        return attrs.evolve(decision, notices=warnings + decision.notices,
+                            events=(*events, *decision.events))
+
+    async def _protect(self, message: Message, job: Job, tenant: Tenant,
+                       ctx: RecipientContext, verdict: Verdict) -> Decision:
+        choice = await self.choose_method(ctx)
+        if choice.method is None:
+            tried = "; ".join(f"{name}: {a.reason.en}" for name, a in choice.tried) or "none"
+            tried_de = "; ".join(f"{name}: {a.reason.de}" for name, a in choice.tried) or "keines"
+            return self.quarantine(message, job, [
+                *(f.reason for f in verdict.deciding),
+                Text(f"Kein Schutzverfahren kann {job.recipient.display} bedienen ({tried_de})",
+                     f"no protection method can serve {job.recipient.display} ({tried})"),
+            ], level=verdict.level)
+        method = choice.method
+        what = Text(f"Schutzverfahren {method.name!r} (Plugin {method.plugin!r})",
+                    f"protection method {method.name!r} (plugin {method.plugin!r})")
+        try:
+            result = await self._guarded(
+                method.protect(ctx), self.config.delivery.protect_timeout_seconds, what)
+        except StageFailure as failure:
+            return self.quarantine(message, job, [failure.reason], level=verdict.level)
+        reasons = (*(f.reason for f in verdict.deciding),)
+        if isinstance(result, Held):
+            first_time = job.hold_until is None
+            return Decision(
+                update=RecipientUpdate(
+                    state=RecipientState.HELD, detail=f"held by {method.name}",
+                    reasons=[r.en for r in (*reasons, result.reason)], level=verdict.level,
+                    method=method.name, attempts=job.attempts, hold_until=result.until),
+                notices=(self._notice(NoticeKind.DELAYED, message, job, [result.reason]),)
+                if first_time else (),
+                events=(self._event("held", message, job, method=method.name,
+                                    until=str(result.until or "")),),
+            )
+        if not isinstance(result, Protected) or not result.outgoing:
+            return self.quarantine(message, job, [Text(f"{what.de} lieferte kein Ergebnis",
+                                                       f"{what.en} returned no result")],
+                                   level=verdict.level)
+        for outgoing in result.outgoing:
+            if outgoing.raw in (ctx.raw, message.raw):
+                return self.quarantine(message, job, [Text(
+                    f"{what.de} lieferte die Nachricht ungeschützt zurück",
+                    f"{what.en} returned the message unprotected")], level=verdict.level)
+        return await self._deliver(message, job, tenant, result.outgoing, protected=True,
+                                   level=verdict.level, method=method.name,
+                                   reasons=(*reasons, result.reason))
+
+    def _retry_at(self, job: Job) -> datetime | None:
+        settings = self.config.delivery
+        now = self.now
+        if now - job.received_at >= timedelta(hours=settings.give_up_after_hours):
+            return None
+        delay = min(settings.first_retry_seconds * 2 ** job.attempts, settings.max_retry_seconds)
+        return now + timedelta(seconds=delay * random.uniform(0.9, 1.1))
+
+    async def _deliver(self, message: Message, job: Job, tenant: Tenant,
+                       outgoing: Iterable[Outgoing], *, protected: bool, level: Level | None,
+                       method: str | None, reasons: Iterable[Text]) -> Decision:
+        reasons = tuple(reasons)
+        results: list[DeliveryResult] = []
+        for copy in outgoing:
+            channel = self.registry.delivery_channels.get(copy.channel)
+            if channel is None or channel.plugin not in tenant.enabled_plugins:
+                return self.quarantine(message, job, [Text(
+                    f"Zustellweg {copy.channel!r} ist für diesen Mandanten nicht aktiv",
+                    f"delivery channel {copy.channel!r} is not enabled for this tenant")],
+                    level=level)
+            what = Text(f"Zustellweg {channel.name!r} (Plugin {channel.plugin!r})",
+                        f"delivery channel {channel.name!r} (plugin {channel.plugin!r})")
+            try:
+                result = await self._guarded(channel.deliver(copy, tenant),
+                                             self.config.delivery.deliver_timeout_seconds, what)
+            except StageFailure as failure:
+                result = DeliveryResult.temporary_failure(failure.reason.en)
+            if not isinstance(result, DeliveryResult):
+                result = DeliveryResult.temporary_failure(f"{what.en} returned no DeliveryResult")
+            results.append(result)
+            if result.status is not DeliveryStatus.DELIVERED:
+                break
+        detail = "; ".join(r.detail for r in results)
+        reason_texts = [r.en for r in reasons]
+        attempts = job.attempts + 1
+        last = results[-1]
+        if last.status is DeliveryStatus.DELIVERED:
+            notices = (self._notice(NoticeKind.PROTECTED, message, job, reasons),) if (
+                protected) else ()
+            return Decision(
+                update=RecipientUpdate(state=RecipientState.DELIVERED, detail=detail,
+                                       reasons=reason_texts, level=level, method=method,
+                                       attempts=attempts),
+                notices=notices,
+                events=(self._event("delivered", message, job, method=method or "plain",
+                                    reply=detail[:500]),),
+            )
+        retry_at = self._retry_at(job) if last.status is DeliveryStatus.TEMPORARY_FAILURE else None
+        if retry_at is not None:
+            return Decision(
+                update=RecipientUpdate(state=RecipientState.ACCEPTED, detail=detail,
+                                       reasons=reason_texts, level=level, method=method,
+                                       attempts=attempts, next_attempt_at=retry_at),
+                events=(self._event("deferred", message, job, reply=detail[:500],
+                                    retry_at=retry_at.isoformat()),),
+            )
+        failure = Text(f"Zustellung gescheitert: {detail}", f"delivery failed: {detail}")
+        notices = (self._notice(NoticeKind.UNDELIVERABLE, message, job, [failure]),) if (
+            message.origin is Origin.SMTP) else ()
+        return Decision(
+            update=RecipientUpdate(state=RecipientState.FAILED, detail=detail,
+                                   reasons=[*reason_texts, failure.en], level=level,
+                                   method=method, attempts=attempts),
+            notices=notices,
+            events=(self._event("failed", message, job, reply=detail[:500]),),
+        )
+

@@ -1,0 +1,205 @@
+"""What a plugin author uses: the ``hookimpl`` marker, the objects that registration hooks return,
+and the contexts that the pipeline hands to the callables inside them.
+
+Registration hooks run once at start-up and are synchronous; the objects they return carry the async
+callables that the pipeline then calls itself, with its own order, time-outs and error handling.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from email.message import EmailMessage
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+import pluggy
+
+from siegel import mime
+from siegel.addresses import Address, DomainMatch
+from siegel.model import (
+    Availability,
+    DeliveryResult,
+    Finding,
+    Message,
+    Notice,
+    Outgoing,
+    ProtectionResult,
+    SystemMail,
+    Verdict,
+)
+
+if TYPE_CHECKING:
+    from siegel.config import Tenant
+
+PROJECT = "siegel"
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+
+
+def _valid_name(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not _NAME.match(value):
+        raise ValueError(
+            f"{attribute.name} {value!r} must start with a lower-case letter and contain only "
+            "a-z, 0-9, '_', '.', '-'"
+        )
+
+
+def _attrs_class(_instance: object, _attribute: object, value: type[Any]) -> None:
+    if not attrs.has(value):
+        raise TypeError(f"a config section's type must be an attrs class, not {value!r}")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class Services(Protocol):
+    """What the running gateway offers to plugin callables (``ctx.services``)."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    async def send_system_mail(self, tenant: str, mail: SystemMail) -> str:
+        """Store a mail that siegel writes itself and queue it for delivery; returns its id."""
+        ...
+
+    async def release(self, message_id: str, recipient: Address) -> None:
+        """Process a held recipient again now (e.g. once the recipient has chosen a password)."""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class RecipientContext:
+    """Everything a classifier or protection method needs about one recipient's copy.
+
+    ``raw`` and ``email`` are the copy as it would leave: for classifiers the original, for
+    protection methods the copy after rewriters ran. Do not modify ``email``.
+    """
+
+    message: Message
+    raw: bytes = attrs.field(repr=False)
+    email: EmailMessage = attrs.field(repr=False)
+    recipient: Address
+    tenant: Tenant
+    internal: DomainMatch | None
+    services: Services
+    verdict: Verdict | None = None
+
+    @property
+    def is_internal(self) -> bool:
+        return self.internal is not None
+
+    def settings(self, section: str) -> Any:
+        """The tenant's validated settings object for a config section."""
+        return self.tenant.settings[section]
+
+    @functools.cached_property
+    def text(self) -> str:
+        """Subject and readable body text, for content checks."""
+        return mime.subject_of(self.email) + "\n" + mime.body_text(self.email)
+
+
+ClassifyFunction = Callable[[RecipientContext], Awaitable[Finding | Iterable[Finding] | None]]
+RewriteFunction = Callable[[mime.RawMessage, RecipientContext], None]
+CanServeFunction = Callable[[RecipientContext], Awaitable[Availability]]
+ProtectFunction = Callable[[RecipientContext], Awaitable[ProtectionResult]]
+DeliverFunction = Callable[[Outgoing, "Tenant"], Awaitable[DeliveryResult]]
+NotifyFunction = Callable[[Notice, "Tenant"], Awaitable[Iterable[SystemMail]]]
+
+
+@attrs.frozen(kw_only=True)
+class Classifier:
+    """Looks at one recipient's copy and states :class:`~siegel.Finding` s about it.
+
+    Every enabled classifier is asked; the strictest finding wins. Returning ``None`` means
+    "nothing to say". An exception or a time-out quarantines the copy.
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    classify: ClassifyFunction
+    description: str = ""
+    plugin: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class Rewriter:
+    """Edits the raw header block of a copy before it is protected or delivered.
+
+    Used to remove instructions meant for the gateway (a trigger header, a subject tag). Runs after
+    classification, so classifiers still see what the sender wrote.
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    rewrite: RewriteFunction
+    description: str = ""
+    plugin: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class ProtectionMethod:
+    """A way to protect a copy: password PDF, S/MIME, postbox link, ...
+
+    ``can_serve`` says whether the method can protect for this recipient (without side effects;
+    ``siegel explain`` calls it too). ``protect`` returns :class:`~siegel.Protected` copies to
+    deliver or :class:`~siegel.Held`. The pipeline tries a tenant's methods in its preference order.
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    can_serve: CanServeFunction
+    protect: ProtectFunction
+    description: str = ""
+    plugin: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryChannel:
+    """Takes an :class:`~siegel.Outgoing` copy somewhere: an SMTP relay, a postbox, a records system."""
+
+    name: str = attrs.field(validator=_valid_name)
+    deliver: DeliverFunction
+    description: str = ""
+    plugin: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class Notifier:
+    """Turns a :class:`~siegel.Notice` into mails (or none). The mails are stored in the same
+    transaction as the state change they report, so a notice is not lost in a crash."""
+
+    name: str = attrs.field(validator=_valid_name)
+    notify: NotifyFunction
+    description: str = ""
+    plugin: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class ConfigSection:
+    """A settings table that a plugin owns, validated into ``type`` (an attrs class whose fields all
+    have defaults). It is read from ``[settings.NAME]`` (defaults for every tenant) and
+    ``[tenants.ID.settings.NAME]`` (per tenant; wins key by key). Unknown keys are errors."""
+
+    name: str = attrs.field(validator=_valid_name)
+    type: type[Any] = attrs.field(validator=_attrs_class)
+    description: str = ""
+    plugin: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class PluginSet:
+    """A named selection of plugins with default settings: what one kind of authority enables."""
+
+    name: str = attrs.field(validator=_valid_name)
+    plugins: tuple[str, ...] = attrs.field(converter=tuple)
+    description: str = ""
+    #: Protection methods in order of preference, used when the tenant names none.
+    protection: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: Defaults per config section; a tenant's own settings win key by key.
+    settings: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    #: Domains inside the trusted network for every tenant of this set (added to the tenant's own).
+    internal_domains: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    internal_subdomains: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    plugin: str = ""

@@ -1,0 +1,240 @@
+"""The running gateway: the store, the pipeline and the workers that drive it.
+
+Also the library entry point: ``Runtime.submit()`` accepts a message the same way the SMTP listener
+does, and ``run_until_idle()`` processes everything that is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+
+from siegel.addresses import Address
+from siegel.clock import SystemClock, new_message_id
+from siegel.config import Config, Tenant
+from siegel.crypto import ContentCipher
+from siegel.manager import PluginRegistry
+from siegel.model import (
+    AuditEvent,
+    Envelope,
+    Level,
+    Message,
+    Notice,
+    Origin,
+    RecipientState,
+    SystemMail,
+    Text,
+)
+from siegel.pipeline import Decision, Pipeline
+from siegel.plugin import Clock
+from siegel.sqlite_store import SQLiteStore
+from siegel.store import ContentDestroyed, Job, LeaseLost, MessageStore, RecipientUpdate, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class NoTenant(Exception):
+    """Neither the sender nor the recipients belong to a configured tenant."""
+
+
+def open_store(config: Config) -> MessageStore:
+    """The store the configuration names, with its content key."""
+    cipher = ContentCipher.from_key_file(config.path(config.store.key_file))
+    return SQLiteStore(config.path(config.store.path), cipher)
+
+
+class Runtime:
+    """Implements :class:`siegel.Services` for plugins."""
+
+    def __init__(
+        self,
+        config: Config,
+        registry: PluginRegistry,
+        store: MessageStore,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.store = store
+        self._clock: Clock = clock or SystemClock()
+        self.pipeline = Pipeline(config, registry, self)
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    # -- Services ----------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    async def send_system_mail(self, tenant: str, mail: SystemMail) -> str:
+        message = self._system_message(tenant, mail)
+        await self.store.accept(message)
+        self._wake.set()
+        return message.id
+
+    async def release(self, message_id: str, recipient: Address) -> None:
+        await self.store.requeue(message_id, recipients=[str(recipient)],
+                                 states=[RecipientState.HELD], release=False,
+                                 now=self._clock.now())
+        self._wake.set()
+
+    # -- accepting ---------------------------------------------------------------------------
+
+    def tenant_for(self, sender: Address | None, recipients: Sequence[Address]) -> Tenant:
+        """A message belongs to the tenant of its sender, or (inbound) of all its recipients."""
+        tenant = self.config.tenant_of_sender(sender)
+        if tenant is not None:
+            return tenant
+        owners = {self.config.tenant_of_recipient(r) for r in recipients}
+        if len(owners) == 1 and None not in owners:
+            owner = owners.pop()
+            assert owner is not None
+            return owner
+        raise NoTenant(
+            "neither the sender nor all recipients belong to one tenant's domains "
+            f"(sender {sender or '<>'}, recipients {', '.join(map(str, recipients))})"
+        )
+
+    async def submit(
+        self, raw: bytes, mail_from: str | Address | None, rcpt_to: Iterable[str | Address]
+    ) -> str:
+        """Store a message durably and queue it; returns its id. Raises :class:`NoTenant`,
+        :class:`~siegel.InvalidAddress` or :class:`~siegel.StoreError`."""
+        sender = Address.parse(mail_from) if isinstance(mail_from, str) and mail_from else (
+            mail_from if isinstance(mail_from, Address) else None)
+        recipients = tuple(r if isinstance(r, Address) else Address.parse(r) for r in rcpt_to)
+        tenant = self.tenant_for(sender, recipients)
+        message = Message(id=new_message_id(), tenant=tenant.id,
+                          envelope=Envelope(sender, recipients), raw=raw,
+                          received_at=self._clock.now())
+        event = AuditEvent(at=message.received_at, kind="accepted", tenant=tenant.id,
+                           message_id=message.id,
+                           detail={"size": str(len(raw)), "recipients": str(len(recipients)),
+                                   "sender": str(sender or "<>")})
+        await self.store.accept(message, [event])
+        self.registry.audit(event)
+        self._wake.set()
+        return message.id
+
+    def _system_message(self, tenant: str, mail: SystemMail) -> Message:
+        return Message(
+            id=new_message_id(), tenant=tenant,
+            envelope=Envelope(Address.parse(mail.mail_from) if mail.mail_from else None,
+                              tuple(Address.parse(r) for r in mail.recipients)),
+            raw=mail.raw, received_at=self._clock.now(), origin=Origin.SYSTEM,
+            channel=mail.channel)
+
+    # -- processing --------------------------------------------------------------------------
+
+    async def _notices_to_mail(self, tenant_id: str, notices: Sequence[Notice]) -> list[Message]:
+        tenant = self.config.tenants.get(tenant_id)
+        if tenant is None or not notices:
+            return []
+        messages: list[Message] = []
+        for notifier in self.registry.enabled(self.registry.notifiers, tenant.enabled_plugins):
+            for notice in notices:
+                try:
+                    mails = await asyncio.wait_for(
+                        notifier.notify(notice, tenant),
+                        self.config.delivery.deliver_timeout_seconds)
+                    messages += [self._system_message(tenant_id, m) for m in mails]
+                except Exception:
+                    log.exception("notifier %r (plugin %r) failed for a %s notice of message %s",
+                                  notifier.name, notifier.plugin, notice.kind, notice.message_id)
+        return messages
+
+    async def process(self, job: Job) -> None:
+        """Process one claimed job and store the outcome."""
+        try:
+            message = await self.store.load(job.message_id)
+        except ContentDestroyed:
+            decision = Decision(update=RecipientUpdate(
+                state=RecipientState.FAILED, detail="content destroyed before delivery",
+                attempts=job.attempts))
+            await self._finish(job, decision, tenant_id=None)
+            return
+        try:
+            decision = await self.pipeline.process(message, job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A bug in siegel itself: stop the copy, never let it out.
+            log.exception("internal error processing message %s", job.message_id)
+            decision = self.pipeline.quarantine(message, job, [Text(
+                f"Interner Fehler ({type(exc).__name__})", f"internal error ({type(exc).__name__})"
+            )], level=Level.QUARANTINE)
+        await self._finish(job, decision, tenant_id=message.tenant)
+
+    async def _finish(self, job: Job, decision: Decision, tenant_id: str | None) -> None:
+        mails = await self._notices_to_mail(tenant_id, decision.notices) if tenant_id else []
+        try:
+            await self.store.finish(job, decision.update, now=self._clock.now(),
+                                    new_messages=mails, events=decision.events)
+        except LeaseLost:
+            log.warning("job %s/%s was taken over by another worker", job.message_id, job.recipient)
+            return
+        for event in decision.events:
+            self.registry.audit(event)
+        if mails:
+            self._wake.set()
+
+    async def run_due(self, limit: int | None = None) -> int:
+        """Claim and process what is due now; returns how many jobs ran."""
+        limit = limit or self.config.delivery.concurrency
+        jobs = await self.store.claim_due(self._clock.now(), limit,
+                                          self.config.delivery.lease_seconds)
+        if jobs:
+            await asyncio.gather(*(self.process(job) for job in jobs))
+        return len(jobs)
+
+    async def run_until_idle(self, max_rounds: int = 1000) -> None:
+        """Process until nothing is due (tests and one-shot use)."""
+        for _ in range(max_rounds):
+            if await self.run_due() == 0:
+                return
+        raise RuntimeError(f"still busy after {max_rounds} rounds")
+
+    async def maintenance(self) -> int:
+        cutoff = self._clock.now() - timedelta(days=self.config.store.retention_days)
+        return await self.store.destroy_finished_content(cutoff)
+
+    # -- the worker loop ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        self._worker = asyncio.create_task(self._work(), name="siegel-worker")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        await self.store.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _work(self) -> None:
+        poll = self.config.delivery.poll_seconds
+        next_maintenance = self._clock.now()
+        while True:
+            try:
+                if self._clock.now() >= next_maintenance:
+                    destroyed = await self.maintenance()
+                    if destroyed:
+                        log.info("destroyed the content of %d finished messages", destroyed)
+                    next_maintenance = self._clock.now() + timedelta(hours=1)
+                self._wake.clear()
+                if await self.run_due() == self.config.delivery.concurrency:
+                    continue
+            except StoreError:
+                log.exception("store error in the worker; retrying in %s s", poll)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll)

@@ -1,0 +1,171 @@
+"""The durable message store: the interface every backend implements, and the records it returns.
+
+Invariants every backend keeps:
+
+* :meth:`MessageStore.accept` returns only after the message is committed and on disk (the SMTP
+  listener answers 250 after it returns, never before).
+* Content is sealed with :class:`siegel.crypto.ContentCipher` before it reaches the backend.
+* A recipient's state change and the notices it causes are written in one transaction
+  (:meth:`MessageStore.finish`), so a crash never loses a notice nor repeats a delivery decision.
+* Claimed jobs carry a lease; a job whose worker died becomes due again when the lease runs out.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import attrs
+
+from siegel.addresses import Address
+from siegel.model import AuditEvent, Level, Message, Origin, RecipientState
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (disk full, database locked, ...)."""
+
+
+class MessageNotFound(StoreError):
+    pass
+
+
+class ContentDestroyed(StoreError):
+    """The message's content was destroyed (expired or purged); only its record is left."""
+
+
+class LeaseLost(StoreError):
+    """Another worker took the job over (this worker was too slow); its result is discarded."""
+
+
+@attrs.frozen(kw_only=True)
+class Job:
+    """One recipient's copy, claimed by a worker for processing."""
+
+    message_id: str
+    recipient: Address
+    state: RecipientState
+    attempts: int
+    released: bool
+    lease: str
+    received_at: datetime
+    hold_until: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RecipientUpdate:
+    """What processing decided for one recipient."""
+
+    state: RecipientState
+    detail: str
+    reasons: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    level: Level | None = None
+    method: str | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    hold_until: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class RecipientRecord:
+    message_id: str
+    tenant: str
+    origin: Origin
+    mail_from: str
+    recipient: str
+    received_at: datetime
+    size: int
+    state: RecipientState
+    attempts: int
+    next_attempt_at: datetime | None
+    hold_until: datetime | None
+    released: bool
+    level: Level | None
+    method: str | None
+    reasons: tuple[str, ...]
+    detail: str
+    updated_at: datetime
+    content_destroyed: bool
+
+
+class MessageStore(abc.ABC):
+    """What the pipeline, the listener and the CLI need from a store backend."""
+
+    async def __aenter__(self) -> MessageStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Create the schema if needed. Leases of a previous run of *this* process are void."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def accept(self, message: Message, events: Sequence[AuditEvent] = ()) -> None:
+        """Store a new message with every envelope recipient ``accepted`` (and its audit events);
+        durable on return."""
+
+    @abc.abstractmethod
+    async def load(self, message_id: str) -> Message:
+        """The message with its content decrypted."""
+
+    @abc.abstractmethod
+    async def claim_due(self, now: datetime, limit: int, lease_seconds: float) -> list[Job]:
+        """Claim up to ``limit`` jobs: accepted copies due now, and held copies past their hold."""
+
+    @abc.abstractmethod
+    async def finish(
+        self,
+        job: Job,
+        update: RecipientUpdate,
+        *,
+        now: datetime,
+        new_messages: Sequence[Message] = (),
+        events: Sequence[AuditEvent] = (),
+    ) -> None:
+        """Record the outcome of a claimed job, store the messages it caused (notices) and its
+        audit events, all in one transaction. Raises :class:`LeaseLost` if the lease is gone."""
+
+    @abc.abstractmethod
+    async def requeue(
+        self,
+        message_id: str,
+        *,
+        recipients: Iterable[str] | None,
+        states: Iterable[RecipientState],
+        release: bool,
+        now: datetime,
+    ) -> int:
+        """Make copies in ``states`` due now (``release`` marks them as released by a person).
+        Returns how many copies were requeued."""
+
+    @abc.abstractmethod
+    async def recipients(self, message_id: str) -> list[RecipientRecord]: ...
+
+    @abc.abstractmethod
+    async def list(
+        self,
+        *,
+        states: Iterable[RecipientState] | None = None,
+        tenant: str | None = None,
+        limit: int = 100,
+    ) -> list[RecipientRecord]: ...
+
+    @abc.abstractmethod
+    async def purge(self, message_id: str) -> bool:
+        """Delete a message, its copies and its content (its audit events stay)."""
+
+    @abc.abstractmethod
+    async def destroy_finished_content(self, older_than: datetime) -> int:
+        """Destroy the content of messages whose every copy is final since before ``older_than``."""
+
+    @abc.abstractmethod
+    async def record_events(self, events: Sequence[AuditEvent]) -> None: ...
+
+    @abc.abstractmethod
+    async def events(self, message_id: str) -> list[AuditEvent]: ...
