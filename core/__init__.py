@@ -6,7 +6,7 @@ here; the modules behind it are implementation detail unless documented.
 
 from siegel import mime
 from siegel.addresses import Address, DomainMatch, DomainSet, InvalidAddress
-from siegel.config import Config, ConfigError, Tenant, load_config
+from siegel.config import Config, ConfigError, SettingError, Tenant, load_config
 from siegel.manager import PluginError, PluginRegistry
 from siegel.model import (
     AuditEvent,
@@ -81,6 +81,7 @@ __all__ = [
     "RecipientState",
     "Rewriter",
     "Services",
+    "SettingError",
     "StoreError",
     "SystemMail",
     "Tenant",

@@ -40,14 +40,25 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
+class SettingError(ValueError):
+    """Raised by a settings validator: ``key`` is the field the problem is in.
+
+    Validators of attrs classes used for configuration raise this so that the error message carries
+    the full key path (``tenants.t.settings.relay.port: ...``)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+
 def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
-        raise ValueError(f"{attribute.name} must be greater than 0, not {value}")
+        raise SettingError(attribute.name, f"must be greater than 0, not {value}")
 
 
 def _port(_instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if not 0 <= value <= 65535:
-        raise ValueError(f"{attribute.name} must be between 0 and 65535, not {value}")
+        raise SettingError(attribute.name, f"must be between 0 and 65535, not {value}")
 
 
 def _networks(_instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -55,7 +66,7 @@ def _networks(_instance: object, attribute: attrs.Attribute[Any], value: tuple[s
         try:
             ipaddress.ip_network(item, strict=False)
         except ValueError as exc:
-            raise ValueError(f"{attribute.name}: {exc}") from None
+            raise SettingError(attribute.name, str(exc)) from None
 
 
 @attrs.frozen(kw_only=True)
@@ -152,9 +163,11 @@ class FileConfig:
     tenants: dict[str, TenantConfig] = attrs.field(factory=dict)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, eq=False)
 class Tenant:
-    """A tenant resolved against the loaded plugins: what the pipeline works with."""
+    """A tenant resolved against the loaded plugins: what the pipeline works with.
+
+    Compared by identity: one configuration has exactly one object per tenant."""
 
     id: str
     name: str
@@ -210,36 +223,41 @@ class Config:
 _converter = cattrs.Converter(forbid_extra_keys=True)
 
 
+def _sub_path(path: str, exc: BaseException) -> str:
+    for note in getattr(exc, "__notes__", ()):
+        name = getattr(note, "name", None)
+        if name is not None:
+            return f"{path}.{name}" if path else str(name)
+        if hasattr(note, "index"):
+            index = note.index
+            if isinstance(index, str):
+                return f"{path}.{index}" if path else index
+            return f"{path}[{index}]"
+    return path
+
+
 def _messages(exc: BaseException, path: str) -> list[str]:
     """Turn cattrs' nested validation errors into ``key.path: what`` lines."""
-    problems: list[str] = []
     if isinstance(exc, ClassValidationError | IterableValidationError):
-        for inner, note in exc.group_exceptions():
-            name = getattr(note, "name", None)
-            index = getattr(note, "index", None)
-            if name is not None:
-                sub = f"{path}.{name}" if path else str(name)
-            elif index is not None:
-                sub = f"{path}[{index}]"
-            else:
-                sub = path
-            problems += _messages(inner, sub)
-    elif isinstance(exc, ForbiddenExtraKeysError):
-        for key in sorted(exc.extra_fields):
-            problems.append(f"{path}.{key}: unknown key" if path else f"{key}: unknown key")
-    elif isinstance(exc, KeyError):
-        problems.append(f"{path}: required key is missing")
-    elif isinstance(exc, ValueError | TypeError):
-        text = str(exc)
-        if "invalid literal" in text or "could not convert" in text or not text:
-            text = f"invalid value ({type(exc).__name__}: {text})"
-        problems.append(f"{path}: {text}")
-    elif isinstance(exc, ExceptionGroup):
+        problems: list[str] = []
         for inner in exc.exceptions:
-            problems += _messages(inner, path)
-    else:
-        problems.append(f"{path}: {type(exc).__name__}: {exc}")
-    return problems
+            problems += _messages(inner, _sub_path(path, inner))
+        return problems
+    if isinstance(exc, ForbiddenExtraKeysError):
+        return [f"{path}.{key}: unknown key" if path else f"{key}: unknown key"
+                for key in sorted(exc.extra_fields)]
+    if isinstance(exc, SettingError):
+        return [f"{path}.{exc.key}: {exc}" if path else f"{exc.key}: {exc}"]
+    if isinstance(exc, KeyError):
+        return [f"{path}: required key is missing"]
+    if isinstance(exc, ValueError | TypeError):
+        text = str(exc) or type(exc).__name__
+        if "invalid literal" in text or "could not convert" in text:
+            text = f"invalid value ({text})"
+        return [f"{path}: {text}"]
+    if isinstance(exc, ExceptionGroup):
+        return [p for inner in exc.exceptions for p in _messages(inner, path)]
+    return [f"{path}: {type(exc).__name__}: {exc}"]
 
 
 def structure(data: Any, cls: type[Any], path: str) -> Any:
@@ -256,12 +274,12 @@ class _StructureError(ValueError):
         super().__init__("; ".join(problems))
 
 
-def _deep_merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for layer in layers:
         for key, value in layer.items():
             if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-                merged[key] = _deep_merge(merged[key], value)
+                merged[key] = deep_merge(merged[key], value)
             else:
                 merged[key] = value
     return merged
@@ -396,7 +414,8 @@ def _resolve_tenant(
             problems.append(f"{where}.{key}: {exc}")
     enabled = set(plugin_set.plugins if plugin_set else ()) | set(config.plugins)
     enabled -= set(config.disabled_plugins)
-    if not enabled:
+    set_known = config.plugin_set is None or plugin_set is not None
+    if not enabled and set_known:
         problems.append(f"{prefix}: enables no plugins (set plugin_set or plugins)")
     for name in sorted(enabled):
         if name in registry.failures:
@@ -419,7 +438,9 @@ def _resolve_tenant(
                 "which this tenant does not enable"
             )
     channel = registry.delivery_channels.get(config.delivery_channel)
-    if channel is None:
+    if not set_known:
+        pass  # everything below depends on the set; its problem is reported already
+    elif channel is None:
         problems.append(
             f"{prefix}.delivery_channel: unknown delivery channel {config.delivery_channel!r}"
         )
@@ -441,7 +462,7 @@ def _resolve_tenant(
             config.settings.get(name, {}),
         ]
         where = f"{prefix}.settings.{name}"
-        merged = _deep_merge(*layers)
+        merged = deep_merge(*layers)
         section_problems: list[str] = []
         _strict_types(merged, where, section_problems, section.type)
         if section_problems:
@@ -486,6 +507,7 @@ def default_config_path() -> Path:
 
 __all__ = [
     "Config",
+    "SettingError",
     "ConfigError",
     "DeliveryConfig",
     "ListenerConfig",

@@ -157,7 +157,7 @@ class PluginRegistry:
         collected: dict[str, _T] = {}
         # Each plugin's implementation is called on its own so that what it returns is attributed
         # to it; pluggy's own call would merge the results anonymously.
-        for impl in reversed(hook.get_hookimpls()):
+        for impl in hook.get_hookimpls():
             try:
                 result = impl.function()
                 items = list(result) if result is not None else []

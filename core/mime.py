@@ -6,6 +6,7 @@ not touch stays byte for byte as the sender wrote it (DKIM signatures over other
 
 from __future__ import annotations
 
+import email.errors
 import email.policy
 import html
 import re
@@ -143,3 +144,36 @@ def subject_of(message: EmailMessage) -> str:
 
 def serialize(message: EmailMessage) -> bytes:
     return message.as_bytes(policy=SMTPUTF8)
+
+
+# Defects after which the parser may have mis-read where parts begin and end, so classifiers may
+# not have seen all content. Header defects and sloppy base64 padding are common and harmless.
+_STRUCTURAL_DEFECTS = (
+    email.errors.NoBoundaryInMultipartDefect,
+    email.errors.StartBoundaryNotFoundDefect,
+    email.errors.MultipartInvariantViolationDefect,
+    email.errors.InvalidMultipartContentTransferEncodingDefect,
+    email.errors.MissingHeaderBodySeparatorDefect,
+    email.errors.FirstHeaderLineIsContinuationDefect,
+    email.errors.InvalidBase64CharactersDefect,
+    email.errors.InvalidBase64LengthDefect,
+)
+
+
+def structural_defects(message: EmailMessage) -> list[str]:
+    """Structural MIME defects with the part where they occur (``part 1.2``), for reasons."""
+    found: list[str] = []
+
+    def visit(part: EmailMessage, path: str) -> None:
+        for defect in part.defects:
+            if isinstance(defect, _STRUCTURAL_DEFECTS):
+                found.append(f"{path}: {type(defect).__name__}")
+        if part.is_multipart():
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                for index, child in enumerate(payload, start=1):
+                    if isinstance(child, EmailMessage):
+                        visit(child, f"{path}.{index}" if path != "message" else f"part {index}")
+
+    visit(message, "message")
+    return found

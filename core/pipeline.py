@@ -246,6 +246,13 @@ class Pipeline:
                 level=Level.QUARANTINE)
 
         verdict = await self.classify(ctx)
+        defects = mime.structural_defects(ctx.email)
+        if defects and not ctx.is_internal:
+            # Classifiers may not have seen all of a broken message; do not let it out unseen.
+            verdict = Verdict((*verdict.findings, Finding(
+                level=Level.QUARANTINE, code="mime.broken", source="siegel",
+                reason=Text(f"Fehlerhafter MIME-Aufbau ({'; '.join(defects[:5])})",
+                            f"broken MIME structure ({'; '.join(defects[:5])})"))))
         if job.released:
             verdict = verdict.without_releasable_quarantine()
         reasons = tuple(f.reason for f in verdict.deciding)

@@ -12,7 +12,17 @@ from typing import Literal
 
 import attrs
 
-from siegel import Classifier, ConfigSection, Finding, Level, RecipientContext, Text, hookimpl, mime
+from siegel import (
+    Classifier,
+    ConfigSection,
+    Finding,
+    Level,
+    RecipientContext,
+    SettingError,
+    Text,
+    hookimpl,
+    mime,
+)
 
 SECTION = "content_rules"
 
@@ -23,7 +33,8 @@ def _valid_pattern(_instance: object, _attribute: object, value: str) -> None:
     try:
         re.compile(value)
     except re.error as exc:
-        raise ValueError(f"pattern {value!r} is not a valid regular expression: {exc}") from None
+        raise SettingError(
+            "pattern", f"{value!r} is not a valid regular expression: {exc}") from None
 
 
 @attrs.frozen(kw_only=True)

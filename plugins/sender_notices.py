@@ -16,7 +16,16 @@ from typing import Literal
 
 import attrs
 
-from siegel import ConfigSection, Notice, NoticeKind, Notifier, SystemMail, Tenant, hookimpl
+from siegel import (
+    ConfigSection,
+    Notice,
+    NoticeKind,
+    Notifier,
+    SettingError,
+    SystemMail,
+    Tenant,
+    hookimpl,
+)
 
 SECTION = "sender_notices"
 
@@ -26,7 +35,7 @@ _ALL_KINDS = tuple(kind.value for kind in NoticeKind)
 def _known_kinds(_instance: object, _attribute: object, value: tuple[str, ...]) -> None:
     unknown = sorted(set(value) - set(_ALL_KINDS))
     if unknown:
-        raise ValueError(f"unknown notice kinds {unknown}; known: {list(_ALL_KINDS)}")
+        raise SettingError("send", f"unknown notice kinds {unknown}; known: {list(_ALL_KINDS)}")
 
 
 @attrs.frozen(kw_only=True)

@@ -16,7 +16,15 @@ from typing import Literal
 import aiosmtplib
 import attrs
 
-from siegel import ConfigSection, DeliveryChannel, DeliveryResult, Outgoing, Tenant, hookimpl
+from siegel import (
+    ConfigSection,
+    DeliveryChannel,
+    DeliveryResult,
+    Outgoing,
+    SettingError,
+    Tenant,
+    hookimpl,
+)
 
 SECTION = "relay"
 
@@ -48,10 +56,10 @@ class RelaySettings:
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.port < 65536:
-            raise ValueError(f"port must be between 1 and 65535, not {self.port}")
+            raise SettingError("port", f"must be between 1 and 65535, not {self.port}")
         if self.tls == "none" and not _is_loopback(self.host) and not self.allow_plaintext_remote:
-            raise ValueError(
-                f"tls = 'none' would send mail unencrypted to {self.host}; use TLS, or set "
+            raise SettingError(
+                "tls", f"tls = 'none' would send mail unencrypted to {self.host}; use TLS, or set "
                 "allow_plaintext_remote = true if that network segment is trusted")
 
     def tls_context(self) -> ssl.SSLContext:

@@ -1,0 +1,159 @@
+"""The SQLite store: durable, encrypted at rest, survives restarts, recovers abandoned jobs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from siegel import Address, Envelope, Message, RecipientState
+from siegel.crypto import ContentCipher, DecryptionError, KeyFileError, create_key_file
+from siegel.sqlite_store import SQLiteStore
+from siegel.store import ContentDestroyed, LeaseLost, RecipientUpdate
+from siegel.clock import FrozenClock, new_message_id
+
+SECRET = b"Kundennummer 123A456789 Geheimnis"
+
+
+@pytest.fixture
+def cipher(tmp_path):
+    create_key_file(tmp_path / "store.key")
+    return ContentCipher.from_key_file(tmp_path / "store.key")
+
+
+def message(now, rcpts=("a@x.example", "b@y.example")) -> Message:
+    return Message(id=new_message_id(), tenant="t",
+                   envelope=Envelope(Address.parse("s@t.example"),
+                                     tuple(Address.parse(r) for r in rcpts)),
+                   raw=b"Subject: hi\r\n\r\n" + SECRET + b"\r\n", received_at=now)
+
+
+async def test_content_is_encrypted_at_rest_and_survives_reopening(tmp_path, cipher):
+    clock = FrozenClock()
+    db = tmp_path / "siegel.db"
+    msg = message(clock.now())
+    async with SQLiteStore(db, cipher) as store:
+        await store.accept(msg)
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("siegel.db*"))
+    assert SECRET not in on_disk and b"Kundennummer" not in on_disk
+    async with SQLiteStore(db, cipher) as store:
+        loaded = await store.load(msg.id)
+        assert loaded.raw == msg.raw
+        assert loaded.envelope == msg.envelope
+        assert {r.state for r in await store.recipients(msg.id)} == {RecipientState.ACCEPTED}
+
+
+async def test_wrong_key_and_tampering_are_detected(tmp_path, cipher):
+    db = tmp_path / "siegel.db"
+    msg = message(FrozenClock().now())
+    async with SQLiteStore(db, cipher) as store:
+        await store.accept(msg)
+    create_key_file(tmp_path / "other.key")
+    async with SQLiteStore(db, ContentCipher.from_key_file(tmp_path / "other.key")) as store:
+        with pytest.raises(DecryptionError, match="sealed with store key"):
+            await store.load(msg.id)
+    import sqlite3
+    with sqlite3.connect(db) as raw_db:
+        content = raw_db.execute("SELECT content FROM messages").fetchone()[0]
+        flipped = bytes([content[0]]) + bytes([content[20] ^ 1]).join([content[1:20], content[21:]])
+        raw_db.execute("UPDATE messages SET content = ?", (flipped,))
+    async with SQLiteStore(db, cipher) as store:
+        with pytest.raises(DecryptionError, match="failed authentication"):
+            await store.load(msg.id)
+
+
+def test_key_file_errors_say_what_is_wrong(tmp_path):
+    with pytest.raises(KeyFileError, match="not found"):
+        ContentCipher.from_key_file(tmp_path / "missing.key")
+    (tmp_path / "bad.key").write_text("hello")
+    with pytest.raises(KeyFileError, match="not a siegel store key file"):
+        ContentCipher.from_key_file(tmp_path / "bad.key")
+    create_key_file(tmp_path / "k")
+    assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):
+        create_key_file(tmp_path / "k")
+
+
+async def test_claims_are_leased_and_an_abandoned_job_comes_back(tmp_path, cipher):
+    clock = FrozenClock()
+    async with SQLiteStore(tmp_path / "s.db", cipher) as store:
+        msg = message(clock.now())
+        await store.accept(msg)
+        jobs = await store.claim_due(clock.now(), 10, lease_seconds=60)
+        assert len(jobs) == 2
+        assert await store.claim_due(clock.now(), 10, lease_seconds=60) == []
+        clock.advance(seconds=61)
+        again = await store.claim_due(clock.now(), 10, lease_seconds=60)
+        assert len(again) == 2
+        # The first worker's result is refused: its lease is gone.
+        with pytest.raises(LeaseLost):
+            await store.finish(jobs[0], RecipientUpdate(state=RecipientState.DELIVERED,
+                                                        detail="late"), now=clock.now())
+        await store.finish(again[0], RecipientUpdate(state=RecipientState.DELIVERED, detail="ok"),
+                           now=clock.now())
+
+
+async def test_restart_voids_leases_so_nothing_is_stuck(tmp_path, cipher):
+    clock = FrozenClock()
+    db = tmp_path / "s.db"
+    async with SQLiteStore(db, cipher) as store:
+        await store.accept(message(clock.now()))
+        assert len(await store.claim_due(clock.now(), 10, lease_seconds=900)) == 2
+    # The process died holding the leases; a new process picks the jobs up at once.
+    async with SQLiteStore(db, cipher) as store:
+        assert len(await store.claim_due(clock.now(), 10, lease_seconds=900)) == 2
+
+
+async def test_finish_stores_the_notices_in_the_same_transaction(tmp_path, cipher):
+    clock = FrozenClock()
+    async with SQLiteStore(tmp_path / "s.db", cipher) as store:
+        msg = message(clock.now(), rcpts=("a@x.example",))
+        await store.accept(msg)
+        [job] = await store.claim_due(clock.now(), 10, 60)
+        notice = message(clock.now(), rcpts=("s@t.example",))
+        await store.finish(job, RecipientUpdate(state=RecipientState.QUARANTINED, detail="q"),
+                           now=clock.now(), new_messages=[notice])
+        assert (await store.recipients(notice.id))[0].state is RecipientState.ACCEPTED
+
+
+async def test_expired_content_is_destroyed_and_finished_content_after_retention(tmp_path, cipher):
+    clock = FrozenClock()
+    async with SQLiteStore(tmp_path / "s.db", cipher) as store:
+        held = message(clock.now(), rcpts=("a@x.example",))
+        done = message(clock.now(), rcpts=("a@x.example",))
+        await store.accept(held)
+        await store.accept(done)
+        jobs = {j.message_id: j for j in await store.claim_due(clock.now(), 10, 60)}
+        await store.finish(jobs[held.id], RecipientUpdate(state=RecipientState.EXPIRED,
+                                                          detail="x"), now=clock.now())
+        await store.finish(jobs[done.id], RecipientUpdate(state=RecipientState.DELIVERED,
+                                                          detail="x"), now=clock.now())
+        with pytest.raises(ContentDestroyed):
+            await store.load(held.id)
+        assert (await store.load(done.id)).raw == done.raw
+        assert await store.destroy_finished_content(clock.now() - timedelta(days=7)) == 0
+        clock.advance(days=8)
+        assert await store.destroy_finished_content(clock.now() - timedelta(days=7)) == 1
+        with pytest.raises(ContentDestroyed):
+            await store.load(done.id)
+        assert (await store.recipients(done.id))[0].content_destroyed
+
+
+async def test_requeue_and_purge(tmp_path, cipher):
+    clock = FrozenClock()
+    async with SQLiteStore(tmp_path / "s.db", cipher) as store:
+        msg = message(clock.now())
+        await store.accept(msg)
+        for job in await store.claim_due(clock.now(), 10, 60):
+            await store.finish(job, RecipientUpdate(state=RecipientState.QUARANTINED, detail="q"),
+                               now=clock.now())
+        assert await store.requeue(msg.id, recipients=["b@y.example"],
+                                   states=[RecipientState.QUARANTINED], release=True,
+                                   now=clock.now()) == 1
+        records = {r.recipient: r for r in await store.recipients(msg.id)}
+        assert records["b@y.example"].state is RecipientState.ACCEPTED
+        assert records["b@y.example"].released
+        assert records["a@x.example"].state is RecipientState.QUARANTINED
+        assert await store.purge(msg.id)
+        assert await store.recipients(msg.id) == []
+        assert not await store.purge(msg.id)
