@@ -25,7 +25,8 @@ _MAX_LOCAL = 64
 _MAX_DOMAIN = 253
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # atext of RFC 5322 plus "." for dot-atom, and any non-ASCII for SMTPUTF8 (RFC 6531).
-_DOT_ATOM_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\U0010ffff-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\U0010ffff-]+)*$")
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\U0010ffff-]"
+_DOT_ATOM_LOCAL = re.compile(rf"^{_ATEXT}+(\.{_ATEXT}+)*$")
 _QUOTED_LOCAL = re.compile(r'^"([^"\\\r\n]|\\[ -~])*"$')
 
 

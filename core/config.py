@@ -507,10 +507,10 @@ def default_config_path() -> Path:
 
 __all__ = [
     "Config",
-    "SettingError",
     "ConfigError",
     "DeliveryConfig",
     "ListenerConfig",
+    "SettingError",
     "StoreConfig",
     "Tenant",
     "TenantConfig",

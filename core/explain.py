@@ -45,7 +45,7 @@ def envelope_from_headers(message_bytes: bytes) -> tuple[Address | None, list[Ad
     parsed = parse_email(message_bytes)
     sender = None
     from_header = parsed.get("from")
-    if from_header is not None and getattr(from_header, "addresses", ()):
+    if from_header is not None and getattr(from_header, "addresses", None):
         first = from_header.addresses[0]
         sender = Address.parse(first.addr_spec)
     recipients: list[Address] = []

@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 import click
@@ -160,7 +160,7 @@ class PluginRegistry:
         for impl in hook.get_hookimpls():
             try:
                 result = impl.function()
-                items = list(result) if result is not None else []
+                items: list[object] = [] if result is None else list(cast(Iterable[object], result))
             except Exception as exc:
                 raise PluginError(
                     f"plugin {impl.plugin_name!r}: {hook_name} raised {type(exc).__name__}: {exc}"
@@ -213,5 +213,3 @@ class PluginRegistry:
             if (names := [n for n, item in items.items() if item.plugin == name])
         }
 
-
-HookImplFunction = Callable[..., Any]

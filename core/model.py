@@ -9,7 +9,7 @@ from __future__ import annotations
 import email.policy
 import enum
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -20,6 +20,14 @@ import attrs
 from siegel.addresses import Address
 
 Language = Literal["de", "en"]
+
+
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
+def _str_mapping(values: Mapping[str, str]) -> dict[str, str]:
+    return dict(values)
 
 
 @attrs.frozen
@@ -68,11 +76,15 @@ class Finding:
     releasable: bool = True
 
 
+def _findings(values: Iterable[Finding]) -> tuple[Finding, ...]:
+    return tuple(values)
+
+
 @attrs.frozen
 class Verdict:
     """The combined classification of one recipient: the strictest finding wins."""
 
-    findings: tuple[Finding, ...] = attrs.field(converter=tuple)
+    findings: tuple[Finding, ...] = attrs.field(converter=_findings)
 
     @property
     def level(self) -> Level:
@@ -93,12 +105,16 @@ class Verdict:
         )
 
 
+def _addresses(values: Iterable[Address]) -> tuple[Address, ...]:
+    return tuple(values)
+
+
 @attrs.frozen
 class Envelope:
     """The SMTP envelope: who the message is from and to, as the transport says, not the headers."""
 
     mail_from: Address | None
-    rcpt_to: tuple[Address, ...] = attrs.field(converter=tuple)
+    rcpt_to: tuple[Address, ...] = attrs.field(converter=_addresses)
 
     @rcpt_to.validator
     def _at_least_one(self, _attribute: object, value: tuple[Address, ...]) -> None:
@@ -167,15 +183,19 @@ class Outgoing:
 
     channel: str
     mail_from: str
-    recipients: tuple[str, ...] = attrs.field(converter=tuple)
+    recipients: tuple[str, ...] = attrs.field(converter=_strings)
     raw: bytes = attrs.field(repr=False)
+
+
+def _outgoing(values: Iterable[Outgoing]) -> tuple[Outgoing, ...]:
+    return tuple(values)
 
 
 @attrs.frozen(kw_only=True)
 class Protected:
     """A protection method's result: these copies may leave."""
 
-    outgoing: tuple[Outgoing, ...] = attrs.field(converter=tuple)
+    outgoing: tuple[Outgoing, ...] = attrs.field(converter=_outgoing)
     reason: Text
 
 
@@ -255,6 +275,10 @@ class NoticeKind(enum.StrEnum):
     EXPIRED = "expired"
 
 
+def _texts(values: Iterable[Text]) -> tuple[Text, ...]:
+    return tuple(values)
+
+
 @attrs.frozen(kw_only=True)
 class Notice:
     """Something happened to one recipient's copy of a message that people may need to know."""
@@ -265,7 +289,7 @@ class Notice:
     sender: Address | None
     recipient: Address
     subject: str | None
-    reasons: tuple[Text, ...] = attrs.field(converter=tuple)
+    reasons: tuple[Text, ...] = attrs.field(converter=_texts)
     at: datetime
 
 
@@ -278,7 +302,7 @@ class SystemMail:
     """
 
     mail_from: str
-    recipients: tuple[str, ...] = attrs.field(converter=tuple)
+    recipients: tuple[str, ...] = attrs.field(converter=_strings)
     raw: bytes = attrs.field(repr=False)
     channel: str = "smtp"
 
@@ -292,4 +316,4 @@ class AuditEvent:
     tenant: str | None = None
     message_id: str | None = None
     recipient: str | None = None
-    detail: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    detail: Mapping[str, str] = attrs.field(factory=dict, converter=_str_mapping)

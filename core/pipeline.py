@@ -14,7 +14,6 @@ import logging
 import random
 from collections.abc import Awaitable, Iterable
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 import attrs
 
@@ -23,8 +22,8 @@ from siegel.addresses import Address
 from siegel.config import Config, Tenant
 from siegel.manager import PluginRegistry
 from siegel.model import (
-    Availability,
     AuditEvent,
+    Availability,
     DeliveryResult,
     DeliveryStatus,
     Finding,
@@ -45,9 +44,6 @@ from siegel.plugin import ProtectionMethod, RecipientContext, Services
 from siegel.store import Job, RecipientUpdate
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
-
 
 class StageFailure(Exception):
     """A plugin failed in a stage; ``reason`` says which plugin, where and how."""
@@ -95,9 +91,11 @@ class Pipeline:
     def now(self) -> datetime:
         return self.services.clock.now()
 
-    async def _guarded(self, awaitable: Awaitable[_T], timeout: float, what: Text) -> _T:
+    async def _guarded(self, awaitable: Awaitable[object], seconds: float, what: Text) -> object:
+        """Await a plugin's callable with a time-out. Its answer is untrusted: callers check its
+        type, because a plugin that returns the wrong thing must quarantine, not crash or leak."""
         try:
-            return await asyncio.wait_for(awaitable, timeout)
+            return await asyncio.wait_for(awaitable, seconds)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -387,12 +385,12 @@ class Pipeline:
                 events=(self._event("deferred", message, job, reply=detail[:500],
                                     retry_at=retry_at.isoformat()),),
             )
-        failure = Text(f"Zustellung gescheitert: {detail}", f"delivery failed: {detail}")
-        notices = (self._notice(NoticeKind.UNDELIVERABLE, message, job, [failure]),) if (
+        failed = Text(f"Zustellung gescheitert: {detail}", f"delivery failed: {detail}")
+        notices = (self._notice(NoticeKind.UNDELIVERABLE, message, job, [failed]),) if (
             message.origin is Origin.SMTP) else ()
         return Decision(
             update=RecipientUpdate(state=RecipientState.FAILED, detail=detail,
-                                   reasons=[*reason_texts, failure.en], level=level,
+                                   reasons=[*reason_texts, failed.en], level=level,
                                    method=method, attempts=attempts),
             notices=notices,
             events=(self._event("failed", message, job, reply=detail[:500]),),

@@ -48,6 +48,10 @@ def _valid_name(_instance: object, attribute: attrs.Attribute[str], value: str) 
         )
 
 
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
 def _attrs_class(_instance: object, _attribute: object, value: type[Any]) -> None:
     if not attrs.has(value):
         raise TypeError(f"a config section's type must be an attrs class, not {value!r}")
@@ -193,13 +197,13 @@ class PluginSet:
     """A named selection of plugins with default settings: what one kind of authority enables."""
 
     name: str = attrs.field(validator=_valid_name)
-    plugins: tuple[str, ...] = attrs.field(converter=tuple)
+    plugins: tuple[str, ...] = attrs.field(converter=_strings)
     description: str = ""
     #: Protection methods in order of preference, used when the tenant names none.
-    protection: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    protection: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     #: Defaults per config section; a tenant's own settings win key by key.
     settings: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     #: Domains inside the trusted network for every tenant of this set (added to the tenant's own).
-    internal_domains: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    internal_subdomains: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    internal_domains: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    internal_subdomains: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     plugin: str = ""

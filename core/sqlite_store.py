@@ -4,6 +4,7 @@ returns. One connection, used from one dedicated thread; the event loop never bl
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import secrets
 import sqlite3
@@ -303,7 +304,8 @@ class SQLiteStore(MessageStore):
             if not content[0]:
                 raise ContentDestroyed(f"the content of message {message_id} was destroyed")
             marks = ",".join("?" * len(state_values))
-            sql = (f"UPDATE recipients SET state = 'accepted', next_attempt_at = ?, updated_at = ?,"
+            # Only "?" placeholders are formatted into the statement; values are bound.
+            sql = (f"UPDATE recipients SET state = 'accepted', next_attempt_at = ?, updated_at = ?,"  # noqa: S608
                    f" released = released OR ?, lease = NULL, lease_until = NULL"
                    f" WHERE message_id = ? AND state IN ({marks})")
             params: list[Any] = [_ts(now), _ts(now), int(release), message_id, *state_values]
@@ -345,7 +347,7 @@ class SQLiteStore(MessageStore):
         states: Iterable[RecipientState] | None = None,
         tenant: str | None = None,
         limit: int = 100,
-    ) -> list[RecipientRecord]:
+    ) -> builtins.list[RecipientRecord]:
         sql = self._RECORD_SQL + " WHERE 1=1"
         params: list[Any] = []
         if states is not None:
@@ -390,7 +392,7 @@ class SQLiteStore(MessageStore):
     async def record_events(self, events: Sequence[AuditEvent]) -> None:
         await self._run(lambda db: self._transaction(db, lambda: self._insert_events(db, events)))
 
-    async def events(self, message_id: str) -> list[AuditEvent]:
+    async def events(self, message_id: str) -> builtins.list[AuditEvent]:
         rows = await self._run(lambda db: db.execute(
             "SELECT at, kind, tenant, message_id, recipient, detail FROM events"
             " WHERE message_id = ? ORDER BY id", (message_id,)).fetchall())

@@ -13,6 +13,7 @@ Invariants every backend keeps:
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -52,13 +53,17 @@ class Job:
     hold_until: datetime | None = None
 
 
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
 @attrs.frozen(kw_only=True)
 class RecipientUpdate:
     """What processing decided for one recipient."""
 
     state: RecipientState
     detail: str
-    reasons: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    reasons: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     level: Level | None = None
     method: str | None = None
     attempts: int = 0
@@ -154,7 +159,7 @@ class MessageStore(abc.ABC):
         states: Iterable[RecipientState] | None = None,
         tenant: str | None = None,
         limit: int = 100,
-    ) -> list[RecipientRecord]: ...
+    ) -> builtins.list[RecipientRecord]: ...
 
     @abc.abstractmethod
     async def purge(self, message_id: str) -> bool:
@@ -168,4 +173,4 @@ class MessageStore(abc.ABC):
     async def record_events(self, events: Sequence[AuditEvent]) -> None: ...
 
     @abc.abstractmethod
-    async def events(self, message_id: str) -> list[AuditEvent]: ...
+    async def events(self, message_id: str) -> builtins.list[AuditEvent]: ...

@@ -107,7 +107,7 @@ def test_wrong_registration_type_names_the_plugin():
         def siegel_register_plugin_sets(self):
             return [{"name": "x"}]
 
-    with pytest.raises(PluginError, match="plugin 'wrong'.*returned dict, expected PluginSet"):
+    with pytest.raises(PluginError, match=r"plugin 'wrong'.*returned dict, expected PluginSet"):
         PluginRegistry.load(entry_points=False, extra=[("wrong", Wrong())])
 
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 
 from siegel import Address, Envelope, Message, RecipientState
+from siegel.clock import FrozenClock, new_message_id
 from siegel.crypto import ContentCipher, DecryptionError, KeyFileError, create_key_file
 from siegel.sqlite_store import SQLiteStore
 from siegel.store import ContentDestroyed, LeaseLost, RecipientUpdate
-from siegel.clock import FrozenClock, new_message_id
 
 SECRET = b"Kundennummer 123A456789 Geheimnis"
 
