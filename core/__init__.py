@@ -6,7 +6,7 @@ here; the modules behind it are implementation detail unless documented.
 
 from siegel import mime
 from siegel.addresses import Address, DomainMatch, DomainSet, InvalidAddress
-from siegel.config import Config, ConfigError, SettingError, Tenant, load_config
+from siegel.config import Config, ConfigError, ConfigPath, SettingError, Tenant, load_config
 from siegel.manager import PluginError, PluginRegistry
 from siegel.model import (
     AuditEvent,
@@ -54,6 +54,7 @@ __all__ = [
     "Clock",
     "Config",
     "ConfigError",
+    "ConfigPath",
     "ConfigSection",
     "DeliveryChannel",
     "DeliveryResult",

@@ -40,6 +40,13 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
+class ConfigPath(str):
+    """A file or folder named in the configuration; relative paths are made absolute against the
+    configuration file's folder when the file is loaded. Plugins use it for their settings too."""
+
+    __slots__ = ()
+
+
 class SettingError(ValueError):
     """Raised by a settings validator: ``key`` is the field the problem is in.
 
@@ -84,8 +91,8 @@ class ListenerConfig:
     )
     #: "off", "optional" (offered) or "required" (no MAIL before STARTTLS).
     starttls: Literal["off", "optional", "required"] = "off"
-    tls_certificate: str | None = None
-    tls_key: str | None = None
+    tls_certificate: ConfigPath | None = None
+    tls_key: ConfigPath | None = None
     hostname: str | None = None
 
 
@@ -95,9 +102,9 @@ class StoreConfig:
 
     backend: Literal["sqlite"] = "sqlite"
     #: SQLite database file (relative paths are relative to the config file).
-    path: str = "var/siegel.db"
+    path: ConfigPath = ConfigPath("var/siegel.db")
     #: The key that encrypts message content at rest; created by ``siegel init``.
-    key_file: str = "keys/store.key"
+    key_file: ConfigPath = ConfigPath("keys/store.key")
     #: Content of finished (delivered, failed, expired) messages is destroyed after this many days.
     retention_days: float = attrs.field(default=7.0, validator=_positive)
 
@@ -260,10 +267,24 @@ def _messages(exc: BaseException, path: str) -> list[str]:
     return [f"{path}: {type(exc).__name__}: {exc}"]
 
 
-def structure(data: Any, cls: type[Any], path: str) -> Any:
+def _converter_for(base_dir: Path) -> cattrs.Converter:
+    converter = _converter.copy()
+
+    def config_path(value: Any, _type: Any) -> ConfigPath:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a path, got {type(value).__name__} {value!r}")
+        path = Path(value).expanduser()
+        return ConfigPath(path if path.is_absolute() else base_dir / path)
+
+    converter.register_structure_hook(ConfigPath, config_path)
+    return converter
+
+
+def structure(data: Any, cls: type[Any], path: str, base_dir: Path | None = None) -> Any:
     """Structure ``data`` into ``cls`` or raise :class:`ValueError` carrying ``key.path`` lines."""
+    converter = _converter_for(base_dir or Path.cwd())
     try:
-        return _converter.structure(data, cls)
+        return converter.structure(data, cls)
     except Exception as exc:
         raise _StructureError(_messages(exc, path)) from exc
 
@@ -303,7 +324,7 @@ def _strict_types(data: Any, path: str, problems: list[str], spec: type[Any]) ->
             problems.append(f"{where}: expected a whole number, got {value!r}")
         elif expected is bool and not isinstance(value, bool):
             problems.append(f"{where}: expected true or false, got {value!r}")
-        elif expected is str and not isinstance(value, str):
+        elif expected in (str, ConfigPath) and not isinstance(value, str):
             problems.append(f"{where}: expected a string, got {type(value).__name__} {value!r}")
         elif attrs.has(expected):
             _strict_types(value, where, problems, expected)
@@ -340,12 +361,12 @@ def config_from_mapping(
     if problems:
         raise ConfigError(source, problems)
     try:
-        file = structure(data, FileConfig, "")
+        file = structure(data, FileConfig, "", base_dir)
     except _StructureError as exc:
         raise ConfigError(source, [p.lstrip(".") for p in exc.problems]) from None
     tenants: dict[str, Tenant] = {}
     for tenant_id, tenant_config in file.tenants.items():
-        tenant = _resolve_tenant(tenant_id, tenant_config, file, registry, problems)
+        tenant = _resolve_tenant(tenant_id, tenant_config, file, registry, problems, base_dir)
         if tenant is not None:
             tenants[tenant_id] = tenant
     _check_globals(file, registry, problems)
@@ -386,6 +407,7 @@ def _resolve_tenant(
     file: FileConfig,
     registry: PluginRegistry,
     problems: list[str],
+    base_dir: Path,
 ) -> Tenant | None:
     prefix = f"tenants.{tenant_id}"
     before = len(problems)
@@ -469,7 +491,7 @@ def _resolve_tenant(
             problems += section_problems
             continue
         try:
-            settings[name] = structure(merged, section.type, where)
+            settings[name] = structure(merged, section.type, where, base_dir)
         except _StructureError as exc:
             problems += exc.problems
     notice_from = config.notice_from

@@ -200,7 +200,8 @@ class Pipeline:
         notices = (self._notice(NoticeKind.QUARANTINED, message, job, reasons),) if (
             notify and message.origin is Origin.SMTP) else ()
         return Decision(
-            update=RecipientUpdate(state=RecipientState.QUARANTINED, detail="quarantined",
+            update=RecipientUpdate(state=RecipientState.QUARANTINED,
+                                   detail=reasons[-1].en if reasons else "quarantined",
                                    reasons=[r.en for r in reasons], level=level,
                                    attempts=job.attempts),
             notices=notices,

@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 from siegel.clock import FrozenClock
-from siegel.config import Config, deep_merge, config_from_mapping
+from siegel.config import Config, config_from_mapping, deep_merge
 from siegel.crypto import ContentCipher, create_key_file
 from siegel.manager import PluginRegistry
 from siegel.model import RecipientState

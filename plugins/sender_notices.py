@@ -12,11 +12,13 @@ import string
 from email.message import EmailMessage
 from email.policy import SMTP
 from importlib import resources
+from pathlib import Path
 from typing import Literal
 
 import attrs
 
 from siegel import (
+    ConfigPath,
     ConfigSection,
     Notice,
     NoticeKind,
@@ -38,6 +40,11 @@ def _known_kinds(_instance: object, _attribute: object, value: tuple[str, ...]) 
         raise SettingError("send", f"unknown notice kinds {unknown}; known: {list(_ALL_KINDS)}")
 
 
+def _template_folder(_instance: object, _attribute: object, value: ConfigPath | None) -> None:
+    if value is not None and not Path(value).is_dir():
+        raise SettingError("templates", f"{value} is not a folder")
+
+
 @attrs.frozen(kw_only=True)
 class SenderNoticeSettings:
     #: Which notices senders get.
@@ -46,13 +53,22 @@ class SenderNoticeSettings:
     languages: tuple[Literal["de", "en"], ...] = ("de", "en")
     #: Whether notices repeat the subject (it can contain personal data).
     include_subject: bool = True
+    #: A folder with the tenant's own texts, ``de/<kind>.txt`` and ``en/<kind>.txt`` (first line:
+    #: the subject; then the body with $recipient, $subject, $received, $message_id, $reasons).
+    #: Missing files fall back to the built-in texts.
+    templates: ConfigPath | None = attrs.field(default=None, validator=_template_folder)
 
 
-def _template(language: str, kind: NoticeKind) -> tuple[str, string.Template]:
-    text = resources.files("siegel.plugins").joinpath(
-        "templates", language, f"{kind.value}.txt").read_text(encoding="utf-8")
+def _template(language: str, kind: NoticeKind, folder: ConfigPath | None
+              ) -> tuple[str, string.Template]:
+    own = Path(folder, language, f"{kind.value}.txt") if folder else None
+    if own is not None and own.is_file():
+        text = own.read_text(encoding="utf-8")
+    else:
+        text = resources.files("siegel.plugins").joinpath(
+            "templates", language, f"{kind.value}.txt").read_text(encoding="utf-8")
     title, _, body = text.partition("\n")
-    return title, string.Template(body)
+    return title.strip(), string.Template(body)
 
 
 def render(notice: Notice, tenant: Tenant, settings: SenderNoticeSettings) -> EmailMessage:
@@ -60,7 +76,7 @@ def render(notice: Notice, tenant: Tenant, settings: SenderNoticeSettings) -> Em
     titles: list[str] = []
     bodies: list[str] = []
     for language in settings.languages:
-        title, template = _template(language, notice.kind)
+        title, template = _template(language, notice.kind, settings.templates)
         titles.append(title)
         withheld = "(nicht angezeigt)" if language == "de" else "(not shown)"
         bodies.append(template.safe_substitute(

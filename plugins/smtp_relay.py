@@ -17,6 +17,7 @@ import aiosmtplib
 import attrs
 
 from siegel import (
+    ConfigPath,
     ConfigSection,
     DeliveryChannel,
     DeliveryResult,
@@ -48,7 +49,7 @@ class RelaySettings:
     )
     verify_certificate: bool = True
     #: CA bundle (PEM) to verify the relay against, instead of the system's.
-    ca_file: str | None = None
+    ca_file: ConfigPath | None = None
     #: Allow tls = "none" to a host that is not loopback (only on a trusted network segment).
     allow_plaintext_remote: bool = False
     timeout_seconds: float = 60.0

@@ -216,3 +216,22 @@ async def test_held_message_released_by_its_plugin_is_delivered_protected(siegel
         assert len(harness.notices("protected")) == 2
         assert len(harness.notices("delayed")) == 2  # no second "delayed" notice
     assert len(harness.sink.to("buerger@example.net")) == 2
+
+
+async def test_a_tenant_can_word_its_own_notices(siegel_harness, tmp_path):
+    folder = tmp_path / "texts"
+    (folder / "de").mkdir(parents=True)
+    (folder / "de" / "quarantined.txt").write_text(
+        "Nachricht gestoppt (Kreis)\nLiebe Kollegin, lieber Kollege: $recipient, $message_id\n$reasons\n",
+        encoding="utf-8")
+    config = {"settings": {"sender_notices": {"templates": "texts", "include_subject": False}}}
+    async with siegel_harness(config=config) as harness:
+        message_id = await harness.send(make_message(to="buerger@example.net",
+                                                     subject="Herr Müller, Antrag"))
+        await harness.process()
+    [notice] = harness.notices("quarantined")
+    assert notice["Subject"] == "Nachricht gestoppt (Kreis) / Message stopped"
+    text = notice.get_content()
+    assert f"Liebe Kollegin, lieber Kollege: buerger@example.net, {message_id}" in text
+    assert "Your message was stopped" in text  # English falls back to the built-in text
+    assert "Müller" not in text and "Müller" not in notice["Subject"]
