@@ -210,19 +210,36 @@ class Runtime:
         await self.store.open()
         self._worker = asyncio.create_task(self._work(), name="siegel-worker")
 
-    async def stop(self) -> None:
+    async def stop(self, grace_seconds: float = 30.0) -> None:
+        """Stop claiming, let running jobs finish (up to ``grace_seconds``), close the store.
+
+        A job cut off here keeps its lease; the next start (or, with a shared store, another
+        instance once the lease runs out) processes it again."""
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        if self._in_flight:
+            _done, pending = await asyncio.wait(self._in_flight, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         await self.store.close()
 
     def wake(self) -> None:
         self._wake.set()
 
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a job failed outside the pipeline; it will be retried when its lease ends",
+                      exc_info=task.exception())
+
     async def _work(self) -> None:
-        poll = self.config.delivery.poll_seconds
+        """Keep up to ``concurrency`` jobs running; a slow job never holds up the others."""
+        settings = self.config.delivery
         next_maintenance = self._clock.now()
         while True:
             try:
@@ -231,10 +248,20 @@ class Runtime:
                     if destroyed:
                         log.info("destroyed the content of %d finished messages", destroyed)
                     next_maintenance = self._clock.now() + timedelta(hours=1)
-                self._wake.clear()
-                if await self.run_due() == self.config.delivery.concurrency:
-                    continue
+                free = settings.concurrency - len(self._in_flight)
+                if free > 0:
+                    self._wake.clear()
+                    jobs = await self.store.claim_due(self._clock.now(), free,
+                                                      settings.lease_seconds)
+                    for job in jobs:
+                        task = asyncio.create_task(self.process(job),
+                                                   name=f"siegel-job-{job.message_id}")
+                        self._in_flight.add(task)
+                        task.add_done_callback(self._job_done)
+                    if len(jobs) == free:
+                        await asyncio.sleep(0)
+                        continue
             except StoreError:
-                log.exception("store error in the worker; retrying in %s s", poll)
+                log.exception("store error in the worker; retrying in %s s", settings.poll_seconds)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll)
+                await asyncio.wait_for(self._wake.wait(), settings.poll_seconds)
