@@ -235,3 +235,26 @@ async def test_a_tenant_can_word_its_own_notices(siegel_harness, tmp_path):
     assert f"Liebe Kollegin, lieber Kollege: buerger@example.net, {message_id}" in text
     assert "Your message was stopped" in text  # English falls back to the built-in text
     assert "Müller" not in text and "Müller" not in notice["Subject"]
+
+
+async def test_one_deployment_serves_tenants_with_their_own_rules(siegel_harness):
+    config = {"tenants": {
+        "test": {"settings": {"recipient_scope": {"external": "protect"}}},
+        "stadt": {"name": "Stadt", "domains": ["stadt.example"], "plugin_set": "baseline",
+                  "settings": {"recipient_scope": {"external": "plain"}}},
+    }}
+    async with siegel_harness(config=config) as harness:
+        strict = await harness.send(make_message(sender="a@behoerde.example",
+                                                 to="buerger@example.net"))
+        relaxed = await harness.send(make_message(sender="b@stadt.example",
+                                                  to="buerger@example.net"))
+        await harness.process()
+        records = {r.message_id: r for mid in (strict, relaxed)
+                   for r in await harness.store.recipients(mid)}
+        assert records[strict].tenant == "test"
+        assert records[strict].state is RecipientState.QUARANTINED
+        assert records[relaxed].tenant == "stadt"
+        assert records[relaxed].state is RecipientState.DELIVERED
+    [notice] = harness.notices("quarantined")
+    assert notice["To"] == "a@behoerde.example"
+    assert "Testbehörde" in notice["From"]

@@ -1,0 +1,127 @@
+"""The smtp channel against real SMTP servers: TLS verified by default, never a silent downgrade."""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+
+import pytest
+from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from siegel import DeliveryStatus, Outgoing
+from siegel.config import config_from_mapping
+from siegel.manager import PluginRegistry
+from siegel.plugins.smtp_relay import deliver
+from siegel.sink import free_port
+
+RAW = b"From: a@behoerde.example\r\nTo: b@behoerde.example\r\nSubject: t\r\n\r\nHallo\r\n"
+
+
+def make_certificate(tmp_path, common_name="localhost"):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / f"{common_name}.pem", tmp_path / f"{common_name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+class Recorder:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((session.ssl is not None, envelope.original_content))
+        return "250 OK"
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    cert_file, key_file = make_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    recorder = Recorder()
+    controller = Controller(recorder, hostname="localhost", port=free_port(),
+                            tls_context=context, require_starttls=True)
+    controller.start()
+    yield controller, recorder, cert_file
+    controller.stop()
+
+
+@pytest.fixture
+def plain_server():
+    recorder = Recorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, recorder
+    controller.stop()
+
+
+def tenant_with(relay, tmp_path):
+    registry = PluginRegistry.load()
+    data = {"tenants": {"t": {"name": "T", "domains": ["behoerde.example"],
+                              "plugin_set": "baseline", "settings": {"relay": relay}}}}
+    return config_from_mapping(data, registry, source="x", base_dir=tmp_path).tenants["t"]
+
+
+def outgoing():
+    return Outgoing(channel="smtp", mail_from="a@behoerde.example",
+                    recipients=["b@behoerde.example"], raw=RAW)
+
+
+async def test_starttls_with_verified_certificate(tls_server, tmp_path):
+    controller, recorder, cert_file = tls_server
+    tenant = tenant_with({"host": "localhost", "port": controller.port,
+                          "ca_file": str(cert_file)}, tmp_path)
+    result = await deliver(outgoing(), tenant)
+    assert result.status is DeliveryStatus.DELIVERED, result.detail
+    assert recorder.messages == [(True, RAW)]
+
+
+async def test_untrusted_certificate_is_a_temporary_failure_not_a_downgrade(tls_server, tmp_path):
+    controller, recorder, _ = tls_server
+    other_ca, _ = make_certificate(tmp_path, "other.example")
+    tenant = tenant_with({"host": "localhost", "port": controller.port,
+                          "ca_file": str(other_ca)}, tmp_path)
+    result = await deliver(outgoing(), tenant)
+    assert result.status is DeliveryStatus.TEMPORARY_FAILURE
+    assert "CERTIFICATE_VERIFY_FAILED" in result.detail or "certificate" in result.detail.lower()
+    assert recorder.messages == []
+
+
+async def test_required_starttls_refuses_a_server_without_it(plain_server, tmp_path):
+    controller, recorder = plain_server
+    tenant = tenant_with({"host": "127.0.0.1", "port": controller.port}, tmp_path)
+    result = await deliver(outgoing(), tenant)
+    assert result.status is DeliveryStatus.TEMPORARY_FAILURE
+    assert "STARTTLS" in result.detail or "starttls" in result.detail.lower()
+    assert recorder.messages == []
+
+
+async def test_opportunistic_starttls_sends_plain_only_when_not_offered(plain_server, tmp_path):
+    controller, recorder = plain_server
+    tenant = tenant_with({"host": "127.0.0.1", "port": controller.port,
+                          "tls": "starttls-opportunistic"}, tmp_path)
+    result = await deliver(outgoing(), tenant)
+    assert result.status is DeliveryStatus.DELIVERED
+    assert recorder.messages == [(False, RAW)]
+
+
+async def test_connection_refused_is_temporary(tmp_path):
+    tenant = tenant_with({"host": "127.0.0.1", "port": free_port(), "tls": "none"}, tmp_path)
+    result = await deliver(outgoing(), tenant)
+    assert result.status is DeliveryStatus.TEMPORARY_FAILURE
