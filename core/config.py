@@ -96,15 +96,20 @@ class ListenerConfig:
     hostname: str | None = None
 
 
+# Relative to the configuration file's folder (resolved by Config.path).
+_DEFAULT_DATABASE = ConfigPath("var/siegel.db")
+_DEFAULT_KEY_FILE = ConfigPath("keys/store.key")
+
+
 @attrs.frozen(kw_only=True)
 class StoreConfig:
     """The durable message store (``[store]``)."""
 
     backend: Literal["sqlite"] = "sqlite"
     #: SQLite database file (relative paths are relative to the config file).
-    path: ConfigPath = ConfigPath("var/siegel.db")
+    path: ConfigPath = _DEFAULT_DATABASE
     #: The key that encrypts message content at rest; created by ``siegel init``.
-    key_file: ConfigPath = ConfigPath("keys/store.key")
+    key_file: ConfigPath = _DEFAULT_KEY_FILE
     #: Content of finished (delivered, failed, expired) messages is destroyed after this many days.
     retention_days: float = attrs.field(default=7.0, validator=_positive)
 
