@@ -33,6 +33,7 @@ from siegel.model import (
 
 if TYPE_CHECKING:
     from siegel.config import Tenant
+    from siegel.state import PluginState
 
 PROJECT = "siegel"
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -73,6 +74,10 @@ class Services(Protocol):
 
     async def release(self, message_id: str, recipient: Address) -> None:
         """Process a held recipient again now (e.g. once the recipient has chosen a password)."""
+        ...
+
+    def state(self, namespace: str) -> PluginState:
+        """The plugin's durable, encrypted key-value state (see :class:`siegel.state.PluginState`)."""
         ...
 
 

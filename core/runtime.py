@@ -31,6 +31,7 @@ from siegel.model import (
 from siegel.pipeline import Decision, Pipeline
 from siegel.plugin import Clock
 from siegel.sqlite_store import SQLiteStore
+from siegel.state import PluginState
 from siegel.store import ContentDestroyed, Job, LeaseLost, MessageStore, RecipientUpdate, StoreError
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,9 @@ class Runtime:
                                  states=[RecipientState.HELD], release=False,
                                  now=self._clock.now())
         self._wake.set()
+
+    def state(self, namespace: str) -> PluginState:
+        return PluginState(self.store, namespace, self._clock)
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -201,8 +205,11 @@ class Runtime:
         raise RuntimeError(f"still busy after {max_rounds} rounds")
 
     async def maintenance(self) -> int:
-        cutoff = self._clock.now() - timedelta(days=self.config.store.retention_days)
-        return await self.store.destroy_finished_content(cutoff)
+        """Destroy the content of finished messages past retention; purge expired plugin state."""
+        now = self._clock.now()
+        await self.store.state_purge_expired(now)
+        return await self.store.destroy_finished_content(
+            now - timedelta(days=self.config.store.retention_days))
 
     # -- the worker loop ---------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ from siegel.crypto import ContentCipher, SealedContent
 from siegel.model import AuditEvent, Envelope, Level, Message, Origin, RecipientState
 from siegel.store import (
     ContentDestroyed,
+    StateConflict,
+    StateRecord,
     Job,
     LeaseLost,
     MessageNotFound,
@@ -75,6 +77,18 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_message ON events (message_id);
+CREATE TABLE IF NOT EXISTS plugin_state (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    expires_at TEXT,
+    PRIMARY KEY (namespace, key)
+);
+CREATE INDEX IF NOT EXISTS plugin_state_expiry ON plugin_state (expires_at);
 """
 
 
@@ -398,3 +412,70 @@ class SQLiteStore(MessageStore):
             " WHERE message_id = ? ORDER BY id", (message_id,)).fetchall())
         return [AuditEvent(at=_dt_required(r[0]), kind=r[1], tenant=r[2], message_id=r[3],
                            recipient=r[4], detail=json.loads(r[5])) for r in rows]
+
+    # -- plugin state ----------------------------------------------------------------------
+
+    @staticmethod
+    def _state_aad(namespace: str, key: str) -> str:
+        return f"state:{namespace}:{key}"
+
+    def _state_record(self, row: Sequence[Any]) -> StateRecord:
+        namespace, key, key_id, wrapped, value, version, updated_at, expires_at = row
+        plain = self.cipher.open(self._state_aad(namespace, key),
+                                 SealedContent(key_id, wrapped, value))
+        return StateRecord(namespace=namespace, key=key, value=plain, version=version,
+                           updated_at=_dt_required(updated_at), expires_at=_dt(expires_at))
+
+    _STATE_SQL = ("SELECT namespace, key, key_id, wrapped_key, value, version, updated_at,"
+                  " expires_at FROM plugin_state")
+
+    async def state_get(self, namespace: str, key: str) -> StateRecord | None:
+        row = await self._run(lambda db: db.execute(
+            self._STATE_SQL + " WHERE namespace = ? AND key = ?", (namespace, key)).fetchone())
+        return None if row is None else self._state_record(row)
+
+    async def state_put(self, namespace: str, key: str, value: bytes, *,
+                        expires_at: datetime | None = None,
+                        expect_version: int | None = None) -> int:
+        sealed = self.cipher.seal(self._state_aad(namespace, key), value)
+        now = _ts(datetime.now(UTC))
+
+        def work(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT version FROM plugin_state WHERE namespace = ? AND key = ?",
+                             (namespace, key)).fetchone()
+            current = row[0] if row else 0
+            if expect_version is not None and expect_version != current:
+                raise StateConflict(f"{namespace}/{key}: version {current}, "
+                                    f"expected {expect_version}")
+            db.execute(
+                "INSERT INTO plugin_state (namespace, key, key_id, wrapped_key, value, version,"
+                " updated_at, expires_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (namespace, key)"
+                " DO UPDATE SET key_id = excluded.key_id, wrapped_key = excluded.wrapped_key,"
+                " value = excluded.value, version = excluded.version,"
+                " updated_at = excluded.updated_at, expires_at = excluded.expires_at",
+                (namespace, key, sealed.key_id, sealed.wrapped_key, sealed.ciphertext,
+                 current + 1, now, _ts(expires_at)))
+            return int(current + 1)
+
+        return await self._run(lambda db: self._transaction(db, lambda: work(db)))
+
+    async def state_delete(self, namespace: str, key: str) -> bool:
+        return await self._run(lambda db: self._transaction(db, lambda: db.execute(
+            "DELETE FROM plugin_state WHERE namespace = ? AND key = ?",
+            (namespace, key)).rowcount > 0))
+
+    async def state_scan(self, namespace: str, prefix: str = "", *,
+                         now: datetime | None = None) -> builtins.list[StateRecord]:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        sql = self._STATE_SQL + " WHERE namespace = ? AND key LIKE ? ESCAPE '\\'"
+        params: list[Any] = [namespace, escaped + "%"]
+        if now is not None:
+            sql += " AND (expires_at IS NULL OR expires_at > ?)"
+            params.append(_ts(now))
+        rows = await self._run(lambda db: db.execute(sql + " ORDER BY key", params).fetchall())
+        return [self._state_record(row) for row in rows]
+
+    async def state_purge_expired(self, now: datetime) -> int:
+        return await self._run(lambda db: self._transaction(db, lambda: db.execute(
+            "DELETE FROM plugin_state WHERE expires_at IS NOT NULL AND expires_at <= ?",
+            (_ts(now),)).rowcount))

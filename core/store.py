@@ -35,6 +35,10 @@ class ContentDestroyed(StoreError):
     """The message's content was destroyed (expired or purged); only its record is left."""
 
 
+class StateConflict(StoreError):
+    """A plugin-state record changed since it was read (optimistic concurrency)."""
+
+
 class LeaseLost(StoreError):
     """Another worker took the job over (this worker was too slow); its result is discarded."""
 
@@ -91,6 +95,16 @@ class RecipientRecord:
     detail: str
     updated_at: datetime
     content_destroyed: bool
+
+
+@attrs.frozen(kw_only=True)
+class StateRecord:
+    namespace: str
+    key: str
+    value: bytes = attrs.field(repr=False)
+    version: int
+    updated_at: datetime
+    expires_at: datetime | None
 
 
 class MessageStore(abc.ABC):
@@ -171,6 +185,30 @@ class MessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def record_events(self, events: Sequence[AuditEvent]) -> None: ...
+
+    # -- plugin state: small records a plugin keeps (accounts, certificates, tokens) ------------
+
+    @abc.abstractmethod
+    async def state_get(self, namespace: str, key: str) -> StateRecord | None: ...
+
+    @abc.abstractmethod
+    async def state_put(self, namespace: str, key: str, value: bytes, *,
+                        expires_at: datetime | None = None,
+                        expect_version: int | None = None) -> int:
+        """Write a record; returns its new version. With ``expect_version`` the write happens
+        only if the stored version still matches (0: only if absent); otherwise
+        :class:`StateConflict` is raised. Values are encrypted at rest."""
+
+    @abc.abstractmethod
+    async def state_delete(self, namespace: str, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def state_scan(self, namespace: str, prefix: str = "", *,
+                         now: datetime | None = None) -> builtins.list[StateRecord]:
+        """Records whose key starts with ``prefix``; with ``now``, expired ones are left out."""
+
+    @abc.abstractmethod
+    async def state_purge_expired(self, now: datetime) -> int: ...
 
     @abc.abstractmethod
     async def events(self, message_id: str) -> builtins.list[AuditEvent]: ...

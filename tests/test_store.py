@@ -157,3 +157,30 @@ async def test_requeue_and_purge(tmp_path, cipher):
         assert await store.purge(msg.id)
         assert await store.recipients(msg.id) == []
         assert not await store.purge(msg.id)
+
+
+async def test_plugin_state_is_encrypted_versioned_and_expires(tmp_path, cipher):
+    from siegel.state import PluginState
+    from siegel.store import StateConflict
+
+    clock = FrozenClock()
+    async with SQLiteStore(tmp_path / "s.db", cipher) as store:
+        accounts = PluginState(store, "pdf.accounts", clock)
+        tokens = PluginState(store, "pdf.tokens", clock)
+        assert await accounts.put("buerger@example.net", b'{"u": "GEHEIM-U-ENTRY"}',
+                                  expect_version=0) == 1
+        with pytest.raises(StateConflict):
+            await accounts.put("buerger@example.net", b"{}", expect_version=0)
+        assert await accounts.put("buerger@example.net", b'{"u": "v2"}', expect_version=1) == 2
+        await accounts.put("buerger_2@example.net", b"x")
+        await accounts.put("b%rger@example.net", b"y")
+        await tokens.put("t1", b"token", ttl=timedelta(days=5))
+        assert [r.key for r in await accounts.scan("buerger_")] == ["buerger_2@example.net"]
+        assert (await accounts.get("buerger@example.net")).value == b'{"u": "v2"}'
+        assert await tokens.get("buerger@example.net") is None  # namespaces are separate
+        clock.advance(days=5)
+        assert await tokens.get("t1") is None
+        assert await store.state_purge_expired(clock.now()) == 1
+        assert await accounts.delete("b%rger@example.net")
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("s.db*"))
+    assert b"GEHEIM-U-ENTRY" not in on_disk and b"v2" not in on_disk

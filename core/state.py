@@ -1,0 +1,40 @@
+"""Durable state a plugin keeps: recipient accounts, certificates, one-time tokens.
+
+Each plugin works in its own namespace; values are bytes (the plugin chooses the encoding, e.g.
+JSON) and are encrypted at rest like message content. Records may expire; expired records read as
+absent and are purged by the gateway's maintenance.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from siegel.plugin import Clock
+from siegel.store import MessageStore, StateRecord
+
+
+class PluginState:
+    def __init__(self, store: MessageStore, namespace: str, clock: Clock) -> None:
+        self.store = store
+        self.namespace = namespace
+        self.clock = clock
+
+    async def get(self, key: str) -> StateRecord | None:
+        record = await self.store.state_get(self.namespace, key)
+        if record is None or (record.expires_at is not None
+                              and record.expires_at <= self.clock.now()):
+            return None
+        return record
+
+    async def put(self, key: str, value: bytes, *, ttl: timedelta | None = None,
+                  expect_version: int | None = None) -> int:
+        """Write ``value``; ``expect_version`` (0 = must not exist) guards against lost updates."""
+        expires_at = self.clock.now() + ttl if ttl is not None else None
+        return await self.store.state_put(self.namespace, key, value, expires_at=expires_at,
+                                          expect_version=expect_version)
+
+    async def delete(self, key: str) -> bool:
+        return await self.store.state_delete(self.namespace, key)
+
+    async def scan(self, prefix: str = "") -> list[StateRecord]:
+        return await self.store.state_scan(self.namespace, prefix, now=self.clock.now())
