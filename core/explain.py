@@ -14,10 +14,14 @@ from typing import Any
 import attrs
 
 from siegel.addresses import Address, InvalidAddress
-from siegel.clock import new_message_id
-from siegel.model import Envelope, Level, Message, Verdict
-from siegel.pipeline import MethodChoice
-from siegel.runtime import Runtime
+from siegel.clock import SystemClock, new_message_id
+from siegel.config import Config
+from siegel.manager import PluginRegistry
+from siegel.model import Envelope, Level, Message, SystemMail, Verdict
+from siegel.pipeline import MethodChoice, Pipeline
+from siegel.plugin import Clock, Services
+from siegel.runtime import tenant_for
+from siegel.state import PluginState
 
 
 @attrs.frozen(kw_only=True)
@@ -58,14 +62,42 @@ def envelope_from_headers(message_bytes: bytes) -> tuple[Address | None, list[Ad
     return sender, recipients
 
 
-async def explain(runtime: Runtime, raw: bytes, sender: Address | None,
-                  recipients: Sequence[Address], tenant_id: str | None = None) -> Explanation:
-    tenant = (runtime.config.tenants[tenant_id] if tenant_id
-              else runtime.tenant_for(sender, recipients))
+class DryRun:
+    """Services for a dry run: time passes, nothing is stored, sent or released."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or SystemClock()
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    async def send_system_mail(self, tenant: str, mail: SystemMail) -> str:
+        raise DryRunViolation("a dry run must not send mail")
+
+    async def release(self, message_id: str, recipient: Address) -> None:
+        raise DryRunViolation("a dry run must not release messages")
+
+    def state(self, namespace: str) -> PluginState:
+        raise DryRunViolation(
+            f"a dry run has no plugin state ({namespace}); can_serve must not need it to write")
+
+
+class DryRunViolation(RuntimeError):
+    """A plugin tried to cause a side effect during ``siegel explain``."""
+
+
+async def explain(config: Config, registry: PluginRegistry, raw: bytes, sender: Address | None,
+                  recipients: Sequence[Address], tenant_id: str | None = None,
+                  services: Services | None = None) -> Explanation:
+    """What the pipeline would decide for each recipient. Raises :class:`NoTenant` when the
+    message belongs to no tenant and none is given."""
+    services = services or DryRun()
+    tenant = config.tenants[tenant_id] if tenant_id else tenant_for(config, sender, recipients)
     message = Message(id=new_message_id(), tenant=tenant.id,
                       envelope=Envelope(sender, tuple(recipients)), raw=raw,
-                      received_at=runtime.clock.now())
-    pipeline = runtime.pipeline
+                      received_at=services.clock.now())
+    pipeline = Pipeline(config, registry, services)
     try:
         message.parsed.get_body()
     except Exception as exc:

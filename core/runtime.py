@@ -41,6 +41,22 @@ class NoTenant(Exception):
     """Neither the sender nor the recipients belong to a configured tenant."""
 
 
+def tenant_for(config: Config, sender: Address | None, recipients: Sequence[Address]) -> Tenant:
+    """A message belongs to the tenant of its sender, or (inbound) of all its recipients."""
+    tenant = config.tenant_of_sender(sender)
+    if tenant is not None:
+        return tenant
+    owners = {config.tenant_of_recipient(r) for r in recipients}
+    if len(owners) == 1 and None not in owners:
+        owner = owners.pop()
+        assert owner is not None
+        return owner
+    raise NoTenant(
+        "neither the sender nor all recipients belong to one tenant's domains "
+        f"(sender {sender or '<>'}, recipients {', '.join(map(str, recipients))})"
+    )
+
+
 def open_store(config: Config) -> MessageStore:
     """The store the configuration names, with its content key."""
     cipher = ContentCipher.from_key_file(config.path(config.store.key_file))
@@ -91,19 +107,7 @@ class Runtime:
     # -- accepting ---------------------------------------------------------------------------
 
     def tenant_for(self, sender: Address | None, recipients: Sequence[Address]) -> Tenant:
-        """A message belongs to the tenant of its sender, or (inbound) of all its recipients."""
-        tenant = self.config.tenant_of_sender(sender)
-        if tenant is not None:
-            return tenant
-        owners = {self.config.tenant_of_recipient(r) for r in recipients}
-        if len(owners) == 1 and None not in owners:
-            owner = owners.pop()
-            assert owner is not None
-            return owner
-        raise NoTenant(
-            "neither the sender nor all recipients belong to one tenant's domains "
-            f"(sender {sender or '<>'}, recipients {', '.join(map(str, recipients))})"
-        )
+        return tenant_for(self.config, sender, recipients)
 
     async def submit(
         self, raw: bytes, mail_from: str | Address | None, rcpt_to: Iterable[str | Address]
