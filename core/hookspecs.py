@@ -26,6 +26,7 @@ from siegel.plugin import (
     DeliveryChannel,
     Notifier,
     PluginSet,
+    PortalRoute,
     ProtectionMethod,
     Rewriter,
 )
@@ -203,6 +204,29 @@ def siegel_register_notifiers() -> Iterable[Notifier]:
         @hookimpl
         def siegel_register_notifiers():
             return [Notifier(name="postmaster", notify=notify)]
+    """
+
+
+@hookspec
+def siegel_register_portal_routes() -> Iterable[PortalRoute]:
+    """Register pages and form handlers of the recipient portal (``siegel serve`` serves it).
+
+    Called once at start-up. Route names must be unique; paths are mounted as given, for every
+    tenant (the portal tells tenants apart by the link a recipient follows). Every non-GET route
+    is CSRF-checked by the portal before the endpoint runs; endpoints must not change state on GET.
+
+    Example::
+
+        from starlette.responses import HTMLResponse
+        from siegel import PortalRoute, hookimpl
+
+        async def hello(request):
+            portal = request.state.portal
+            return portal.render("hello.html", {"name": "Welt"})
+
+        @hookimpl
+        def siegel_register_portal_routes():
+            return [PortalRoute(name="hello", path="/hello", endpoint=hello)]
     """
 
 

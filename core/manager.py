@@ -28,6 +28,7 @@ from siegel.plugin import (
     DeliveryChannel,
     Notifier,
     PluginSet,
+    PortalRoute,
     ProtectionMethod,
     Rewriter,
 )
@@ -74,7 +75,7 @@ def create_plugin_manager() -> pluggy.PluginManager:
 
 
 _T = TypeVar("_T", Classifier, Rewriter, ProtectionMethod, DeliveryChannel, Notifier,
-             ConfigSection, PluginSet)
+             ConfigSection, PluginSet, PortalRoute)
 
 
 class PluginRegistry:
@@ -99,6 +100,7 @@ class PluginRegistry:
         )
         self.delivery_channels = self._collect("siegel_register_delivery_channels", DeliveryChannel)
         self.notifiers = self._collect("siegel_register_notifiers", Notifier)
+        self.portal_routes = self._collect("siegel_register_portal_routes", PortalRoute)
 
     @classmethod
     def load(
@@ -206,6 +208,7 @@ class PluginRegistry:
             "protection methods": self.protection_methods,
             "delivery channels": self.delivery_channels,
             "notifiers": self.notifiers,
+            "portal routes": self.portal_routes,
         }
         return {
             kind: names

@@ -198,6 +198,29 @@ class ConfigSection:
 
 
 @attrs.frozen(kw_only=True)
+class PortalRoute:
+    """A page or form handler that a plugin adds to the recipient portal.
+
+    ``endpoint`` is an async Starlette endpoint (``request -> Response``). The portal wraps every
+    route with its security layer (headers, CSRF on every non-GET method, sessions, language); the
+    endpoint gets that context as ``request.state.portal`` (:class:`siegel.portal.PortalContext`).
+    State must never change on GET.
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    path: str
+    endpoint: Callable[[Any], Awaitable[Any]]
+    methods: tuple[str, ...] = attrs.field(default=("GET",), converter=_strings)
+    description: str = ""
+    plugin: str = ""
+
+    @path.validator
+    def _absolute(self, _attribute: object, value: str) -> None:
+        if not value.startswith("/"):
+            raise ValueError(f"portal route {self.name!r}: path must start with '/', not {value!r}")
+
+
+@attrs.frozen(kw_only=True)
 class PluginSet:
     """A named selection of plugins with default settings: what one kind of authority enables."""
 
