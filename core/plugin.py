@@ -208,7 +208,7 @@ class PortalRoute:
     """
 
     name: str = attrs.field(validator=_valid_name)
-    path: str
+    path: str = attrs.field()
     endpoint: Callable[[Any], Awaitable[Any]]
     methods: tuple[str, ...] = attrs.field(default=("GET",), converter=_strings)
     description: str = ""
