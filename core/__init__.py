@@ -41,6 +41,7 @@ from siegel.plugin import (
     RecipientContext,
     Rewriter,
     Services,
+    Transformer,
     hookimpl,
 )
 from siegel.store import StoreError
@@ -89,6 +90,7 @@ __all__ = [
     "SystemMail",
     "Tenant",
     "Text",
+    "Transformer",
     "Verdict",
     "__version__",
     "hookimpl",

@@ -18,7 +18,7 @@ from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config
 from siegel.manager import PluginRegistry
 from siegel.model import Envelope, Level, Message, SystemMail, Verdict
-from siegel.pipeline import MethodChoice, Pipeline
+from siegel.pipeline import MethodChoice, Pipeline, StageFailure
 from siegel.plugin import Clock, Services
 from siegel.runtime import tenant_for
 from siegel.state import PluginState
@@ -106,6 +106,15 @@ async def explain(config: Config, registry: PluginRegistry, raw: bytes, sender: 
     results = []
     for recipient in dict.fromkeys(recipients):
         ctx = pipeline.context(message, tenant, recipient)
+        try:
+            ctx = await pipeline.transform(ctx)
+        except StageFailure as failure:
+            results.append(RecipientExplanation(
+                recipient=recipient, internal=ctx.is_internal,
+                internal_rule=ctx.internal.rule if ctx.internal else None,
+                verdict=Verdict([]), choice=None,
+                outcome=f"quarantine ({failure.reason.en})"))
+            continue
         verdict = await pipeline.classify(ctx)
         choice = None
         if verdict.level is Level.QUARANTINE:

@@ -29,6 +29,7 @@ from siegel.plugin import (
     PortalRoute,
     ProtectionMethod,
     Rewriter,
+    Transformer,
 )
 
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -79,6 +80,31 @@ def siegel_register_config_sections() -> Iterable[ConfigSection]:
             return [ConfigSection(name="greeting", type=GreetingSettings)]
 
     A classifier then reads ``ctx.settings("greeting").greeting``.
+    """
+
+
+@hookspec
+def siegel_register_transformers() -> Iterable[Transformer]:
+    """Register transformers, which turn a copy into another before classification.
+
+    Transformers of the tenant run in name order on each recipient's copy; each gets the context
+    with the copy as the previous one left it and returns new bytes or ``None``. The classifiers,
+    rewriters and protection methods then see the transformed copy. Use this for inbound
+    decryption; never to weaken a message. A transformer that raises or times out quarantines
+    the copy.
+
+    Example::
+
+        from siegel import Transformer, hookimpl
+
+        async def unwrap(ctx):
+            if ctx.email.get_content_type() != "application/x-wrapped":
+                return None
+            return ctx.email.get_payload(decode=True)
+
+        @hookimpl
+        def siegel_register_transformers():
+            return [Transformer(name="unwrap", transform=unwrap)]
     """
 
 

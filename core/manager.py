@@ -31,6 +31,7 @@ from siegel.plugin import (
     PortalRoute,
     ProtectionMethod,
     Rewriter,
+    Transformer,
 )
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def create_plugin_manager() -> pluggy.PluginManager:
 
 
 _T = TypeVar("_T", Classifier, Rewriter, ProtectionMethod, DeliveryChannel, Notifier,
-             ConfigSection, PluginSet, PortalRoute)
+             ConfigSection, PluginSet, PortalRoute, Transformer)
 
 
 class PluginRegistry:
@@ -93,6 +94,7 @@ class PluginRegistry:
         self.failures = {failure.name: failure for failure in failures}
         self.plugin_sets = self._collect("siegel_register_plugin_sets", PluginSet)
         self.config_sections = self._collect("siegel_register_config_sections", ConfigSection)
+        self.transformers = self._collect("siegel_register_transformers", Transformer)
         self.classifiers = self._collect("siegel_register_classifiers", Classifier)
         self.rewriters = self._collect("siegel_register_rewriters", Rewriter)
         self.protection_methods = self._collect(
@@ -203,6 +205,7 @@ class PluginRegistry:
         kinds: dict[str, dict[str, Any]] = {
             "plugin sets": self.plugin_sets,
             "config sections": self.config_sections,
+            "transformers": self.transformers,
             "classifiers": self.classifiers,
             "rewriters": self.rewriters,
             "protection methods": self.protection_methods,

@@ -115,6 +115,22 @@ class Pipeline:
 
     # -- the stages -------------------------------------------------------------------------
 
+    async def transform(self, ctx: RecipientContext) -> RecipientContext:
+        """Let the tenant's transformers turn the copy into another; raises :class:`StageFailure`."""
+        for transformer in self.registry.enabled(self.registry.transformers,
+                                                 ctx.tenant.enabled_plugins):
+            what = Text(f"Umwandler {transformer.name!r} (Plugin {transformer.plugin!r})",
+                        f"transformer {transformer.name!r} (plugin {transformer.plugin!r})")
+            result = await self._guarded(transformer.transform(ctx),
+                                         self.config.delivery.protect_timeout_seconds, what)
+            if result is None:
+                continue
+            if not isinstance(result, bytes) or not result:
+                raise StageFailure(Text(f"{what.de} lieferte keine Nachricht",
+                                        f"{what.en} returned no message"))
+            ctx = attrs.evolve(ctx, raw=result, email=parse_email(result))
+        return ctx
+
     async def classify(self, ctx: RecipientContext) -> Verdict:
         """Ask every classifier the tenant enables; the strictest finding wins."""
         classifiers = self.registry.enabled(self.registry.classifiers, ctx.tenant.enabled_plugins)
@@ -244,6 +260,10 @@ class Pipeline:
                 f"the message is not readable MIME ({type(exc).__name__}: {exc})")],
                 level=Level.QUARANTINE)
 
+        try:
+            ctx = await self.transform(ctx)
+        except StageFailure as failure:
+            return self.quarantine(message, job, [failure.reason], level=Level.QUARANTINE)
         verdict = await self.classify(ctx)
         defects = mime.structural_defects(ctx.email)
         if defects and not ctx.is_internal:

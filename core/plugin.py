@@ -112,12 +112,25 @@ class RecipientContext:
         return mime.subject_of(self.email) + "\n" + mime.body_text(self.email)
 
 
+TransformFunction = Callable[[RecipientContext], Awaitable[bytes | None]]
 ClassifyFunction = Callable[[RecipientContext], Awaitable[Finding | Iterable[Finding] | None]]
 RewriteFunction = Callable[[mime.RawMessage, RecipientContext], None]
 CanServeFunction = Callable[[RecipientContext], Awaitable[Availability]]
 ProtectFunction = Callable[[RecipientContext], Awaitable[ProtectionResult]]
 DeliverFunction = Callable[[Outgoing, "Tenant"], Awaitable[DeliveryResult]]
 NotifyFunction = Callable[[Notice, "Tenant"], Awaitable[Iterable[SystemMail]]]
+
+
+@attrs.frozen(kw_only=True)
+class Transformer:
+    """Turns a copy into another before it is classified, e.g. decrypts inbound S/MIME so that the
+    classifiers judge the real content. Returns the new RFC 5322 bytes, or ``None`` to leave the
+    copy as it is. An exception or a time-out quarantines the copy."""
+
+    name: str = attrs.field(validator=_valid_name)
+    transform: TransformFunction
+    description: str = ""
+    plugin: str = ""
 
 
 @attrs.frozen(kw_only=True)

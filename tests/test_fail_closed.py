@@ -278,3 +278,51 @@ async def test_held_copy_stays_encrypted_and_expires(siegel_harness):
         [expired] = harness.notices("expired")
         assert expired["To"] == SENDER
     assert leaked(harness) == []
+
+
+class Unwrapping:
+    """Inbound 'decryption' for the test: a base64 wrapper around the real message."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    @hookimpl
+    def siegel_register_transformers(self):
+        async def unwrap(ctx):
+            if self.fail:
+                raise RuntimeError("cannot decrypt")
+            if ctx.email.get_content_type() != "application/x-wrapped":
+                return None
+            return base64.b64decode(ctx.email.get_payload())
+        from siegel import Transformer
+        return [Transformer(name="unwrap", transform=unwrap)]
+
+
+WRAPPED = (b"From: sachbearbeitung@behoerde.example\r\nTo: buerger@example.net\r\n"
+           b"Content-Type: application/x-wrapped\r\n\r\n"
+           + base64.b64encode(b"Subject: inner\r\n\r\nKundennummer " + MARKER.encode() + b"\r\n")
+           + b"\r\n")
+
+
+async def test_classifiers_judge_the_transformed_copy(siegel_harness):
+    config = {"settings": {"recipient_scope": {"external": "plain"}, "content_rules": {"rules": [
+        {"name": "marker", "pattern": MARKER}]}}}
+    async with siegel_harness(config=config, plugins=[("unwrap", Unwrapping())]) as harness:
+        message_id = await harness.send(WRAPPED, mail_from=SENDER, rcpt_to=[CITIZEN])
+        await harness.process()
+        [record] = await harness.store.recipients(message_id)
+        assert record.state is RecipientState.QUARANTINED  # protect, and no method configured
+        assert any("content rule 'marker'" in r for r in record.reasons)
+    assert leaked(harness) == []
+
+
+async def test_a_failing_transformer_quarantines(siegel_harness):
+    config = {"settings": {"recipient_scope": {"external": "plain"}}}
+    async with siegel_harness(config=config,
+                              plugins=[("unwrap", Unwrapping(fail=True))]) as harness:
+        message_id = await harness.send(WRAPPED, mail_from=SENDER, rcpt_to=[CITIZEN])
+        await harness.process()
+        [record] = await harness.store.recipients(message_id)
+        assert record.state is RecipientState.QUARANTINED
+        assert "transformer 'unwrap' (plugin 'unwrap'): raised RuntimeError" in record.detail
+    assert harness.sink.to(CITIZEN) == []
