@@ -19,14 +19,14 @@ from siegel.crypto import ContentCipher, SealedContent
 from siegel.model import AuditEvent, Envelope, Level, Message, Origin, RecipientState
 from siegel.store import (
     ContentDestroyed,
-    StateConflict,
-    StateRecord,
     Job,
     LeaseLost,
     MessageNotFound,
     MessageStore,
     RecipientRecord,
     RecipientUpdate,
+    StateConflict,
+    StateRecord,
     StoreError,
 )
 
