@@ -4,7 +4,7 @@ The public API for plugin authors and library users. Everything a plugin needs i
 here; the modules behind it are implementation detail unless documented.
 """
 
-from siegel import mime
+from siegel import mailtext, mime
 from siegel.addresses import Address, DomainMatch, DomainSet, InvalidAddress
 from siegel.config import Config, ConfigError, ConfigPath, SettingError, Tenant, load_config
 from siegel.manager import PluginError, PluginRegistry
@@ -95,5 +95,6 @@ __all__ = [
     "__version__",
     "hookimpl",
     "load_config",
+    "mailtext",
     "mime",
 ]

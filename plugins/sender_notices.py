@@ -8,10 +8,8 @@ notice to an outside address would be backscatter. They are sent with the null s
 from __future__ import annotations
 
 import email.utils
-import string
 from email.message import EmailMessage
 from email.policy import SMTP
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +25,7 @@ from siegel import (
     SystemMail,
     Tenant,
     hookimpl,
+    mailtext,
 )
 
 SECTION = "sender_notices"
@@ -59,48 +58,28 @@ class SenderNoticeSettings:
     templates: ConfigPath | None = attrs.field(default=None, validator=_template_folder)
 
 
-def _template(language: str, kind: NoticeKind, folder: ConfigPath | None
-              ) -> tuple[str, string.Template]:
-    own = Path(folder, language, f"{kind.value}.txt") if folder else None
-    if own is not None and own.is_file():
-        text = own.read_text(encoding="utf-8")
-    else:
-        text = resources.files("siegel.plugins").joinpath(
-            "templates", language, f"{kind.value}.txt").read_text(encoding="utf-8")
-    title, _, body = text.partition("\n")
-    return title.strip(), string.Template(body)
-
-
 def render(notice: Notice, tenant: Tenant, settings: SenderNoticeSettings) -> EmailMessage:
     assert notice.sender is not None
-    titles: list[str] = []
-    bodies: list[str] = []
+    values: dict[str, dict[str, str]] = {}
     for language in settings.languages:
-        title, template = _template(language, notice.kind, settings.templates)
-        titles.append(title)
         withheld = "(nicht angezeigt)" if language == "de" else "(not shown)"
-        bodies.append(template.safe_substitute(
-            recipient=notice.recipient.display,
-            subject=(notice.subject or "") if settings.include_subject else withheld,
-            received=notice.at.strftime("%d.%m.%Y %H:%M UTC") if language == "de"
+        values[language] = {
+            "recipient": notice.recipient.display,
+            "subject": (notice.subject or "") if settings.include_subject else withheld,
+            "received": notice.at.strftime("%d.%m.%Y %H:%M UTC") if language == "de"
             else notice.at.strftime("%Y-%m-%d %H:%M UTC"),
-            message_id=notice.message_id,
-            reasons="\n".join(f"  - {r.get(language)}" for r in notice.reasons) or "  -",
-        ))
-    message = EmailMessage(policy=SMTP)
-    message["From"] = email.utils.formataddr((f"siegel – {tenant.name}", tenant.notice_from))
-    message["To"] = notice.sender.display
-    subject = " / ".join(titles)
-    if settings.include_subject and notice.subject:
-        subject += f": {notice.subject}"
-    message["Subject"] = subject
-    message["Date"] = email.utils.format_datetime(notice.at)
-    message["Message-ID"] = email.utils.make_msgid(domain=tenant.notice_from.rpartition("@")[2])
-    message["Auto-Submitted"] = "auto-generated"
+            "message_id": notice.message_id,
+            "reasons": "\n".join(f"  - {r.get(language)}" for r in notice.reasons) or "  -",
+        }
+    message = mailtext.compose(
+        package="siegel.plugins", name=notice.kind.value, languages=settings.languages,
+        values=values, sender=email.utils.formataddr((f"siegel – {tenant.name}", tenant.notice_from)),
+        to=notice.sender.display, override=settings.templates,
+        subject_suffix=f": {notice.subject}" if settings.include_subject and notice.subject else "",
+        message_id_domain=tenant.notice_from.rpartition("@")[2])
+    message.replace_header("Date", email.utils.format_datetime(notice.at))
     message["X-Siegel-Notice"] = notice.kind.value
     message["X-Siegel-Message-Id"] = notice.message_id
-    separator = "\n\n" + "-" * 72 + "\n\n"
-    message.set_content(separator.join(bodies), charset="utf-8")
     return message
 
 
