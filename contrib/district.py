@@ -11,9 +11,9 @@ Implements the organisational rule "E-Mail-Verschlüsselung" (seed 000_1253fbd76
 * mail without customer reference may go to outside recipients as it is;
 * e-mail is not suitable for content with legal consequences: the sender is warned.
 
-The protection step (password PDF with a recipient-chosen password, 5-day hold, reset and reply
-links) is added to this set by the password-PDF plugin; until it is installed, every copy that
-needs protection is quarantined, never sent in plain text.
+* protection: password-protected PDF (AES-256); on first contact the recipient chooses the password
+  within 5 days and the message is held until then; every carrier mail has a reply link and a
+  password link. Set ``[settings.password_pdf] portal_url`` to the portal's public address.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def siegel_register_plugin_sets() -> list[PluginSet]:
         description="Jobcenter Landkreis/Stadt Göttingen: customer-related mail leaves encrypted",
         plugins=(
             "recipient_scope", "sender_trigger", "content_rules", "fit_for_email",
-            "smtp_relay", "sender_notices", "audit_log",
+            "password_pdf", "smtp_relay", "sender_notices", "audit_log",
         ),
+        protection=("password_pdf",),
         internal_domains=DISTRICT_INTERNAL_DOMAINS,
         settings={
             "recipient_scope": {"external": "plain"},
@@ -56,6 +57,7 @@ def siegel_register_plugin_sets() -> list[PluginSet]:
                  "description_de": "Nummer der Bedarfsgemeinschaft",
                  "description_en": "benefit community number"},
             ]},
+            "password_pdf": {"hold_days": 5, "carrier_subject": "neutral"},
             "fit_for_email": {
                 "phrases": [
                     "Rechtsfolgenbelehrung", "Rechtsbehelfsbelehrung", "Mitwirkungspflicht",

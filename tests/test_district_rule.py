@@ -95,8 +95,7 @@ def test_district_rule(config_file, tmp_path, recipient, body, headers, subject,
     found = {f["code"] for f in entry["findings"]}
     assert codes <= found, found
     if verdict == "protect":
-        # The password-PDF method is not installed yet: such mail is quarantined, never plain.
-        assert entry["outcome"].startswith("quarantine")
+        assert entry["outcome"] == "protect with password_pdf"
         assert entry["internal"] is False
     else:
         assert entry["outcome"].startswith("deliver")

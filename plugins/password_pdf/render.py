@@ -28,7 +28,7 @@ import threading
 import time
 import unicodedata
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from importlib import resources
@@ -150,6 +150,10 @@ def _optional_png(value: bytes | None) -> bytes | None:
     return None if value is None else bytes(value)
 
 
+
+def _lines(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
 @attrs.frozen(kw_only=True)
 class Letterhead:
     """Who sends: shown at the top of the first page.
@@ -160,7 +164,7 @@ class Letterhead:
     tenant_name: str = attrs.field(validator=attrs.validators.min_len(1))
     address_lines: tuple[str, ...] = attrs.field(
         default=(),
-        converter=tuple,
+        converter=_lines,
         validator=attrs.validators.deep_iterable(attrs.validators.instance_of(str)),
     )
     logo_png: bytes | None = attrs.field(default=None, converter=_optional_png, repr=False)

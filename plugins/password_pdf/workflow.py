@@ -1,0 +1,399 @@
+"""The district's password-PDF workflow (seed 000_1253fbd76cd12a7e.txt, section 2).
+
+* A known recipient (who has chosen a password) gets the message at once as an AES-256 PDF inside a
+  carrier mail with a reply link and a password link.
+* On first contact the message is held (encrypted in the store) and the recipient gets one
+  invitation with a single-use registration link, valid ``hold_days`` (5); every further message
+  for them waits for the same registration. Registering releases all of them.
+* The password is never stored: only the R6 ``/U`` entry and the key derived from the password
+  (``ue_key``), in plugin state, encrypted at rest. Tokens are 256-bit random values, stored only
+  as their SHA-256, single-purpose and expiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import hashlib
+import json
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import zxcvbn.frequency_lists
+
+from siegel import (
+    Address,
+    ConfigPath,
+    Held,
+    Outgoing,
+    Protected,
+    RecipientContext,
+    Services,
+    SettingError,
+    SystemMail,
+    Tenant,
+    Text,
+    mailtext,
+)
+from siegel.state import PluginState
+from siegel.store import StateConflict
+
+from .encrypt import PasswordRejected, RecipientKey, derive_recipient_key
+from .pipeline import render_encrypted
+from .render import Letterhead
+
+SECTION = "password_pdf"
+METHOD = "password_pdf"
+ACCOUNTS = "password_pdf.accounts"
+PENDING = "password_pdf.pending"
+TOKENS = "password_pdf.tokens"
+
+Purpose = Literal["register", "reset", "reply"]
+
+
+def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise SettingError(attribute.name, f"must be greater than 0, not {value}")
+
+
+def _url(_instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value.startswith(("https://", "http://")):
+        raise SettingError(attribute.name, f"must be an http(s) URL, not {value!r}")
+
+
+def _png(_instance: object, attribute: attrs.Attribute[Any], value: ConfigPath | None) -> None:
+    if value is None:
+        return
+    path = Path(value)
+    if not path.is_file():
+        raise SettingError(attribute.name, f"{value} is not a file")
+    if not path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"):
+        raise SettingError(attribute.name, f"{value} is not a PNG image")
+
+
+@attrs.frozen(kw_only=True)
+class PasswordPdfSettings:
+    #: Where recipients reach the portal (links in mails), e.g. "https://post.landkreis.example".
+    portal_url: str = attrs.field(default="http://127.0.0.1:8025", validator=_url)
+    #: How long a first-contact message waits for the recipient's password (seed: 5 days).
+    hold_days: float = attrs.field(default=5.0, validator=_positive)
+    #: "neutral": the carrier mail's subject says nothing about the content (subjects can carry
+    #: personal data); "original": it keeps the sender's subject.
+    carrier_subject: Literal["neutral", "original"] = "neutral"
+    minimum_password_length: int = attrs.field(default=12, validator=_positive)
+    reset_link_minutes: float = attrs.field(default=60.0, validator=_positive)
+    reply_link_days: float = attrs.field(default=30.0, validator=_positive)
+    #: Letterhead of the PDF: lines under the tenant's name, and an optional PNG logo.
+    letterhead_lines: tuple[str, ...] = ()
+    logo: ConfigPath | None = attrs.field(default=None, validator=_png)
+    #: Sender of invitations and password mails; default: the tenant's notice address.
+    mail_from: str | None = None
+    templates: ConfigPath | None = None
+
+
+class TokenInvalid(Exception):
+    """A link that is unknown, used, expired or meant for something else. Deliberately vague."""
+
+
+@attrs.frozen(kw_only=True)
+class TokenRecord:
+    purpose: Purpose
+    tenant: str
+    recipient: str
+    created_at: str
+    version: int
+    key: str
+    message_id: str | None = None
+    reply_to: str | None = None
+    subject: str | None = None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def _account_key(tenant: str, recipient: Address | str) -> str:
+    return f"{tenant}/{recipient}"
+
+
+_COMMON = frozenset(zxcvbn.frequency_lists.FREQUENCY_LISTS["passwords"]) | frozenset({
+    "passwort", "passwort1", "passwort123", "hallo123", "hallohallo", "geheim", "geheim123",
+    "qwertz", "qwertzuiop", "schatz", "fussball", "ichliebedich", "sommer2024", "sommer2025",
+    "sommer2026", "winter2025", "winter2026", "einszweidrei", "1234567890ab",
+})
+
+
+def password_problems(password: str, recipient: Address, minimum_length: int) -> list[Text]:
+    """What is wrong with a new password, per OWASP ASVS 5 (length, common passwords; no
+    composition rules). Empty when it is acceptable."""
+    problems: list[Text] = []
+    if len(password) < minimum_length:
+        problems.append(Text(f"Das Passwort muss mindestens {minimum_length} Zeichen lang sein.",
+                             f"The password must be at least {minimum_length} characters long."))
+    lowered = password.lower()
+    if lowered in _COMMON or lowered.rstrip("0123456789!.") in _COMMON:
+        problems.append(Text("Dieses Passwort ist zu verbreitet; bitte wählen Sie ein anderes.",
+                             "This password is too common; please choose another one."))
+    if recipient.local.lower() in lowered and len(recipient.local) >= 4:
+        problems.append(Text("Das Passwort darf Ihre E-Mail-Adresse nicht enthalten.",
+                             "The password must not contain your e-mail address."))
+    if len(set(password)) <= 2 and password:
+        problems.append(Text("Das Passwort besteht nur aus einem oder zwei Zeichen.",
+                             "The password consists of only one or two characters."))
+    if not problems:
+        try:
+            derive_recipient_key(password)
+        except PasswordRejected as exc:
+            problems.append(Text(f"Das Passwort kann nicht verwendet werden: {exc}",
+                                 f"The password cannot be used: {exc}"))
+    return problems
+
+
+class Workflow:
+    """The password-PDF workflow of one tenant, over the gateway's services."""
+
+    def __init__(self, services: Services, tenant: Tenant) -> None:
+        self.services = services
+        self.tenant = tenant
+        self.settings: PasswordPdfSettings = tenant.settings[SECTION]
+        self.accounts: PluginState = services.state(ACCOUNTS)
+        self.pending: PluginState = services.state(PENDING)
+        self.tokens: PluginState = services.state(TOKENS)
+
+    @property
+    def now(self) -> datetime:
+        return self.services.clock.now()
+
+    # -- links and tokens ---------------------------------------------------------------------
+
+    def link(self, path: str) -> str:
+        return f"{self.settings.portal_url.rstrip('/')}/t/{self.tenant.id}{path}"
+
+    async def issue_token(self, purpose: Purpose, recipient: Address, ttl: timedelta,
+                          **extra: str) -> str:
+        token = secrets.token_urlsafe(32)
+        record = {"purpose": purpose, "tenant": self.tenant.id, "recipient": str(recipient),
+                  "created_at": self.now.isoformat(), **extra}
+        await self.tokens.put(hash_token(token), json.dumps(record).encode(), ttl=ttl,
+                              expect_version=0)
+        return token
+
+    async def read_token(self, token: str, purpose: Purpose) -> TokenRecord:
+        record = await self.tokens.get(hash_token(token))
+        if record is None:
+            raise TokenInvalid("unknown or expired link")
+        data = json.loads(record.value)
+        if data.get("purpose") != purpose or data.get("tenant") != self.tenant.id:
+            raise TokenInvalid("link for another purpose")
+        return TokenRecord(version=record.version, key=record.key, **data)
+
+    async def consume_token(self, token: str, purpose: Purpose) -> TokenRecord:
+        """Read and delete a single-use token; a second use fails."""
+        record = await self.read_token(token, purpose)
+        if not await self.tokens.delete(record.key):
+            raise TokenInvalid("link already used")
+        return record
+
+    # -- the protection method ------------------------------------------------------------------
+
+    async def recipient_key(self, recipient: Address) -> RecipientKey | None:
+        record = await self.accounts.get(_account_key(self.tenant.id, recipient))
+        if record is None:
+            return None
+        data = json.loads(record.value)
+        return RecipientKey(base64.b64decode(data["u"]), base64.b64decode(data["ue"]))
+
+    async def protect(self, ctx: RecipientContext) -> Protected | Held:
+        key = await self.recipient_key(ctx.recipient)
+        if key is None:
+            until = await self._hold_for_registration(ctx)
+            return Held(reason=Text(
+                "Erstkontakt: Die Nachricht wartet, bis der Empfänger ein Passwort festgelegt hat",
+                "first contact: the message waits until the recipient has chosen a password"),
+                until=until)
+        pdf = await asyncio.to_thread(
+            render_encrypted, ctx.email, letterhead=self._letterhead(), key=key,
+            language=self.tenant.language)
+        carrier = await self._carrier(ctx, pdf)
+        return Protected(
+            outgoing=[Outgoing(channel=self.tenant.delivery_channel,
+                               mail_from=str(ctx.message.envelope.mail_from or ""),
+                               recipients=[str(ctx.recipient)], raw=carrier)],
+            reason=Text("als passwortgeschützte PDF-Datei (AES-256) zugestellt",
+                        "delivered as a password-protected PDF (AES-256)"))
+
+    def _letterhead(self) -> Letterhead:
+        logo = Path(self.settings.logo).read_bytes() if self.settings.logo else None
+        return Letterhead(tenant_name=self.tenant.name,
+                          address_lines=self.settings.letterhead_lines, logo_png=logo)
+
+    async def _hold_for_registration(self, ctx: RecipientContext) -> datetime:
+        key = _account_key(self.tenant.id, ctx.recipient)
+        for _attempt in range(5):
+            record = await self.pending.get(key)
+            if record is not None:
+                data = json.loads(record.value)
+                if ctx.message.id not in data["messages"]:
+                    data["messages"].append(ctx.message.id)
+                    try:
+                        await self.pending.put(key, json.dumps(data).encode(),
+                                               ttl=datetime.fromisoformat(data["until"]) - self.now,
+                                               expect_version=record.version)
+                    except StateConflict:  # a concurrent first-contact message won; read again
+                        continue
+                return datetime.fromisoformat(data["until"])
+            ttl = timedelta(days=self.settings.hold_days)
+            until = self.now + ttl
+            data = {"messages": [ctx.message.id], "until": until.isoformat()}
+            try:
+                await self.pending.put(key, json.dumps(data).encode(), ttl=ttl, expect_version=0)
+            except StateConflict:
+                continue
+            token = await self.issue_token("register", ctx.recipient, ttl)
+            await self._send(ctx.recipient, "invitation", {
+                "register_link": self.link(f"/register/{token}"),
+                "expires": until.strftime("%d.%m.%Y %H:%M UTC"),
+                "expires_en": until.strftime("%Y-%m-%d %H:%M UTC"),
+            })
+            return until
+        raise RuntimeError(f"could not record the held message for {ctx.recipient}")
+
+    async def _carrier(self, ctx: RecipientContext, pdf: bytes) -> bytes:
+        original = ctx.email
+        subject = str(original.get("subject", ""))
+        reply_token = await self.issue_token(
+            "reply", ctx.recipient, timedelta(days=self.settings.reply_link_days),
+            message_id=ctx.message.id, reply_to=str(ctx.message.envelope.mail_from or ""),
+            subject=subject)
+        neutral = Text(f"Verschlüsselte Nachricht von {self.tenant.name}",
+                       f"Encrypted message from {self.tenant.name}")
+        languages = ("de", "en") if self.tenant.language == "de" else ("en", "de")
+        values = {"tenant": self.tenant.name,
+                  "reply_link": self.link(f"/reply/{reply_token}"),
+                  "password_link": self.link("/password")}
+        carrier = mailtext.compose(
+            package="siegel.plugins.password_pdf", name="carrier", languages=languages,
+            values={lang: {**values, "subject": neutral.get(lang)} for lang in languages},
+            sender=str(original.get("from", "")) or str(ctx.message.envelope.mail_from or ""),
+            to=str(ctx.recipient), override=self.settings.templates)
+        if self.settings.carrier_subject == "original" and subject:
+            carrier.replace_header("Subject", subject)
+        else:
+            carrier.replace_header("Subject", neutral.get(self.tenant.language))
+        del carrier["Auto-Submitted"]
+        for name in ("Date", "Message-ID", "In-Reply-To", "References"):
+            if original.get(name) is not None:
+                del carrier[name]
+                carrier[name] = str(original[name])
+        carrier["X-Siegel-Protection"] = METHOD
+        carrier.add_attachment(pdf, maintype="application", subtype="pdf",
+                               filename="nachricht.pdf")
+        return carrier.as_bytes(policy=SMTP)
+
+    async def _send(self, recipient: Address, template: str, values: dict[str, str]) -> None:
+        languages = ("de", "en") if self.tenant.language == "de" else ("en", "de")
+        sender = self.settings.mail_from or self.tenant.notice_from
+        message = mailtext.compose(
+            package="siegel.plugins.password_pdf", name=template, languages=languages,
+            values={"tenant": self.tenant.name, **values},
+            sender=email.utils.formataddr((self.tenant.name, sender)), to=str(recipient),
+            override=self.settings.templates)
+        message["X-Siegel-Mail"] = f"password_pdf.{template}"
+        await self.services.send_system_mail(self.tenant.id, SystemMail(
+            mail_from="", recipients=[str(recipient)], raw=message.as_bytes(policy=SMTP),
+            channel=self.tenant.delivery_channel))
+
+    # -- what the portal calls ------------------------------------------------------------------
+
+    async def register(self, token: str, password: str) -> tuple[Address, list[Text]]:
+        """Set the first password. Returns the recipient and the problems (empty: done)."""
+        record = await self.read_token(token, "register")
+        recipient = Address.parse(record.recipient)
+        problems = password_problems(password, recipient, self.settings.minimum_password_length)
+        if problems:
+            return recipient, problems
+        key = derive_recipient_key(password)
+        await self.consume_token(token, "register")
+        await self._store_key(recipient, key)
+        await self._release_held(recipient)
+        return recipient, []
+
+    async def _store_key(self, recipient: Address, key: RecipientKey) -> None:
+        data = {"u": base64.b64encode(key.u_entry).decode(),
+                "ue": base64.b64encode(key.ue_key).decode(), "set_at": self.now.isoformat()}
+        await self.accounts.put(_account_key(self.tenant.id, recipient), json.dumps(data).encode())
+
+    async def _release_held(self, recipient: Address) -> None:
+        key = _account_key(self.tenant.id, recipient)
+        record = await self.pending.get(key)
+        if record is None:
+            return
+        for message_id in json.loads(record.value)["messages"]:
+            await self.services.release(message_id, recipient)
+        await self.pending.delete(key)
+
+    async def request_reset(self, recipient: Address) -> None:
+        """Send a one-time reset link if the recipient has a password. Callers answer the same
+        whether or not it had one, so the portal does not reveal who is registered."""
+        if await self.recipient_key(recipient) is None:
+            return
+        minutes = self.settings.reset_link_minutes
+        token = await self.issue_token("reset", recipient, timedelta(minutes=minutes))
+        await self._send(recipient, "reset", {"reset_link": self.link(f"/reset/{token}"),
+                                              "minutes": f"{minutes:g}"})
+
+    async def reset(self, token: str, password: str) -> tuple[Address, list[Text]]:
+        record = await self.read_token(token, "reset")
+        recipient = Address.parse(record.recipient)
+        problems = password_problems(password, recipient, self.settings.minimum_password_length)
+        if problems:
+            return recipient, problems
+        key = derive_recipient_key(password)
+        await self.consume_token(token, "reset")
+        await self._store_key(recipient, key)
+        await self._send(recipient, "password_changed", {
+            "when": self.now.strftime("%d.%m.%Y %H:%M UTC"),
+            "when_en": self.now.strftime("%Y-%m-%d %H:%M UTC"),
+            "password_link": self.link("/password")})
+        await self._release_held(recipient)
+        return recipient, []
+
+    async def reply(self, token: str, text: str,
+                    attachments: Sequence[tuple[str, str, bytes]] = ()) -> str:
+        """Send the recipient's reply to the original sender; returns the id of the stored mail.
+        A reply token can only send replies, never show anything."""
+        record = await self.read_token(token, "reply")
+        if not record.reply_to:
+            raise TokenInvalid("no sender to reply to")
+        languages = ("de", "en") if self.tenant.language == "de" else ("en", "de")
+        received = self.now
+        message = mailtext.compose(
+            package="siegel.plugins.password_pdf", name="reply", languages=languages,
+            values={"recipient": record.recipient, "message_id": record.message_id or "",
+                    "subject": record.subject or "", "text": text,
+                    "when": received.strftime("%d.%m.%Y %H:%M UTC"),
+                    "when_en": received.strftime("%Y-%m-%d %H:%M UTC")},
+            sender=email.utils.formataddr((f"{record.recipient} (über siegel)",
+                                           self.tenant.notice_from)),
+            to=record.reply_to, override=self.settings.templates)
+        message["Reply-To"] = record.recipient
+        message["X-Siegel-Reply-To-Message"] = record.message_id or ""
+        del message["Auto-Submitted"]
+        _add_attachments(message, attachments)
+        return await self.services.send_system_mail(self.tenant.id, SystemMail(
+            mail_from="", recipients=[record.reply_to], raw=message.as_bytes(policy=SMTP),
+            channel=self.tenant.delivery_channel))
+
+
+def _add_attachments(message: EmailMessage, attachments: Sequence[tuple[str, str, bytes]]) -> None:
+    for filename, content_type, content in attachments:
+        maintype, _, subtype = content_type.partition("/")
+        message.add_attachment(content, maintype=maintype or "application",
+                               subtype=subtype or "octet-stream", filename=filename)
