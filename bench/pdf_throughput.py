@@ -1,0 +1,129 @@
+"""Password-PDF throughput and memory: the gateway against a bare render + encrypt loop.
+
+Run by hand (not in CI; this machine is shared and noisy, so only the ratio means something):
+
+    python bench/pdf_throughput.py [--messages 300] [--attachment-mb 25]
+
+Prints messages per second of (a) a loop of ``render_encrypted`` alone and (b) the whole gateway
+(accept with fsync, classify, render + encrypt, carrier mail, SMTP delivery to a local sink,
+notices), both in this one process, and their ratio; then the peak RSS of a fresh process that
+pushes one message with a large attachment through the gateway.
+Targets (issue 3): ratio >= 0.8 for 3 KB messages; <= 150 MB for a 25 MB attachment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from siegel.clock import SystemClock
+from siegel.config import config_from_mapping
+from siegel.crypto import ContentCipher, create_key_file
+from siegel.manager import PluginRegistry
+from siegel.model import parse_email
+from siegel.plugins.password_pdf import Letterhead, derive_recipient_key, render_encrypted
+from siegel.plugins.password_pdf.workflow import ACCOUNTS
+from siegel.runtime import Runtime
+from siegel.sink import SmtpSink
+from siegel.sqlite_store import SQLiteStore
+from siegel.testing import make_message
+
+CITIZEN = "buerger@example.net"
+PASSWORD = "Pferd Batterie Heftklammer"
+BODY = ("Sehr geehrte Frau Müller,\n\nzu Ihrer Kundennummer 123A456789 teilen wir mit: "
+        + "Die Unterlagen sind vollständig eingegangen. " * 60 + "\n\nMit freundlichen Grüßen\n")
+
+
+def message(attachment_mb: float = 0) -> bytes:
+    attachments = [("Anlage.bin", "application/octet-stream",
+                    os.urandom(int(attachment_mb * 1024 * 1024)))] if attachment_mb else []
+    return make_message(to=CITIZEN, subject="Ihr Bescheid", body=BODY, attachments=attachments,
+                        headers={"X-Siegel-Encrypt": "yes"})
+
+
+def baseline(raw: bytes, count: int) -> float:
+    key = derive_recipient_key(PASSWORD)
+    letterhead = Letterhead(tenant_name="Landkreis")
+    render_encrypted(parse_email(raw), letterhead=letterhead, key=key)  # warm-up (fonts)
+    start = time.perf_counter()
+    for _ in range(count):
+        render_encrypted(parse_email(raw), letterhead=letterhead, key=key)
+    return count / (time.perf_counter() - start)
+
+
+async def gateway(raw: bytes, count: int, folder: Path) -> float:
+    sink = SmtpSink().start()
+    try:
+        registry = PluginRegistry.load()
+        data = {"tenants": {"landkreis": {"name": "Landkreis", "domains": ["behoerde.example"],
+                                          "plugin_set": "district"}},
+                "settings": {"relay": {"host": sink.host, "port": sink.port, "tls": "none"}},
+                "delivery": {"concurrency": 8}}
+        config = config_from_mapping(data, registry, source="bench", base_dir=folder)
+        create_key_file(folder / "store.key")
+        store = SQLiteStore(folder / "siegel.db", ContentCipher.from_key_file(folder / "store.key"))
+        runtime = Runtime(config, registry, store, clock=SystemClock())
+        await store.open()
+        key = derive_recipient_key(PASSWORD)
+        import base64
+        await runtime.state(ACCOUNTS).put(f"landkreis/{CITIZEN}", json.dumps({
+            "u": base64.b64encode(key.u_entry).decode(),
+            "ue": base64.b64encode(key.ue_key).decode()}).encode())
+        await runtime.submit(raw, "sachbearbeitung@behoerde.example", [CITIZEN])  # warm-up
+        await runtime.run_until_idle()
+        start = time.perf_counter()
+        for _ in range(count):
+            await runtime.submit(raw, "sachbearbeitung@behoerde.example", [CITIZEN])
+        await runtime.run_until_idle()
+        elapsed = time.perf_counter() - start
+        await store.close()
+        delivered = sum(1 for m in sink.messages if CITIZEN in m.rcpt_to)
+        assert delivered == count + 1, f"only {delivered} of {count + 1} delivered"
+        return count / elapsed
+    finally:
+        sink.stop()
+
+
+def peak_rss_child(attachment_mb: float) -> None:
+    """Runs in a fresh process: one large message through the gateway, print peak RSS in MB."""
+    raw = message(attachment_mb)
+    with tempfile.TemporaryDirectory() as folder:
+        asyncio.run(gateway(raw, 1, Path(folder)))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--attachment-mb", type=float, default=25.0)
+    parser.add_argument("--child-rss", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_rss is not None:
+        peak_rss_child(args.child_rss)
+        return
+    raw = message()
+    print(f"message size: {len(raw) / 1024:.1f} KB, {args.messages} messages, 1 process")
+    base = baseline(raw, args.messages)
+    print(f"baseline render+encrypt loop: {base:8.1f} messages/s")
+    with tempfile.TemporaryDirectory() as folder:
+        gate = asyncio.run(gateway(raw, args.messages, Path(folder)))
+    print(f"gateway (store, classify, protect, deliver): {gate:8.1f} messages/s")
+    print(f"ratio gateway/baseline: {gate / base:.2f} (target >= 0.80)")
+    idle = subprocess.run([sys.executable, __file__, "--child-rss", "0"], capture_output=True,
+                          text=True, check=True).stdout.split()[-1]
+    large = subprocess.run([sys.executable, __file__, "--child-rss", str(args.attachment_mb)],
+                           capture_output=True, text=True, check=True).stdout.split()[-1]
+    print(f"peak RSS, small message: {float(idle):.0f} MB; with a {args.attachment_mb:g} MB "
+          f"attachment: {float(large):.0f} MB (target <= 150 MB)")
+
+
+if __name__ == "__main__":
+    main()
