@@ -125,11 +125,14 @@ async def _serve(runtime: Runtime) -> None:
         click.echo(f"siegel {__version__} listening on {host}:{port} (SMTP)")
     tenants = ", ".join(f"{t.id} ({', '.join(t.own_domains)})" for t in runtime.config.tenants.values())
     click.echo(f"tenants: {tenants}")
-    host, port = bound[0]
-    first = next(iter(runtime.config.tenants.values()))
-    domain = next(iter(first.own_domains))
-    click.echo(f"send a test mail: siegel send-test --port {port} --from clerk@{domain} "
-               f"--to someone@example.net  (add --customer to trigger protection)")
+    if bound:
+        host, port = bound[0]
+        first = next(iter(runtime.config.tenants.values()))
+        domain = next(iter(first.own_domains))
+        click.echo(f"send a test mail: siegel send-test --port {port} --from clerk@{domain} "
+                   f"--to someone@example.net  (add --customer to trigger protection)")
+    else:
+        click.echo("no [[listeners]] configured: only delivering what is queued")
     click.echo("stop with Ctrl-C")
     sys.stdout.flush()
     try:
@@ -328,9 +331,9 @@ def queue_purge(config_path: Path, message_ids: tuple[str, ...], yes: bool) -> N
         return [m for m in message_ids if not await store.purge(m)]
 
     missing = _run(_with_store(config, work))
-    for message_id in missing:
-        click.secho(f"no message {message_id}", fg="yellow", err=True)
     click.echo(f"{len(message_ids) - len(missing)} purged")
+    if missing:
+        _fail("\n".join(f"no message {message_id}" for message_id in missing))
 
 
 @cli.command()
@@ -360,8 +363,8 @@ def explain(config_path: Path, message_file: Path, sender: str | None,
         _fail(f"--tenant: unknown tenant {tenant!r} (known: {', '.join(config.tenants)})")
 
     async def work() -> explaining.Explanation:
-        runtime = Runtime(config, registry, _NoStore())
-        return await explaining.explain(runtime, raw, envelope_sender, envelope_recipients, tenant)
+        return await explaining.explain(config, registry, raw, envelope_sender,
+                                        envelope_recipients, tenant)
 
     try:
         result = _run(work())
@@ -369,32 +372,6 @@ def explain(config_path: Path, message_file: Path, sender: str | None,
         _fail(f"{message_file}: {exc}; give --tenant")
         return
     click.echo(explaining.as_json(result, lang) if as_json else explaining.as_text(result, lang))
-
-
-class _NoStore(MessageStore):
-    """explain never stores anything; any attempt is a bug."""
-
-    def __getattribute__(self, name: str) -> Any:
-        if name.startswith("_") or name in ("__class__",):
-            return object.__getattribute__(self, name)
-        raise StoreError(f"explain is a dry run; it must not use the store ({name})")
-
-    # The abstract methods exist only to satisfy the ABC; __getattribute__ intercepts every call.
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
-    async def accept(self, message: Any, events: Any = ()) -> None: ...
-    async def load(self, message_id: str) -> Any: ...
-    async def claim_due(self, now: Any, limit: int, lease_seconds: float) -> Any: ...
-    async def finish(self, job: Any, update: Any, *, now: Any, new_messages: Any = (),
-                     events: Any = ()) -> None: ...
-    async def requeue(self, message_id: str, *, recipients: Any, states: Any, release: bool,
-                      now: Any) -> int: ...
-    async def recipients(self, message_id: str) -> Any: ...
-    async def list(self, *, states: Any = None, tenant: Any = None, limit: int = 100) -> Any: ...
-    async def purge(self, message_id: str) -> bool: ...
-    async def destroy_finished_content(self, older_than: Any) -> int: ...
-    async def record_events(self, events: Any) -> None: ...
-    async def events(self, message_id: str) -> Any: ...
 
 
 @cli.command()

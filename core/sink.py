@@ -18,6 +18,7 @@ from siegel.model import parse_email
 
 @attrs.frozen
 class ReceivedMail:
+    #: The envelope sender; "" for the null sender ``<>`` (notices, bounces).
     mail_from: str
     rcpt_to: tuple[str, ...]
     raw: bytes = attrs.field(repr=False)
@@ -43,14 +44,16 @@ class _SinkHandler:
         if self.sink.data_reply:
             return self.sink.data_reply
         raw = envelope.original_content or b""
-        mail = ReceivedMail(envelope.mail_from or "", tuple(envelope.rcpt_tos), raw)
+        # aiosmtpd keeps the null reverse-path as "<>"; ReceivedMail says "" for it.
+        mail_from = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
+        mail = ReceivedMail(mail_from, tuple(envelope.rcpt_tos), raw)
         with self.sink.lock:
             self.sink.messages.append(mail)
+            index = len(self.sink.messages)
+        if self.sink.maildir:
+            (self.sink.maildir / f"{index:06d}.eml").write_bytes(raw)
         if self.sink.on_message:
             self.sink.on_message(mail)
-        if self.sink.maildir:
-            index = len(self.sink.messages)
-            (self.sink.maildir / f"{index:06d}.eml").write_bytes(raw)
         return "250 OK"
 
 
@@ -65,7 +68,8 @@ class SmtpSink:
     """Start with :meth:`start`, read :attr:`messages`, stop with :meth:`stop`.
 
     ``data_reply`` (e.g. ``"451 try later"``) or ``rcpt_reply(address)`` make it refuse mail, to
-    test retries and bounces.
+    test retries and bounces. A stopped sink can be started again on the same port (a relay that
+    was down and comes back); :attr:`messages` keeps what it received before.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, maildir: Path | None = None,
@@ -78,26 +82,37 @@ class SmtpSink:
         self.on_message = on_message
         if maildir:
             maildir.mkdir(parents=True, exist_ok=True)
-        if port == 0:
-            port = free_port(host)
-        self._controller = Controller(_SinkHandler(self), hostname=host, port=port,
-                                      enable_SMTPUTF8=True, decode_data=False,
-                                      data_size_limit=None)
+        self._host = host
+        self._port = port or free_port(host)
+        self._controller: Controller | None = None
 
     @property
     def host(self) -> str:
-        return str(self._controller.hostname)
+        return self._host
 
     @property
     def port(self) -> int:
-        return int(self._controller.port)
+        return self._port
+
+    @property
+    def running(self) -> bool:
+        return self._controller is not None
 
     def start(self) -> SmtpSink:
-        self._controller.start()
+        if self._controller is None:
+            # aiosmtpd's controller closes its event loop on stop; a restart needs a new one.
+            controller = Controller(_SinkHandler(self), hostname=self._host, port=self._port,
+                                    enable_SMTPUTF8=True, decode_data=False,
+                                    data_size_limit=None)
+            controller.start()
+            self._controller = controller
         return self
 
     def stop(self) -> None:
-        self._controller.stop()
+        """Stop listening; stopping a sink that is not running does nothing."""
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
 
     def __enter__(self) -> SmtpSink:
         return self.start()
