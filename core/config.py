@@ -444,6 +444,9 @@ def _resolve_tenant(
     set_known = config.plugin_set is None or plugin_set is not None
     if not enabled and set_known:
         problems.append(f"{prefix}: enables no plugins (set plugin_set or plugins)")
+    elif set_known and not any(c.plugin in enabled for c in registry.classifiers.values()):
+        problems.append(f"{prefix}: enables no classifier, so nothing would decide what needs "
+                        "protection (enable recipient_scope at least)")
     for name in sorted(enabled):
         if name in registry.failures:
             problems.append(

@@ -80,7 +80,7 @@ class GatewayHandler:
         self.storing = _Storing()
 
     def _client_allowed(self, session: Session) -> bool:
-        peer = session.peer
+        peer: object = session.peer  # aiosmtpd's annotation is narrower than what it stores
         host = peer[0] if isinstance(peer, tuple) else None
         if host is None:  # a Unix socket: local by definition
             return True

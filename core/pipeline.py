@@ -75,6 +75,18 @@ def _failure_finding(code: str, reason: Text) -> Finding:
                    releasable=False)
 
 
+def _as_findings(result: object) -> list[Finding] | None:
+    """A classifier's answer as findings; None when it is not a valid answer."""
+    if result is None:
+        return []
+    if isinstance(result, Finding):
+        return [result]
+    if isinstance(result, list | tuple | set | frozenset):
+        items = list(result)
+        return items if all(isinstance(item, Finding) for item in items) else None
+    return None
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
@@ -143,11 +155,11 @@ class Pipeline:
                 result = await self._guarded(call, timeout, what)
             except StageFailure as failure:
                 return [_failure_finding("classifier-failed", failure.reason)]
-            findings = [result] if isinstance(result, Finding) else list(
-                result if isinstance(result, Iterable) else ())
-            if result is not None and not all(isinstance(f, Finding) for f in findings):
+            findings = _as_findings(result)
+            if findings is None:
                 return [_failure_finding("classifier-failed", Text(
-                    f"{what.de} lieferte kein Finding", f"{what.en} returned no Finding"))]
+                    f"{what.de} lieferte kein Finding ({type(result).__name__})",
+                    f"{what.en} returned no Finding ({type(result).__name__})"))]
             return [attrs.evolve(f, source=f.source or classifier_name) for f in findings]
 
         results = await asyncio.gather(*(
@@ -155,10 +167,11 @@ class Pipeline:
         ))
         findings = [finding for group in results for finding in group]
         if not classifiers:
-            findings.append(Finding(
-                level=Level.PLAIN, code="no-classifiers", source="siegel",
-                reason=Text("Für diesen Mandanten ist kein Klassifizierer aktiv",
-                            "no classifier is enabled for this tenant")))
+            # The configuration check refuses such a tenant; should one slip through, nothing
+            # unclassified leaves.
+            findings.append(_failure_finding("no-classifiers", Text(
+                "Für diesen Mandanten ist kein Klassifizierer aktiv",
+                "no classifier is enabled for this tenant")))
         return Verdict(findings)
 
     def rewrite(self, ctx: RecipientContext) -> bytes:

@@ -77,6 +77,8 @@ def test_a_minimal_config_is_valid_with_secure_defaults(registry, tmp_path):
      "tenants.t.settings.sender_notices.send: unknown notice kinds ['everything']"),
     ({"tenants": {"t": tenant(plugin_set=None, plugins=[])}},
      "tenants.t: enables no plugins"),
+    ({"tenants": {"t": tenant(plugin_set=None, plugins=["smtp_relay", "sender_notices"])}},
+     "tenants.t: enables no classifier"),
     ({"tenants": {"t": tenant(delivery_channel="postbox")}},
      "tenants.t.delivery_channel: unknown delivery channel 'postbox'"),
     ({}, "tenants: at least one tenant is needed"),

@@ -59,6 +59,12 @@ class FaultPlugin:
                 await asyncio.sleep(30)
             if self.fault == "classifier-returns-garbage":
                 return {"level": "plain"}
+            if self.fault == "classifier-returns-a-level":
+                return Level.QUARANTINE
+            if self.fault == "classifier-returns-true":
+                return True
+            if self.fault == "classifier-returns-a-string":
+                return "PROTECT"
             return Finding(level=Level.PLAIN, code="fault.none", reason=Text("ok", "ok"))
         return [Classifier(name="faulty_classifier", classify=classify)]
 
@@ -136,6 +142,9 @@ FAULTS = {
     "classifier-raises": RecipientState.QUARANTINED,
     "classifier-hangs": RecipientState.QUARANTINED,
     "classifier-returns-garbage": RecipientState.QUARANTINED,
+    "classifier-returns-a-level": RecipientState.QUARANTINED,
+    "classifier-returns-true": RecipientState.QUARANTINED,
+    "classifier-returns-a-string": RecipientState.QUARANTINED,
     "rewriter-raises": RecipientState.QUARANTINED,
     "can-serve-raises": RecipientState.QUARANTINED,
     "can-serve-garbage": RecipientState.QUARANTINED,
