@@ -16,7 +16,9 @@ def blocked_plugins(path: Path) -> tuple[str, ...]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found (create one with 'siegel init')"]) from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [f"cannot read: {exc}"]) from None
     plugins = data.get("plugins", {})
     blocked = plugins.get("blocked", []) if isinstance(plugins, dict) else []

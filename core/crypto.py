@@ -2,9 +2,10 @@
 
 Envelope encryption: every message gets its own random 256-bit data key; the content is sealed with
 AES-256-GCM under that key (the message id is authenticated data, so content cannot be swapped
-between rows), and the data key is sealed with the store key. Destroying a message's wrapped key
-makes its content unrecoverable even from old backups of the database. The store key lives in a
-file outside the database, created by ``siegel init``.
+between rows), and the data key is sealed with the store key. Destroying a message's content and
+wrapped key makes it unrecoverable from the live database; a backup taken earlier still holds both,
+protected by the store key. The store key lives in a file outside the database, created by
+``siegel init``; keep backups of the key and of the database apart.
 """
 
 from __future__ import annotations

@@ -290,7 +290,9 @@ class Notice:
     recipient: Address
     subject: str | None
     reasons: tuple[Text, ...] = attrs.field(converter=_texts)
+    #: When the notice was written, and when the message it is about was accepted.
     at: datetime
+    received_at: datetime
 
 
 @attrs.frozen(kw_only=True)

@@ -221,7 +221,8 @@ class Pipeline:
             subject = None
         return Notice(kind=kind, tenant=message.tenant, message_id=message.id,
                       sender=message.envelope.mail_from, recipient=job.recipient,
-                      subject=subject, reasons=tuple(reasons), at=self.now)
+                      subject=subject, reasons=tuple(reasons), at=self.now,
+                      received_at=message.received_at)
 
     def quarantine(self, message: Message, job: Job, reasons: Iterable[Text], *,
                    level: Level | None = None, notify: bool = True) -> Decision:

@@ -219,6 +219,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self.store.open()
+        await self.store.take_over()
         self._worker = asyncio.create_task(self._work(), name="siegel-worker")
 
     async def stop(self, grace_seconds: float = 30.0) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import fcntl
 import json
 import secrets
 import sqlite3
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from siegel.addresses import Address
 from siegel.crypto import ContentCipher, SealedContent
@@ -118,6 +119,7 @@ class SQLiteStore(MessageStore):
         self.cipher = cipher
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
+        self._lock: BinaryIO | None = None
 
     async def _run(self, function: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._executor is None or self._db is None:
@@ -147,8 +149,6 @@ class SQLiteStore(MessageStore):
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
             elif row[0] != SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
-            # A single process owns an SQLite store: leases of an earlier run died with it.
-            db.execute("UPDATE recipients SET lease = NULL, lease_until = NULL")
             return db
 
         loop = asyncio.get_running_loop()
@@ -159,7 +159,25 @@ class SQLiteStore(MessageStore):
             self._executor = None
             raise StoreError(f"{self.path}: {exc}") from exc
 
+    async def take_over(self) -> None:
+        """Only one process serves an SQLite store: it holds an exclusive lock on
+        ``<database>.lock`` while it runs, so the leases of any earlier holder died with it."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = lock_path.open("a+b")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StoreError(f"{self.path}: another siegel process is serving this store "
+                             f"(it holds {lock_path})") from None
+        self._lock = handle
+        await self._run(lambda db: self._transaction(db, lambda: db.execute(
+            "UPDATE recipients SET lease = NULL, lease_until = NULL")))
+
     async def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
         if self._db is not None:
             db = self._db
             await self._run(lambda _db: db.close())

@@ -119,7 +119,14 @@ class MessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def open(self) -> None:
-        """Create the schema if needed. Leases of a previous run of *this* process are void."""
+        """Create the schema if needed. Any process may open a store (the CLI does)."""
+
+    @abc.abstractmethod
+    async def take_over(self) -> None:
+        """Called once by a process that will process jobs (``siegel serve``), after :meth:`open`.
+
+        A backend for a single serving process makes sure no other one serves the store and
+        voids the leases a crashed predecessor left; a shared backend lets leases run out."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

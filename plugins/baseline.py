@@ -1,4 +1,5 @@
-"""The built-in plugin set ``baseline``: every built-in plugin, secure defaults.
+"""The built-in plugin set ``baseline``: the built-in classifiers, the SMTP relay, sender notices and
+the audit log, with secure defaults. Protection methods are enabled per tenant on top of it.
 
 External recipients need protection by themselves (``recipient_scope.external = "protect"``), so a
 tenant that enables only this set and no protection method quarantines all external mail rather
@@ -24,6 +25,6 @@ BUILTIN_PLUGINS = (
 def siegel_register_plugin_sets() -> list[PluginSet]:
     return [PluginSet(
         name="baseline",
-        description="All built-in plugins; every external recipient needs protection",
+        description="Built-in classification, relay, notices; every external recipient needs protection",
         plugins=BUILTIN_PLUGINS,
     )]

@@ -66,8 +66,8 @@ def render(notice: Notice, tenant: Tenant, settings: SenderNoticeSettings) -> Em
         values[language] = {
             "recipient": notice.recipient.display,
             "subject": (notice.subject or "") if settings.include_subject else withheld,
-            "received": notice.at.strftime("%d.%m.%Y %H:%M UTC") if language == "de"
-            else notice.at.strftime("%Y-%m-%d %H:%M UTC"),
+            "received": notice.received_at.strftime("%d.%m.%Y %H:%M UTC") if language == "de"
+            else notice.received_at.strftime("%Y-%m-%d %H:%M UTC"),
             "message_id": notice.message_id,
             "reasons": "\n".join(f"  - {r.get(language)}" for r in notice.reasons) or "  -",
         }

@@ -92,9 +92,11 @@ async def deliver(outgoing: Outgoing, tenant: Tenant) -> DeliveryResult:
     )
     target = f"{settings.host}:{settings.port}"
     try:
+        needs_utf8 = not all(a.isascii() for a in (outgoing.mail_from, *outgoing.recipients))
         async with client:
             refused, reply = await client.sendmail(
-                outgoing.mail_from, list(outgoing.recipients), outgoing.raw
+                outgoing.mail_from, list(outgoing.recipients), outgoing.raw,
+                mail_options=["SMTPUTF8"] if needs_utf8 else None,
             )
     except aiosmtplib.SMTPRecipientsRefused as exc:
         codes = [r.code for r in exc.recipients]
@@ -102,6 +104,8 @@ async def deliver(outgoing: Outgoing, tenant: Tenant) -> DeliveryResult:
         if all(500 <= c < 600 for c in codes):
             return DeliveryResult.permanent_failure(f"{target} refused: {detail}")
         return DeliveryResult.temporary_failure(f"{target} refused: {detail}")
+    except aiosmtplib.SMTPNotSupported as exc:
+        return DeliveryResult.permanent_failure(f"{target}: {exc}")
     except aiosmtplib.SMTPResponseException as exc:
         if 500 <= exc.code < 600:
             return DeliveryResult.permanent_failure(f"{target}: {_reply(exc)}")

@@ -396,10 +396,6 @@ def test_queue_commands_on_an_unknown_id_fail_clearly(queue_config, command):
     assert "Traceback" not in result.output
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug in core/sqlite_store.py SQLiteStore.open(): it clears every lease ('A single process owns "
-    "an SQLite store'), but the queue commands open the store from a second process while the "
-    "gateway runs, so copies being delivered become claimable again and are delivered twice"))
 def test_queue_list_leaves_the_running_gateways_leases_alone(queue_config):
     async def claim_list_claim() -> tuple[int, int]:
         loaded, registry = bootstrap(queue_config)

@@ -551,10 +551,6 @@ async def test_end_to_end_internal_delivered_external_quarantined_sender_told(ga
         assert all(b"GEHEIMER INHALT" not in m.raw for m in sink.messages if m is not delivered)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug in plugins/smtp_relay.py deliver(): client.sendmail() is called without "
-    "mail_options=['SMTPUTF8'], so aiosmtplib encodes a UTF-8 envelope address as ASCII, raises "
-    "UnicodeEncodeError, and the copy is deferred again and again"))
 async def test_end_to_end_smtputf8_arrives_byte_for_byte(gateway):
     async with gateway() as gw:
         client = gw.client()

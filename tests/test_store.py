@@ -10,7 +10,7 @@ from siegel import Address, Envelope, Message, RecipientState
 from siegel.clock import FrozenClock, new_message_id
 from siegel.crypto import ContentCipher, DecryptionError, KeyFileError, create_key_file
 from siegel.sqlite_store import SQLiteStore
-from siegel.store import ContentDestroyed, LeaseLost, RecipientUpdate
+from siegel.store import ContentDestroyed, LeaseLost, RecipientUpdate, StoreError
 
 SECRET = b"Kundennummer 123A456789 Geheimnis"
 
@@ -93,14 +93,21 @@ async def test_claims_are_leased_and_an_abandoned_job_comes_back(tmp_path, ciphe
                            now=clock.now())
 
 
-async def test_restart_voids_leases_so_nothing_is_stuck(tmp_path, cipher):
+async def test_the_next_serving_process_voids_leases_so_nothing_is_stuck(tmp_path, cipher):
     clock = FrozenClock()
     db = tmp_path / "s.db"
     async with SQLiteStore(db, cipher) as store:
+        await store.take_over()
         await store.accept(message(clock.now()))
         assert len(await store.claim_due(clock.now(), 10, lease_seconds=900)) == 2
-    # The process died holding the leases; a new process picks the jobs up at once.
+        # Another process (an administrator's CLI) opens the store: the leases stand.
+        async with SQLiteStore(db, cipher) as other:
+            assert await other.claim_due(clock.now(), 10, lease_seconds=900) == []
+            with pytest.raises(StoreError, match="another siegel process is serving"):
+                await other.take_over()
+    # The serving process died holding the leases; the next one picks the jobs up at once.
     async with SQLiteStore(db, cipher) as store:
+        await store.take_over()
         assert len(await store.claim_due(clock.now(), 10, lease_seconds=900)) == 2
 
 
