@@ -363,11 +363,17 @@ def explain(config_path: Path, message_file: Path, sender: str | None,
         _fail(f"--tenant: unknown tenant {tenant!r} (known: {', '.join(config.tenants)})")
 
     async def work() -> explaining.Explanation:
-        return await explaining.explain(config, registry, raw, envelope_sender,
-                                        envelope_recipients, tenant)
+        # The store is opened only to read plugin state (e.g. which certificates are known).
+        async with open_store(config) as store:
+            return await explaining.explain(config, registry, raw, envelope_sender,
+                                            envelope_recipients, tenant,
+                                            services=explaining.DryRun(store=store))
 
     try:
         result = _run(work())
+    except (KeyFileError, StoreError) as exc:
+        _fail(f"explain reads plugin state from the store: {exc}", 2)
+        return
     except NoTenant as exc:
         _fail(f"{message_file}: {exc}; give --tenant")
         return

@@ -21,7 +21,8 @@ from siegel.model import Envelope, Level, Message, SystemMail, Verdict
 from siegel.pipeline import MethodChoice, Pipeline, StageFailure
 from siegel.plugin import Clock, Services
 from siegel.runtime import tenant_for
-from siegel.state import PluginState
+from siegel.state import PluginState, ReadOnlyPluginState
+from siegel.store import MessageStore
 
 
 @attrs.frozen(kw_only=True)
@@ -63,10 +64,12 @@ def envelope_from_headers(message_bytes: bytes) -> tuple[Address | None, list[Ad
 
 
 class DryRun:
-    """Services for a dry run: time passes, nothing is stored, sent or released."""
+    """Services for a dry run: time passes, plugin state can be read (when a store is given),
+    nothing is stored, sent, released or written."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, store: MessageStore | None = None) -> None:
         self._clock: Clock = clock or SystemClock()
+        self._store = store
 
     @property
     def clock(self) -> Clock:
@@ -79,8 +82,9 @@ class DryRun:
         raise DryRunViolation("a dry run must not release messages")
 
     def state(self, namespace: str) -> PluginState:
-        raise DryRunViolation(
-            f"a dry run has no plugin state ({namespace}); can_serve must not need it to write")
+        if self._store is None:
+            raise DryRunViolation(f"this dry run has no store to read plugin state ({namespace})")
+        return ReadOnlyPluginState(self._store, namespace, self._clock)
 
 
 class DryRunViolation(RuntimeError):

@@ -38,3 +38,14 @@ class PluginState:
 
     async def scan(self, prefix: str = "") -> list[StateRecord]:
         return await self.store.state_scan(self.namespace, prefix, now=self.clock.now())
+
+
+class ReadOnlyPluginState(PluginState):
+    """Plugin state for dry runs (``siegel explain``): reads work, writes are refused."""
+
+    async def put(self, key: str, value: bytes, *, ttl: timedelta | None = None,
+                  expect_version: int | None = None) -> int:
+        raise PermissionError(f"{self.namespace}: a dry run must not write plugin state")
+
+    async def delete(self, key: str) -> bool:
+        raise PermissionError(f"{self.namespace}: a dry run must not write plugin state")
