@@ -18,6 +18,8 @@ Implements the organisational rule "E-Mail-Verschlüsselung" (seed 000_1253fbd76
 
 from __future__ import annotations
 
+from typing import Any
+
 from siegel import PluginSet, hookimpl
 
 DISTRICT_INTERNAL_DOMAINS = (
@@ -33,6 +35,33 @@ CUSTOMER_NUMBER = r"(?<![0-9A-Za-z])\d{3}[A-Z]\d{6}(?![0-9A-Za-z])"
 BG_NUMBER = r"(?<![0-9A-Za-z])\d{5}\s?BG\s?\d{7}(?![0-9A-Za-z])"
 
 
+def district_settings() -> dict[str, Any]:
+    """The district's classification and PDF settings (the city uses them too)."""
+    return {
+        "recipient_scope": {"external": "plain"},
+        "sender_trigger": {
+            "header": "X-Siegel-Encrypt",
+            "subject_tags": ["[verschlüsseln]", "[Automatisch verschlüsseln]", "[secure]"],
+        },
+        "content_rules": {"rules": [
+            {"name": "kundennummer", "pattern": CUSTOMER_NUMBER, "ignore_case": False,
+             "description_de": "Kundennummer", "description_en": "customer number"},
+            {"name": "bg-nummer", "pattern": BG_NUMBER, "ignore_case": False,
+             "description_de": "Nummer der Bedarfsgemeinschaft",
+             "description_en": "benefit community number"},
+        ]},
+        "password_pdf": {"hold_days": 5, "carrier_subject": "neutral"},
+        "fit_for_email": {
+            "phrases": [
+                "Rechtsfolgenbelehrung", "Rechtsbehelfsbelehrung", "Mitwirkungspflicht",
+                "Mitwirkungspflichten", "Versagung", "Entziehung", "Sanktion",
+                "Leistungsminderung",
+            ],
+            "action": "warn",
+        },
+    }
+
+
 @hookimpl
 def siegel_register_plugin_sets() -> list[PluginSet]:
     return [PluginSet(
@@ -44,27 +73,5 @@ def siegel_register_plugin_sets() -> list[PluginSet]:
         ),
         protection=("password_pdf",),
         internal_domains=DISTRICT_INTERNAL_DOMAINS,
-        settings={
-            "recipient_scope": {"external": "plain"},
-            "sender_trigger": {
-                "header": "X-Siegel-Encrypt",
-                "subject_tags": ["[verschlüsseln]", "[Automatisch verschlüsseln]", "[secure]"],
-            },
-            "content_rules": {"rules": [
-                {"name": "kundennummer", "pattern": CUSTOMER_NUMBER, "ignore_case": False,
-                 "description_de": "Kundennummer", "description_en": "customer number"},
-                {"name": "bg-nummer", "pattern": BG_NUMBER, "ignore_case": False,
-                 "description_de": "Nummer der Bedarfsgemeinschaft",
-                 "description_en": "benefit community number"},
-            ]},
-            "password_pdf": {"hold_days": 5, "carrier_subject": "neutral"},
-            "fit_for_email": {
-                "phrases": [
-                    "Rechtsfolgenbelehrung", "Rechtsbehelfsbelehrung", "Mitwirkungspflicht",
-                    "Mitwirkungspflichten", "Versagung", "Entziehung", "Sanktion",
-                    "Leistungsminderung",
-                ],
-                "action": "warn",
-            },
-        },
+        settings=district_settings(),
     )]

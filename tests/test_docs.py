@@ -63,6 +63,8 @@ def _attrs_classes_in(annotation: object) -> Iterator[type]:
 def _keys(cls: type, where: str) -> Iterator[tuple[str, str]]:
     """(where, key) for every field of an attrs settings class, and of the classes it nests."""
     for field in attrs.fields(attrs.resolve_types(cls)):
+        if not field.init:  # derived state (e.g. loaded certificates), not a key in the file
+            continue
         yield where, field.name
         for nested in _attrs_classes_in(field.type):
             yield from _keys(nested, f"{where}.{field.name}")

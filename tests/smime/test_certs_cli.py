@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from test_directory import NOW, DirectoryPki, Server, build_test_pki, pem
 
-from siegel import ConfigSection, hookimpl
 from siegel.cli import cli as siegel_cli
 from siegel.clock import FrozenClock
 from siegel.plugins.smime.certs_cli import (
@@ -22,7 +21,7 @@ from siegel.plugins.smime.certs_cli import (
     config_directory_opener,
     register_certs_command,
 )
-from siegel.plugins.smime.directory import SmimeDirectorySettings, fingerprint
+from siegel.plugins.smime.directory import fingerprint
 
 CONFIG = """
 [store]
@@ -32,22 +31,15 @@ key_file = "keys/store.key"
 [tenants.demo]
 name = "Demo-Behörde"
 domains = ["demo.example"]
-plugins = ["recipient_scope", "smtp_relay", "smime_cli_test"]
+plugins = ["recipient_scope", "smtp_relay", "smime"]
 
 [tenants.demo.settings.smime]
+sign = false
 trust_anchors = ["anchors.pem"]
 revocation = "crl"
 crl_files = ["ca.crl"]
 fetch_revocation = false
 """
-
-
-class SectionPlugin:
-    """Stands in for the S/MIME plugin's registration of its settings section."""
-
-    @hookimpl
-    def siegel_register_config_sections(self) -> list[ConfigSection]:
-        return [ConfigSection(name="smime", type=SmimeDirectorySettings)]
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +74,7 @@ def workdir(tmp_path: Path, cli_pki: DirectoryPki) -> Path:
 
 def run(workdir: Path, *args: str, section: str = "smime") -> Result:
     group = certs_group(config_directory_opener(
-        section, clock=FrozenClock(NOW), extra_plugins=[("smime_cli_test", SectionPlugin())]))
+        section, clock=FrozenClock(NOW)))
     command, *rest = args
     return CliRunner().invoke(group, [command, "--config", str(workdir / "siegel.toml"), *rest])
 
@@ -185,8 +177,7 @@ def test_configuration_problems_are_reported(workdir: Path) -> None:
 
 def test_register_certs_command_adds_the_group(workdir: Path) -> None:
     cli = click.Group("siegel")
-    register_certs_command(cli, config_directory_opener(
-        extra_plugins=[("smime_cli_test", SectionPlugin())], clock=FrozenClock(NOW)))
+    register_certs_command(cli, config_directory_opener(clock=FrozenClock(NOW)))
     result = CliRunner().invoke(cli, ["certs", "import", "-c", str(workdir / "siegel.toml"),
                                       str(workdir / "ec.pem")])
     assert result.exit_code == 0, result.output

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from siegel import ConfigError, ConfigSection, hookimpl
+from siegel import ConfigError
 from siegel.clock import FrozenClock
 from siegel.config import config_from_mapping
 from siegel.crypto import ContentCipher, create_key_file
@@ -903,18 +903,12 @@ async def test_a_damaged_record_is_refused_not_fatal(
 # --- settings -------------------------------------------------------------------------------------
 
 
-class DirectorySettingsPlugin:
-    @hookimpl
-    def siegel_register_config_sections(self) -> list[ConfigSection]:
-        return [ConfigSection(name="smime", type=SmimeDirectorySettings)]
-
-
 def configure(settings: dict[str, Any], base_dir: Path) -> SmimeDirectorySettings:
     """Validate ``settings`` the way the gateway does: a tenant's section of a whole config."""
-    registry = PluginRegistry.load(extra=[("smime_directory_test", DirectorySettingsPlugin())])
+    registry = PluginRegistry.load()
     data = {"tenants": {"t": {"name": "T", "domains": ["behoerde.example"],
-                              "plugins": ["recipient_scope", "smtp_relay", "smime_directory_test"],
-                              "settings": {"smime": settings}}}}
+                              "plugins": ["recipient_scope", "smtp_relay", "smime"],
+                              "settings": {"smime": {"sign": False, **settings}}}}}
     config = config_from_mapping(data, registry, source="test.toml", base_dir=base_dir)
     value = config.tenants["t"].settings["smime"]
     assert isinstance(value, SmimeDirectorySettings)

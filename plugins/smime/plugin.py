@@ -1,0 +1,301 @@
+"""The ``smime`` plugin: S/MIME 4.0 protection for recipients with a usable certificate, inbound
+decryption and signature checks for the tenant's own addresses, and ``siegel certs``.
+
+Outgoing: signed by the tenant (RSA-PSS or ECDSA), then encrypted for the recipient's certificate
+from the directory: AES-256-GCM (AuthEnvelopedData) unless the recipient announced it cannot, then
+AES-256-CBC; RSA-OAEP-SHA-256 or ECDH key management. Where no usable certificate exists,
+``can_serve`` says why and the tenant's next method is tried; never plain text.
+
+Inbound: mail for the tenant's own addresses that is encrypted or signed is decrypted and verified
+before classification; the result goes into ``X-Siegel-SMIME`` headers the clerk can see (headers
+of that name that arrive from outside are removed first, so they cannot be forged). The signer's
+certificate and capabilities from a valid signature are harvested into the directory.
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from siegel import (
+    Availability,
+    ConfigPath,
+    ConfigSection,
+    Outgoing,
+    Protected,
+    ProtectionMethod,
+    RecipientContext,
+    Services,
+    SettingError,
+    Text,
+    Transformer,
+    hookimpl,
+    mime,
+)
+from siegel.model import parse_email
+
+from .algorithms import ContentCipher, RsaKeyTransport, SignaturePadding
+from .capabilities import Capability, SmimeCapabilities
+from .certs_cli import config_directory_opener, register_certs_command
+from .directory import (
+    CertificateDirectory,
+    SmimeDirectorySettings,
+    harvest,
+    policy_from_settings,
+)
+from .envelope import EncryptOptions
+from .errors import SmimeError
+from .keys import PrivateKey
+from .mime import PKCS7_MIME_TYPES, assemble_message, body_part, encrypt_entity, sign_and_encrypt_entity
+from .mime import unwrap as unwrap_smime
+from .signing import SignOptions
+
+SECTION = "smime"
+STATUS_HEADER = "X-Siegel-SMIME"
+SIGNER_HEADER = "X-Siegel-SMIME-Signer"
+
+
+@attrs.frozen
+class Identity:
+    """The tenant's own key and certificate (with the chain to send along)."""
+
+    key: PrivateKey = attrs.field(repr=False)
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...] = ()
+
+
+def _read(path: ConfigPath, key: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise SettingError(key, f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def load_identity(settings: SmimeSettings) -> Identity | None:
+    password = (_read(settings.password_file, "password_file").strip()
+                if settings.password_file else None)
+    if settings.pkcs12:
+        try:
+            key, cert, extra = pkcs12.load_key_and_certificates(
+                _read(settings.pkcs12, "pkcs12"), password)
+        except ValueError as exc:
+            raise SettingError("pkcs12", f"{settings.pkcs12}: cannot open: {exc}") from None
+        if key is None or cert is None:
+            raise SettingError("pkcs12", f"{settings.pkcs12} holds no key and certificate")
+        return Identity(key, cert, tuple(extra or ()))  # type: ignore[arg-type]
+    if settings.certificate or settings.private_key:
+        if not (settings.certificate and settings.private_key):
+            raise SettingError("certificate", "certificate and private_key go together")
+        try:
+            certs = x509.load_pem_x509_certificates(_read(settings.certificate, "certificate"))
+        except ValueError as exc:
+            raise SettingError("certificate", f"{settings.certificate}: {exc}") from None
+        try:
+            key = serialization.load_pem_private_key(
+                _read(settings.private_key, "private_key"), password)
+        except (ValueError, TypeError) as exc:
+            raise SettingError("private_key", f"{settings.private_key}: {exc}") from None
+        return Identity(key, certs[0], tuple(certs[1:]))  # type: ignore[arg-type]
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class SmimeSettings(SmimeDirectorySettings):
+    """``[settings.smime]``: the certificate directory (see :class:`SmimeDirectorySettings`), the
+    tenant's own identity, and the encryption policy."""
+
+    #: The tenant's key and certificate: a PKCS#12 file, or PEM files (certificate first, chain
+    #: after it). ``password_file`` holds the PKCS#12 or key password.
+    pkcs12: ConfigPath | None = None
+    certificate: ConfigPath | None = None
+    private_key: ConfigPath | None = None
+    password_file: ConfigPath | None = None
+    #: Sign outgoing mail (then encrypt). Needs the identity.
+    sign: bool = True
+    #: RSA signatures: "rsa-pss" (TR-02102-1) or "rsa-pkcs1v15" for old clients.
+    rsa_signature: Literal["rsa-pss", "rsa-pkcs1v15"] = "rsa-pss"
+    #: "by-capabilities": AES-256-GCM unless the recipient announced only CBC (RFC 8551: GCM is
+    #: the default when nothing is known); or always one of the two.
+    content_cipher: Literal["by-capabilities", "aes256-gcm", "aes256-cbc"] = "by-capabilities"
+    allow_aes128: bool = False
+    #: RSAES-PKCS1-v1_5 key transport instead of RSA-OAEP, for old clients (legacy in TR-02102).
+    allow_rsa_pkcs1v15: bool = False
+    #: "keep" the subject outside the encryption, or "neutral": the whole message (headers too)
+    #: travels inside the encryption and the outer subject says nothing.
+    subject: Literal["keep", "neutral"] = "keep"
+    #: Decrypt and verify S/MIME mail arriving for the tenant's own addresses.
+    inbound: bool = True
+    _identity: Identity | None = attrs.field(init=False, repr=False, eq=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        identity = load_identity(self)
+        if identity is None and self.sign:
+            raise SettingError("sign", "signing needs the tenant's key: set pkcs12, or certificate "
+                                       "and private_key (or sign = false)")
+        object.__setattr__(self, "_identity", identity)
+        self.encrypt_options(ContentCipher.AES256_GCM)  # refuses forbidden choices now
+
+    @property
+    def identity(self) -> Identity | None:
+        return self._identity
+
+    def encrypt_options(self, cipher: ContentCipher) -> EncryptOptions:
+        return EncryptOptions(
+            content_cipher=cipher,
+            rsa_key_transport=(RsaKeyTransport.RSAES_PKCS1_V15 if self.allow_rsa_pkcs1v15
+                               else RsaKeyTransport.RSAES_OAEP_SHA256),
+            allow_aes128=self.allow_aes128, allow_rsa_pkcs1v15=self.allow_rsa_pkcs1v15,
+            min_rsa_bits=self.minimum_rsa_bits if not self.allow_weak_rsa else 2048)
+
+    def sign_options(self) -> SignOptions:
+        return SignOptions(rsa_padding=SignaturePadding.RSASSA_PSS if self.rsa_signature == "rsa-pss"
+                           else SignaturePadding.RSASSA_PKCS1_V15)
+
+    def choose_cipher(self, announced: tuple[str, ...] | None) -> ContentCipher:
+        if self.content_cipher == "aes256-gcm":
+            return ContentCipher.AES256_GCM
+        if self.content_cipher == "aes256-cbc":
+            return ContentCipher.AES256_CBC
+        if not announced:
+            return ContentCipher.AES256_GCM
+        capabilities = SmimeCapabilities(tuple(Capability(oid) for oid in announced))
+        return capabilities.choose_content_cipher(allow_aes128=self.allow_aes128,
+                                                  fallback=ContentCipher.AES256_GCM)
+
+
+_directories: weakref.WeakKeyDictionary[Any, dict[str, CertificateDirectory]] = (
+    weakref.WeakKeyDictionary())
+
+
+def directory_for(services: Services, tenant_id: str, settings: SmimeSettings) -> CertificateDirectory:
+    """One directory per running gateway and tenant, so revocation answers are cached."""
+    per_services = _directories.setdefault(services, {})
+    directory = per_services.get(tenant_id)
+    if directory is None:
+        directory = CertificateDirectory.from_services(services, policy_from_settings(settings))
+        per_services[tenant_id] = directory
+    return directory
+
+
+async def can_serve(ctx: RecipientContext) -> Availability:
+    settings: SmimeSettings = ctx.settings(SECTION)
+    selection = await directory_for(ctx.services, ctx.tenant.id, settings).find_usable(ctx.recipient)
+    return selection.availability()
+
+
+async def protect(ctx: RecipientContext) -> Protected:
+    settings: SmimeSettings = ctx.settings(SECTION)
+    directory = directory_for(ctx.services, ctx.tenant.id, settings)
+    selection = await directory.find_usable(ctx.recipient)
+    best = selection.best
+    if best is None:
+        raise SmimeError(selection.reason.en)  # can_serve said yes a moment ago; fail closed
+    cipher = settings.choose_cipher(selection.capabilities)
+    if settings.subject == "neutral":
+        inner = ctx.raw
+        entity: bytes | Any = b"Content-Type: message/rfc822\r\n\r\n" + mime_crlf(inner)
+    else:
+        entity = body_part(ctx.email)
+    identity = settings.identity
+    if settings.sign and identity is not None:
+        protected_entity = sign_and_encrypt_entity(
+            entity, identity.key, identity.certificate, [best.certificate], identity.chain,
+            sign_options=settings.sign_options(), encrypt_options=settings.encrypt_options(cipher))
+    else:
+        protected_entity = encrypt_entity(entity, [best.certificate],
+                                          options=settings.encrypt_options(cipher))
+    headers = ctx.email
+    if settings.subject == "neutral":
+        headers = parse_email(ctx.raw)
+        del headers["Subject"]
+        headers["Subject"] = Text(f"Verschlüsselte Nachricht von {ctx.tenant.name}",
+                                  f"Encrypted message from {ctx.tenant.name}").get(ctx.tenant.language)
+    raw = assemble_message(headers, protected_entity)
+    await directory.mark_used(ctx.recipient, best.fingerprint)
+    label = "AES-256-GCM" if cipher is ContentCipher.AES256_GCM else cipher.name.replace("_", "-")
+    return Protected(
+        outgoing=[Outgoing(channel=ctx.tenant.delivery_channel,
+                           mail_from=str(ctx.message.envelope.mail_from or ""),
+                           recipients=[str(ctx.recipient)], raw=raw)],
+        reason=Text(f"mit S/MIME verschlüsselt ({label})"
+                    + (" und signiert" if settings.sign else ""),
+                    f"encrypted with S/MIME ({label})" + (" and signed" if settings.sign else "")))
+
+
+def mime_crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _is_smime(ctx: RecipientContext) -> bool:
+    content_type = ctx.email.get_content_type()
+    return content_type in PKCS7_MIME_TYPES or (
+        content_type == "multipart/signed"
+        and "pkcs7-signature" in str(ctx.email.get_param("protocol", "")))
+
+
+async def inbound(ctx: RecipientContext) -> bytes | None:
+    """Decrypt and verify S/MIME for the tenant's own addresses; record the result in headers."""
+    settings: SmimeSettings | None = ctx.tenant.settings.get(SECTION)
+    if settings is None or not settings.inbound:
+        return None
+    raw = mime.RawMessage(ctx.raw)
+    forged = raw.remove(STATUS_HEADER) + raw.remove(SIGNER_HEADER)
+    if ctx.tenant.own_domains.match(ctx.recipient.domain) is None or not _is_smime(ctx):
+        return raw.to_bytes() if forged else None
+    identity = settings.identity
+    try:
+        unwrapped = unwrap_smime(
+            raw.to_bytes(), private_key=identity.key if identity else None,
+            certificate=identity.certificate if identity else None,
+            trust_roots=settings.anchors, at=ctx.services.clock.now())
+    except (SmimeError, ValueError) as exc:
+        # Cannot decrypt or verify: the copy goes on as it came (ciphertext stays ciphertext),
+        # marked so that the clerk knows.
+        raw.replace(STATUS_HEADER, f"not verified: {str(exc)[:300]}")
+        return raw.to_bytes()
+    outer = parse_email(raw.to_bytes())
+    for name in (STATUS_HEADER, SIGNER_HEADER):
+        del outer[name]
+    status = ["decrypted" if unwrapped.encrypted else "not encrypted"]
+    signature = unwrapped.signature
+    if signature is not None:
+        status.append("signature valid")
+        outer[SIGNER_HEADER] = ", ".join(signature.signer_emails) or signature.signer.subject.rfc4514_string()
+        directory = directory_for(ctx.services, ctx.tenant.id, settings)
+        await harvest(directory, signature.signer, signature.chain, signature.capabilities,
+                      signature.signing_time or ctx.services.clock.now())
+    else:
+        status.append("not signed")
+    outer[STATUS_HEADER] = "; ".join(status)
+    return assemble_message(outer, unwrapped.entity)
+
+
+@hookimpl
+def siegel_register_config_sections() -> list[ConfigSection]:
+    return [ConfigSection(name=SECTION, type=SmimeSettings,
+                          description="S/MIME: certificate directory, the tenant's identity, policy")]
+
+
+@hookimpl
+def siegel_register_protection_methods() -> list[ProtectionMethod]:
+    return [ProtectionMethod(name="smime", can_serve=can_serve, protect=protect,
+                             description="S/MIME 4.0: signed, then encrypted (AES-256-GCM/CBC)")]
+
+
+@hookimpl
+def siegel_register_transformers() -> list[Transformer]:
+    return [Transformer(name="smime_inbound", transform=inbound,
+                        description="Decrypts and verifies S/MIME for the tenant's own addresses")]
+
+
+@hookimpl
+def siegel_register_commands(cli: click.Group) -> None:
+    register_certs_command(cli, config_directory_opener(SECTION))
