@@ -1,0 +1,39 @@
+"""Fixtures for the portal tests: an app around a real Runtime (the siegel harness) and an httpx
+client that talks to it in process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from portal_helpers import PortalTest
+
+from siegel.portal import PortalSettings, create_app
+
+PortalFactory = Callable[..., AbstractAsyncContextManager[PortalTest]]
+
+
+@pytest.fixture
+def portal(siegel_harness: Callable[..., Any]) -> PortalFactory:
+    """``portal(settings=None, plugins=(), config=None, base_url=..., client_address=...)``: an
+    app (demo pages on unless ``settings`` say otherwise) and a client with a cookie jar."""
+
+    @asynccontextmanager
+    async def factory(
+        *,
+        settings: PortalSettings | None = None,
+        plugins: Iterable[tuple[str, object]] = (),
+        config: Mapping[str, Any] | None = None,
+        base_url: str = "http://portal.test",
+        client_address: str = "192.0.2.10",
+    ) -> AsyncIterator[PortalTest]:
+        async with siegel_harness(config=config, plugins=plugins) as harness:
+            app = create_app(harness.runtime, settings=settings or PortalSettings(demo_pages=True))
+            transport = httpx.ASGITransport(app=app, client=(client_address, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+                yield PortalTest(harness, app, client)
+
+    return factory
