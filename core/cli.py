@@ -123,6 +123,21 @@ async def _serve(runtime: Runtime) -> None:
         _fail(f"cannot listen: {exc}", 2)
     for host, port in bound:
         click.echo(f"siegel {__version__} listening on {host}:{port} (SMTP)")
+    portal = None
+    if runtime.config.portal.enabled:
+        from siegel.portal import PortalError, PortalServer, create_app
+        from siegel.portal.i18n import CatalogError
+
+        try:
+            portal = PortalServer(create_app(runtime, settings=runtime.config.portal),
+                                  runtime.config.portal)
+            portal_host, portal_port = await portal.start()
+        except (PortalError, CatalogError, OSError) as exc:
+            await gateway.stop()
+            await runtime.stop()
+            _fail(f"cannot start the portal: {exc}", 2)
+        click.echo(f"recipient portal on http://{portal_host}:{portal_port} "
+                   f"(links in mails: {runtime.config.portal.base_url})")
     tenants = ", ".join(f"{t.id} ({', '.join(t.own_domains)})" for t in runtime.config.tenants.values())
     click.echo(f"tenants: {tenants}")
     if bound:
@@ -139,6 +154,8 @@ async def _serve(runtime: Runtime) -> None:
         await stop.wait()
     finally:
         click.echo("stopping")
+        if portal is not None:
+            await portal.stop()
         await gateway.stop()
         await runtime.stop()
 
@@ -367,7 +384,7 @@ def explain(config_path: Path, message_file: Path, sender: str | None,
         async with open_store(config) as store:
             return await explaining.explain(config, registry, raw, envelope_sender,
                                             envelope_recipients, tenant,
-                                            services=explaining.DryRun(store=store))
+                                            services=explaining.DryRun(store=store, config=config))
 
     try:
         result = _run(work())

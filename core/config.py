@@ -21,6 +21,7 @@ from siegel.addresses import Address, DomainSet, InvalidAddress, normalize_domai
 
 if TYPE_CHECKING:
     from siegel.manager import PluginRegistry
+    from siegel.portal.settings import PortalSettings
 
 DEFAULT_CONFIG_NAME = "siegel.toml"
 CONFIG_ENV = "SIEGEL_CONFIG"
@@ -171,6 +172,8 @@ class FileConfig:
     store: StoreConfig = StoreConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     plugins: PluginsConfig = PluginsConfig()
+    #: The recipient portal (``siegel.portal.PortalSettings``); validated after the rest.
+    portal: dict[str, Any] = attrs.field(factory=dict)
     settings: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     tenants: dict[str, TenantConfig] = attrs.field(factory=dict)
 
@@ -199,6 +202,11 @@ class Config:
     base_dir: Path
     file: FileConfig
     tenants: Mapping[str, Tenant]
+    portal: PortalSettings
+
+    def portal_link(self, tenant: str, path: str) -> str:
+        """An absolute link to a portal page of ``tenant`` (for mails)."""
+        return f"{self.portal.base_url}/t/{tenant}{path}"
 
     @property
     def listeners(self) -> tuple[ListenerConfig, ...]:
@@ -383,9 +391,26 @@ def config_from_mapping(
             problems.append(
                 f"listeners[{index}].starttls: {listener.starttls!r} needs tls_certificate and tls_key"
             )
+    portal = _portal_settings(file, base_dir, problems)
     if problems:
         raise ConfigError(source, problems)
-    return Config(source=source, base_dir=base_dir, file=file, tenants=tenants)
+    assert portal is not None
+    return Config(source=source, base_dir=base_dir, file=file, tenants=tenants, portal=portal)
+
+
+def _portal_settings(file: FileConfig, base_dir: Path, problems: list[str]) -> PortalSettings | None:
+    from siegel.portal.settings import PortalSettings
+
+    before = len(problems)
+    _strict_types(file.portal, "portal", problems, PortalSettings)
+    if len(problems) > before:
+        return None
+    try:
+        settings: PortalSettings = structure(file.portal, PortalSettings, "portal", base_dir)
+    except _StructureError as exc:
+        problems += exc.problems
+        return None
+    return settings
 
 
 def _check_globals(file: FileConfig, registry: PluginRegistry, problems: list[str]) -> None:

@@ -67,9 +67,11 @@ class DryRun:
     """Services for a dry run: time passes, plugin state can be read (when a store is given),
     nothing is stored, sent, released or written."""
 
-    def __init__(self, clock: Clock | None = None, store: MessageStore | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, store: MessageStore | None = None,
+                 config: Config | None = None) -> None:
         self._clock: Clock = clock or SystemClock()
         self._store = store
+        self._config = config
 
     @property
     def clock(self) -> Clock:
@@ -86,6 +88,11 @@ class DryRun:
             raise DryRunViolation(f"this dry run has no store to read plugin state ({namespace})")
         return ReadOnlyPluginState(self._store, namespace, self._clock)
 
+    def portal_link(self, tenant: str, path: str) -> str:
+        if self._config is None:
+            raise DryRunViolation("this dry run has no configuration to build portal links")
+        return self._config.portal_link(tenant, path)
+
 
 class DryRunViolation(RuntimeError):
     """A plugin tried to cause a side effect during ``siegel explain``."""
@@ -96,7 +103,7 @@ async def explain(config: Config, registry: PluginRegistry, raw: bytes, sender: 
                   services: Services | None = None) -> Explanation:
     """What the pipeline would decide for each recipient. Raises :class:`NoTenant` when the
     message belongs to no tenant and none is given."""
-    services = services or DryRun()
+    services = services or DryRun(config=config)
     tenant = config.tenants[tenant_id] if tenant_id else tenant_for(config, sender, recipients)
     message = Message(id=new_message_id(), tenant=tenant.id,
                       envelope=Envelope(sender, tuple(recipients)), raw=raw,

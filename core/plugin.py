@@ -80,6 +80,11 @@ class Services(Protocol):
         """The plugin's durable, encrypted key-value state (see :class:`siegel.state.PluginState`)."""
         ...
 
+    def portal_link(self, tenant: str, path: str) -> str:
+        """An absolute link to the recipient portal for ``tenant`` (``/t/TENANT`` + ``path``),
+        built from ``[portal] public_base_url``: for links in mails."""
+        ...
+
 
 @attrs.frozen(kw_only=True)
 class RecipientContext:

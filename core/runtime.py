@@ -104,6 +104,9 @@ class Runtime:
     def state(self, namespace: str) -> PluginState:
         return PluginState(self.store, namespace, self._clock)
 
+    def portal_link(self, tenant: str, path: str) -> str:
+        return self.config.portal_link(tenant, path)
+
     # -- accepting ---------------------------------------------------------------------------
 
     def tenant_for(self, sender: Address | None, recipients: Sequence[Address]) -> Tenant:

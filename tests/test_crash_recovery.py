@@ -65,6 +65,7 @@ def make_workdir(tmp_path: Path, listen_port: int, relay_port: int) -> Path:
     edits = [
         ("port = 10025", f"port = {listen_port}"),
         ("port = 10026", f"port = {relay_port}"),
+        ("port = 8025", f"port = {free_port()}"),
         ("[delivery]\n",
          "[delivery]\npoll_seconds = 0.2\n"),
         ("first_retry_seconds = 60", "first_retry_seconds = 0.3"),

@@ -58,6 +58,9 @@ def _logos(values: Mapping[str, str]) -> dict[str, ConfigPath]:
 class PortalSettings:
     """Settings of the recipient portal (``siegel.portal.create_app``)."""
 
+    #: Serve the portal with ``siegel serve``. Without it, links in mails lead nowhere, so
+    #: first-contact recipients of the password PDF cannot choose a password.
+    enabled: bool = True
     host: str = "127.0.0.1"
     port: int = attrs.field(default=8025, validator=_port)
     #: The address recipients reach the portal at; links in mails are built from it

@@ -63,11 +63,6 @@ def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) 
         raise SettingError(attribute.name, f"must be greater than 0, not {value}")
 
 
-def _url(_instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
-    if not value.startswith(("https://", "http://")):
-        raise SettingError(attribute.name, f"must be an http(s) URL, not {value!r}")
-
-
 def _png(_instance: object, attribute: attrs.Attribute[Any], value: ConfigPath | None) -> None:
     if value is None:
         return
@@ -80,8 +75,6 @@ def _png(_instance: object, attribute: attrs.Attribute[Any], value: ConfigPath |
 
 @attrs.frozen(kw_only=True)
 class PasswordPdfSettings:
-    #: Where recipients reach the portal (links in mails), e.g. "https://post.landkreis.example".
-    portal_url: str = attrs.field(default="http://127.0.0.1:8025", validator=_url)
     #: How long a first-contact message waits for the recipient's password (seed: 5 days).
     hold_days: float = attrs.field(default=5.0, validator=_positive)
     #: "neutral": the carrier mail's subject says nothing about the content (subjects can carry
@@ -174,7 +167,7 @@ class Workflow:
     # -- links and tokens ---------------------------------------------------------------------
 
     def link(self, path: str) -> str:
-        return f"{self.settings.portal_url.rstrip('/')}/t/{self.tenant.id}{path}"
+        return self.services.portal_link(self.tenant.id, path)
 
     async def issue_token(self, purpose: Purpose, recipient: Address, ttl: timedelta,
                           **extra: str) -> str:

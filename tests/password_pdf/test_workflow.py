@@ -19,7 +19,7 @@ PASSWORD = "Grüße-€-Paßwort 7"
 BODY = "Sehr geehrte Frau Müller,\nIhre Kundennummer 123A456789: anbei der Bescheid über 12,50 €.\n"
 ATTACHMENT = ("Bescheid_Müller.pdf", "application/pdf", b"%PDF-1.7\n" + bytes(range(256)) * 20)
 CONFIG = {"tenants": {"test": {"plugin_set": "district", "domains": ["behoerde.example"]}},
-          "settings": {"password_pdf": {"portal_url": "https://post.behoerde.example"}}}
+          "portal": {"public_base_url": "https://post.behoerde.example"}}
 
 
 def link_from(mail, kind: str) -> str:
