@@ -3,10 +3,18 @@
 asn1crypto ships no type information, so its values are ``Any`` to mypy. The accessors here
 (:func:`as_bytes`, :func:`as_int`, :func:`dotted`, :func:`der`) check and convert them to plain
 Python types where they enter our code, which keeps the package clean under ``mypy --strict``.
+
+The ``der_*`` functions encode the few DER building blocks our outgoing structures need. Building
+a SignedData or AuthEnvelopedData from asn1crypto objects costs hundreds of object constructions
+and re-encodings per message; :mod:`.signing` and :mod:`.envelope` instead assemble the DER from
+these pieces and from values asn1crypto encoded once (algorithm identifiers, IssuerAndSerialNumber,
+SMIMECapabilities), which gives byte for byte the same encoding.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from typing import Any, cast
 
 from asn1crypto import algos, core
@@ -115,3 +123,65 @@ def parse_as(value: Any, spec: type[Any]) -> Any:
 def der(value: Any) -> bytes:
     """The DER encoding of an asn1crypto value."""
     return cast(bytes, value.dump())
+
+
+# --- DER encoding --------------------------------------------------------------------------------
+
+TAG_INTEGER = 0x02
+TAG_BIT_STRING = 0x03
+TAG_OCTET_STRING = 0x04
+TAG_OID = 0x06
+TAG_UTC_TIME = 0x17
+TAG_GENERALIZED_TIME = 0x18
+TAG_SEQUENCE = 0x30
+TAG_SET = 0x31
+
+
+def context_tag(number: int, *, constructed: bool = True) -> int:
+    """The identifier octet of a context-specific tag ``[number]`` (``number`` below 31)."""
+    return (0xA0 if constructed else 0x80) | number
+
+
+def der_header(tag: int, length: int) -> bytes:
+    """Identifier and definite length octets of a value with ``length`` content octets."""
+    if length < 0x80:
+        return bytes((tag, length))
+    size = (length.bit_length() + 7) // 8
+    return bytes((tag, 0x80 | size)) + length.to_bytes(size, "big")
+
+
+def der_tlv(tag: int, *contents: bytes) -> bytes:
+    """A complete DER value: ``tag``, length, and the concatenated ``contents``."""
+    body = contents[0] if len(contents) == 1 else b"".join(contents)
+    return der_header(tag, len(body)) + body
+
+
+def der_parts(tag: int, parts: list[bytes]) -> list[bytes]:
+    """A DER value left in pieces, ``[header, *parts]``, for joining once: keeps a large content
+    (ciphertext) from being copied at every level of nesting."""
+    return [der_header(tag, sum(map(len, parts))), *parts]
+
+
+def der_sequence(*items: bytes) -> bytes:
+    return der_tlv(TAG_SEQUENCE, *items)
+
+
+def der_set_of(items: Iterable[bytes]) -> bytes:
+    """A DER SET OF: the element encodings sorted (as asn1crypto sorts them)."""
+    return der_tlv(TAG_SET, *sorted(items))
+
+
+def der_octet_string(value: bytes) -> bytes:
+    return der_tlv(TAG_OCTET_STRING, value)
+
+
+def der_integer(value: int) -> bytes:
+    """A DER INTEGER: minimal two's complement."""
+    size = (value if value >= 0 else ~value).bit_length() // 8 + 1
+    return der_tlv(TAG_INTEGER, value.to_bytes(size, "big", signed=True))
+
+
+@functools.lru_cache(maxsize=256)
+def der_oid(dotted_oid: str) -> bytes:
+    """The DER OBJECT IDENTIFIER for a dotted OID (encoded once by asn1crypto)."""
+    return der(core.ObjectIdentifier(dotted_oid))

@@ -13,6 +13,8 @@ that has a verified signature of its peer uses it to pick the content cipher: AE
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 from asn1crypto import cms, core
 
@@ -162,6 +164,27 @@ def encode_capabilities(capabilities: SmimeCapabilities) -> cms.SMIMECapabilites
             value["parameters"] = core.Any.load(entry.parameters)
         entries.append(value)
     return cms.SMIMECapabilites(entries)
+
+
+def capabilities_attribute_der(capabilities: SmimeCapabilities) -> bytes:
+    """The DER of the SMIMECapabilities signed attribute (an ``Attribute``) announcing
+    ``capabilities``; encoded once per distinct value."""
+    try:
+        hash(capabilities)
+    except TypeError:  # entries given as a list: encode without the cache
+        return _encode_capabilities_attribute(capabilities)
+    return _capabilities_attribute_der(capabilities)
+
+
+def _encode_capabilities_attribute(capabilities: SmimeCapabilities) -> bytes:
+    return _asn1.der(
+        cms.CMSAttribute(
+            {"type": "smime_capabilities", "values": [encode_capabilities(capabilities)]}
+        )
+    )
+
+
+_capabilities_attribute_der = functools.lru_cache(maxsize=32)(_encode_capabilities_attribute)
 
 
 def parse_capabilities(value: bytes | cms.SMIMECapabilites) -> SmimeCapabilities:

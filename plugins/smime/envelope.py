@@ -17,13 +17,14 @@ mainstream clients (OpenSSL, Thunderbird/NSS, Outlook, BouncyCastle) produce.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
 from asn1crypto import algos, cms, core
-from asn1crypto import x509 as asn1_x509
+from asn1crypto import keys as asn1_keys
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, padding, serialization
@@ -55,15 +56,22 @@ from .errors import (
 from .keys import (
     SUPPORTED_CURVES,
     PrivateKey,
-    issuer_and_serial,
+    issuer_and_serial_der,
+    issuer_name_and_serial,
+    names_equal,
     require_key_pair,
-    to_asn1,
 )
 
 _GCM_NONCE_BYTES = 12
 _GCM_TAG_BYTES = 16
 _MIN_GCM_TAG_BYTES = 12  # RFC 5084 allows 12..16; shorter tags are refused
 _KEK_BYTES = 32  # we always wrap with AES-256
+_AUTH_ENVELOPED_DATA_OID = "1.2.840.113549.1.9.16.1.23"
+_ENVELOPED_DATA_OID = "1.2.840.113549.1.7.3"
+# CMSVersion values (INTEGER)
+_VERSION_0 = b"\x02\x01\x00"
+_VERSION_2 = b"\x02\x01\x02"
+_VERSION_3 = b"\x02\x01\x03"
 
 
 def _validate_min_rsa_bits(_instance: object, _attribute: object, value: int) -> None:
@@ -156,29 +164,23 @@ def encrypt(
         _recipient_info(cert, cek, options, where=f"recipients[{index}]")
         for index, cert in enumerate(recipients)
     ]
+    # The DER is assembled from pieces (see _asn1) and joined once at the end, so the (possibly
+    # large) ciphertext is copied only once more.
+    recipient_info_set = _asn1.der_set_of(der for _kind, der in recipient_infos)
     if cipher.authenticated:
         nonce = os.urandom(_GCM_NONCE_BYTES)
-        sealed = _aesgcm_encrypt(cek, nonce, content)
-        ciphertext, tag = sealed[:-_GCM_TAG_BYTES], sealed[-_GCM_TAG_BYTES:]
-        parameters = _asn1.GCMParameters({"aes_nonce": nonce, "aes_icvlen": _GCM_TAG_BYTES})
-        auth_enveloped = cms.AuthEnvelopedData(
-            {
-                "version": "v0",
-                "recipient_infos": recipient_infos,
-                "auth_encrypted_content_info": {
-                    "content_type": "data",
-                    "content_encryption_algorithm": {
-                        "algorithm": cipher.oid,
-                        "parameters": parameters,
-                    },
-                    "encrypted_content": ciphertext,
-                },
-                "mac": tag,
-            }
+        ciphertext, tag = _aesgcm_encrypt(cek, nonce, content)
+        # GCMParameters: aes-nonce, aes-ICVlen (16, not the DEFAULT 12, so it is encoded)
+        parameters = _asn1.der_sequence(
+            _asn1.der_octet_string(nonce), _asn1.der_integer(_GCM_TAG_BYTES)
         )
-        info = cms.ContentInfo(
-            {"content_type": "authenticated_enveloped_data", "content": auth_enveloped}
-        )
+        body = [
+            _VERSION_0,
+            recipient_info_set,
+            *_encrypted_content_info(cipher.oid, parameters, ciphertext),
+            _asn1.der_octet_string(tag),  # mac
+        ]
+        content_type = _AUTH_ENVELOPED_DATA_OID
     else:
         iv = os.urandom(16)
         padder = padding.PKCS7(128).padder()
@@ -186,23 +188,31 @@ def encrypt(
         encryptor = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
         ciphertext = encryptor.update(padded) + encryptor.finalize()
         # RFC 5652 6.1: version 0 when every RecipientInfo is version 0 (ktri by issuer/serial).
-        all_v0 = all(ri.name == "ktri" for ri in recipient_infos)
-        enveloped = cms.EnvelopedData(
-            {
-                "version": "v0" if all_v0 else "v2",
-                "recipient_infos": recipient_infos,
-                "encrypted_content_info": {
-                    "content_type": "data",
-                    "content_encryption_algorithm": {
-                        "algorithm": cipher.oid,
-                        "parameters": core.OctetString(iv),
-                    },
-                    "encrypted_content": ciphertext,
-                },
-            }
-        )
-        info = cms.ContentInfo({"content_type": "enveloped_data", "content": enveloped})
-    return _asn1.der(info)
+        all_v0 = all(kind == "ktri" for kind, _der in recipient_infos)
+        body = [
+            _VERSION_0 if all_v0 else _VERSION_2,
+            recipient_info_set,
+            *_encrypted_content_info(cipher.oid, _asn1.der_octet_string(iv), ciphertext),
+        ]
+        content_type = _ENVELOPED_DATA_OID
+    # ContentInfo: contentType, [0] EXPLICIT content
+    explicit = _asn1.der_parts(_asn1.context_tag(0), _asn1.der_parts(_asn1.TAG_SEQUENCE, body))
+    info = _asn1.der_parts(_asn1.TAG_SEQUENCE, [_asn1.der_oid(content_type), *explicit])
+    return b"".join(info)
+
+
+def _encrypted_content_info(cipher_oid: str, parameters: bytes, ciphertext: bytes) -> list[bytes]:
+    """EncryptedContentInfo for id-data, in pieces: contentType, contentEncryptionAlgorithm,
+    encryptedContent [0] IMPLICIT OCTET STRING."""
+    return _asn1.der_parts(
+        _asn1.TAG_SEQUENCE,
+        [
+            _asn1.der_oid(_asn1.ID_DATA_OID),
+            _asn1.der_sequence(_asn1.der_oid(cipher_oid), parameters),
+            _asn1.der_header(_asn1.context_tag(0, constructed=False), len(ciphertext)),
+            ciphertext,
+        ],
+    )
 
 
 def decrypt(der: bytes, private_key: PrivateKey, certificate: x509.Certificate) -> bytes:
@@ -278,31 +288,31 @@ def open_envelope(
 
 def _recipient_info(
     certificate: x509.Certificate, cek: bytes, options: EncryptOptions, *, where: str
-) -> cms.RecipientInfo:
+) -> tuple[str, bytes]:
+    """The kind (``ktri`` or ``kari``) and the DER of the RecipientInfo for ``certificate``."""
     public_key = certificate.public_key()
-    subject = certificate.subject.rfc4514_string()
     if isinstance(public_key, rsa.RSAPublicKey):
         if public_key.key_size < options.min_rsa_bits:
             raise PolicyError(
-                f"recipient {subject} has a {public_key.key_size}-bit RSA key; at least "
-                f"{options.min_rsa_bits} bits are required (BSI TR-02102-1). Lower "
-                "EncryptOptions.min_rsa_bits to allow it.",
+                f"recipient {certificate.subject.rfc4514_string()} has a {public_key.key_size}-bit "
+                f"RSA key; at least {options.min_rsa_bits} bits are required (BSI TR-02102-1). "
+                "Lower EncryptOptions.min_rsa_bits to allow it.",
                 where=where,
             )
         _require_key_usage(certificate, "key_encipherment", where)
-        return _key_transport_info(certificate, public_key, cek, options.rsa_key_transport)
+        return "ktri", _key_transport_info(certificate, public_key, cek, options.rsa_key_transport)
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         if public_key.curve.name not in SUPPORTED_CURVES:
             raise CertificateError(
-                f"recipient {subject} uses the unsupported curve {public_key.curve.name}; "
-                f"supported: {', '.join(SUPPORTED_CURVES)}",
+                f"recipient {certificate.subject.rfc4514_string()} uses the unsupported curve "
+                f"{public_key.curve.name}; supported: {', '.join(SUPPORTED_CURVES)}",
                 where=where,
             )
         _require_key_usage(certificate, "key_agreement", where)
-        return _key_agreement_info(certificate, public_key, cek, options.ecdh_kdf_digest)
+        return "kari", _key_agreement_info(certificate, public_key, cek, options.ecdh_kdf_digest)
     raise CertificateError(
-        f"recipient {subject} has a {type(public_key).__name__}; only RSA and EC keys can "
-        "receive S/MIME",
+        f"recipient {certificate.subject.rfc4514_string()} has a {type(public_key).__name__}; "
+        "only RSA and EC keys can receive S/MIME",
         where=where,
     )
 
@@ -320,20 +330,35 @@ def _require_key_usage(certificate: x509.Certificate, usage: str, where: str) ->
         )
 
 
+_OAEP_SHA256 = asym_padding.OAEP(
+    mgf=asym_padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
+)
+
+
 def _key_transport_info(
     certificate: x509.Certificate,
     public_key: rsa.RSAPublicKey,
     cek: bytes,
     transport: RsaKeyTransport,
-) -> cms.RecipientInfo:
+) -> bytes:
+    """KeyTransRecipientInfo (the untagged ``ktri`` choice of RecipientInfo)."""
     if transport is RsaKeyTransport.RSAES_OAEP_SHA256:
-        encrypted_key = public_key.encrypt(
-            cek,
-            asym_padding.OAEP(
-                mgf=asym_padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
-            ),
-        )
-        algorithm: dict[str, Any] = {
+        encrypted_key = public_key.encrypt(cek, _OAEP_SHA256)
+    else:
+        encrypted_key = public_key.encrypt(cek, asym_padding.PKCS1v15())
+    return _asn1.der_sequence(
+        _VERSION_0,
+        issuer_and_serial_der(certificate),  # rid
+        _key_transport_algorithm_der(transport),
+        _asn1.der_octet_string(encrypted_key),
+    )
+
+
+@functools.cache
+def _key_transport_algorithm_der(transport: RsaKeyTransport) -> bytes:
+    algorithm: dict[str, Any]
+    if transport is RsaKeyTransport.RSAES_OAEP_SHA256:
+        algorithm = {
             "algorithm": "rsaes_oaep",
             "parameters": {
                 "hash_algorithm": {"algorithm": "sha256"},
@@ -341,17 +366,8 @@ def _key_transport_info(
             },
         }
     else:
-        encrypted_key = public_key.encrypt(cek, asym_padding.PKCS1v15())
         algorithm = {"algorithm": "rsaes_pkcs1v15"}
-    return cms.RecipientInfo(
-        name="ktri",
-        value={
-            "version": "v0",
-            "rid": {"issuer_and_serial_number": issuer_and_serial(certificate)},
-            "key_encryption_algorithm": algorithm,
-            "encrypted_key": encrypted_key,
-        },
-    )
+    return _asn1.der(cms.KeyEncryptionAlgorithm(algorithm))
 
 
 def _key_agreement_info(
@@ -359,35 +375,53 @@ def _key_agreement_info(
     public_key: ec.EllipticCurvePublicKey,
     cek: bytes,
     kdf_digest: Digest,
-) -> cms.RecipientInfo:
+) -> bytes:
+    """KeyAgreeRecipientInfo as the ``kari`` choice of RecipientInfo ([1] IMPLICIT)."""
     ephemeral = ec.generate_private_key(public_key.curve)
     shared_secret = ephemeral.exchange(ec.ECDH(), public_key)
-    wrap_algorithm = cms.KeyEncryptionAlgorithm({"algorithm": "aes256_wrap"})
-    kek = _x963_kek(
-        shared_secret, kdf_digest.asn1_name, _asn1.der(wrap_algorithm), None, _KEK_BYTES
-    )
+    wrap_algorithm = _aes256_wrap_der()
+    kek = _x963_kek(shared_secret, kdf_digest.asn1_name, wrap_algorithm, None, _KEK_BYTES)
     point = ephemeral.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
-    return cms.RecipientInfo(
-        name="kari",
-        value={
-            "version": "v3",
-            # RFC 5753 3.1.1: originatorKey with id-ecPublicKey, parameters absent.
-            "originator": {
-                "originator_key": {"algorithm": {"algorithm": "ec"}, "public_key": point}
-            },
-            "key_encryption_algorithm": {
-                "algorithm": _asn1.ECDH_STD_SCHEME_BY_HASH[kdf_digest.asn1_name],
-                "parameters": wrap_algorithm,
-            },
-            "recipient_encrypted_keys": [
-                {
-                    "rid": {"issuer_and_serial_number": issuer_and_serial(certificate)},
-                    "encrypted_key": aes_key_wrap(kek, cek),
-                }
-            ],
-        },
+    # RFC 5753 3.1.1: originatorKey with id-ecPublicKey, parameters absent.
+    originator_key = _asn1.der_tlv(
+        _asn1.context_tag(1),  # [1] IMPLICIT OriginatorPublicKey
+        _ec_public_key_algorithm_der(),
+        _asn1.der_tlv(_asn1.TAG_BIT_STRING, b"\x00", point),
+    )
+    recipient_encrypted_key = _asn1.der_sequence(
+        issuer_and_serial_der(certificate),  # rid
+        _asn1.der_octet_string(aes_key_wrap(kek, cek)),
+    )
+    return _asn1.der_tlv(
+        _asn1.context_tag(1),
+        _VERSION_3,
+        _asn1.der_tlv(_asn1.context_tag(0), originator_key),  # originator [0] EXPLICIT
+        _key_agreement_algorithm_der(kdf_digest.asn1_name),
+        _asn1.der_sequence(recipient_encrypted_key),  # recipientEncryptedKeys
+    )
+
+
+@functools.cache
+def _aes256_wrap_der() -> bytes:
+    return _asn1.der(cms.KeyEncryptionAlgorithm({"algorithm": "aes256_wrap"}))
+
+
+@functools.cache
+def _ec_public_key_algorithm_der() -> bytes:
+    return _asn1.der(asn1_keys.PublicKeyAlgorithm({"algorithm": "ec"}))
+
+
+@functools.cache
+def _key_agreement_algorithm_der(kdf_digest_name: str) -> bytes:
+    return _asn1.der(
+        cms.KeyEncryptionAlgorithm(
+            {
+                "algorithm": _asn1.ECDH_STD_SCHEME_BY_HASH[kdf_digest_name],
+                "parameters": cms.KeyEncryptionAlgorithm.load(_aes256_wrap_der()),
+            }
+        )
     )
 
 
@@ -395,24 +429,30 @@ def _x963_kek(
     shared_secret: bytes, hash_name: str, wrap_algorithm_der: bytes, ukm: bytes | None, size: int
 ) -> bytes:
     """RFC 5753 7.2: KEK = X9.63-KDF(Z, ECC-CMS-SharedInfo)."""
+    kdf = X963KDF(
+        algorithm=HASHES_BY_NAME[hash_name](),
+        length=size,
+        sharedinfo=_shared_info_der(wrap_algorithm_der, ukm, size),
+    )
+    return kdf.derive(shared_secret)
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_info_der(wrap_algorithm_der: bytes, ukm: bytes | None, size: int) -> bytes:
     shared_info: dict[str, Any] = {
         "key_info": algos.AnyAlgorithmIdentifier.load(wrap_algorithm_der),
         "supp_pub_info": (size * 8).to_bytes(4, "big"),
     }
     if ukm is not None:
         shared_info["entity_u_info"] = ukm
-    kdf = X963KDF(
-        algorithm=HASHES_BY_NAME[hash_name](),
-        length=size,
-        sharedinfo=_asn1.der(_asn1.EccCmsSharedInfo(shared_info)),
-    )
-    return kdf.derive(shared_secret)
+    return _asn1.der(_asn1.EccCmsSharedInfo(shared_info))
 
 
-def _aesgcm_encrypt(key: bytes, nonce: bytes, plaintext: bytes) -> bytes:
+def _aesgcm_encrypt(key: bytes, nonce: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
+    """AES-GCM ciphertext and 16-byte tag."""
     encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
     ciphertext = encryptor.update(plaintext) + encryptor.finalize()
-    return ciphertext + encryptor.tag
+    return ciphertext, encryptor.tag
 
 
 # --- decryption helpers --------------------------------------------------------------------------
@@ -518,7 +558,6 @@ def _recover_content_key(
     key_bytes: int,
     where: str,
 ) -> tuple[bytes, str]:
-    cert_asn1 = to_asn1(certificate)
     ski = _subject_key_identifier(certificate)
     seen: list[str] = []
     for index, recipient_info in enumerate(recipient_infos):
@@ -528,14 +567,14 @@ def _recover_content_key(
         if kind == "ktri":
             seen.append(_describe_rid(value["rid"]))
             if isinstance(private_key, rsa.RSAPrivateKey) and _rid_matches(
-                value["rid"], cert_asn1, ski
+                value["rid"], certificate, ski
             ):
                 return _unwrap_key_transport(value, private_key, key_bytes, f"{ri_where}.ktri")
         elif kind == "kari":
             for rek_index, encrypted_key in enumerate(value["recipient_encrypted_keys"]):
                 seen.append(_describe_rid(encrypted_key["rid"]))
                 if isinstance(private_key, ec.EllipticCurvePrivateKey) and _rid_matches(
-                    encrypted_key["rid"], cert_asn1, ski
+                    encrypted_key["rid"], certificate, ski
                 ):
                     return _unwrap_key_agreement(
                         value,
@@ -563,12 +602,13 @@ def _subject_key_identifier(certificate: x509.Certificate) -> bytes | None:
         return None
 
 
-def _rid_matches(rid: Any, cert_asn1: asn1_x509.Certificate, ski: bytes | None) -> bool:
+def _rid_matches(rid: Any, certificate: x509.Certificate, ski: bytes | None) -> bool:
     """Match a RecipientIdentifier / KeyAgreeRecipientIdentifier against our certificate."""
     if rid.name == "issuer_and_serial_number":
+        issuer, serial = issuer_name_and_serial(certificate)
         return bool(
-            rid.chosen["issuer"] == cert_asn1.issuer
-            and _asn1.as_int(rid.chosen["serial_number"]) == cert_asn1.serial_number
+            names_equal(_asn1.der(rid.chosen["issuer"]), issuer)
+            and _asn1.as_int(rid.chosen["serial_number"]) == serial
         )
     if rid.name == "subject_key_identifier":  # ktri [0] SubjectKeyIdentifier
         return ski is not None and _asn1.as_bytes(rid.chosen) == ski
@@ -628,7 +668,13 @@ def _unwrap_key_transport(
 
 
 def _oaep_padding(algorithm: Any, where: str) -> tuple[asym_padding.OAEP, str]:
-    params = algorithm["parameters"]
+    return _oaep_padding_for(_asn1.der(algorithm), where)
+
+
+@functools.lru_cache(maxsize=64)
+def _oaep_padding_for(der: bytes, where: str) -> tuple[asym_padding.OAEP, str]:
+    """:func:`_oaep_padding` by the DER of the keyEncryptionAlgorithm, which senders keep the same."""
+    params = cms.KeyEncryptionAlgorithm.load(der)["parameters"]
     if _asn1.is_absent(params):
         hash_name = mgf_hash_name = "sha1"  # RFC 4055: all defaults
         label = b""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from . import _asn1
 from .errors import KeyMismatchError
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -23,12 +26,16 @@ SUPPORTED_CURVES: dict[str, str] = {
 }
 """Curves accepted for ECDH and ECDSA (`cryptography` curve name -> OID); all have cofactor 1."""
 
+_SPKI = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+# Derived values per certificate (keyed by its DER, so equal certificates share an entry). A
+# gateway signs for a handful of senders and encrypts to a bounded set of peers.
+_CACHE_SIZE = 512
+
 
 def require_key_pair(private_key: PrivateKey, certificate: x509.Certificate, role: str) -> None:
     """Raise :class:`KeyMismatchError` unless ``private_key`` belongs to ``certificate``."""
-    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ours = private_key.public_key().public_bytes(*spki)
-    if ours != certificate.public_key().public_bytes(*spki):
+    ours = private_key.public_key().public_bytes(*_SPKI)
+    if ours != _public_key_der(certificate_der(certificate)):
         raise KeyMismatchError(
             f"the {role} key does not belong to the certificate "
             f"{certificate.subject.rfc4514_string()} (serial {certificate.serial_number:#x}); "
@@ -36,14 +43,54 @@ def require_key_pair(private_key: PrivateKey, certificate: x509.Certificate, rol
         )
 
 
+def certificate_der(certificate: x509.Certificate) -> bytes:
+    """The DER encoding of ``certificate`` (as received; `cryptography` keeps the bytes)."""
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
 def to_asn1(certificate: x509.Certificate) -> asn1_x509.Certificate:
     """The asn1crypto form of a `cryptography` certificate."""
-    return asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
+    return asn1_x509.Certificate.load(certificate_der(certificate))
 
 
 def issuer_and_serial(certificate: x509.Certificate) -> cms.IssuerAndSerialNumber:
     """The IssuerAndSerialNumber identifying ``certificate`` in a RecipientInfo or SignerInfo."""
-    parsed = to_asn1(certificate)
-    return cms.IssuerAndSerialNumber(
-        {"issuer": parsed.issuer, "serial_number": parsed.serial_number}
+    return cms.IssuerAndSerialNumber.load(issuer_and_serial_der(certificate))
+
+
+def issuer_and_serial_der(certificate: x509.Certificate) -> bytes:
+    """The DER of :func:`issuer_and_serial` (cached per certificate)."""
+    return _issuer_and_serial_der(certificate_der(certificate))
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _issuer_and_serial_der(der: bytes) -> bytes:
+    # The issuer Name exactly as encoded in the certificate, the serial number re-encoded.
+    parsed = asn1_x509.Certificate.load(der)
+    return _asn1.der(
+        cms.IssuerAndSerialNumber({"issuer": parsed.issuer, "serial_number": parsed.serial_number})
     )
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _public_key_der(der: bytes) -> bytes:
+    return x509.load_der_x509_certificate(der).public_key().public_bytes(*_SPKI)
+
+
+def issuer_name_and_serial(certificate: x509.Certificate) -> tuple[bytes, int]:
+    """The DER of the issuer Name and the serial number of ``certificate``, as asn1crypto reads
+    them (cached per certificate); compare names with :func:`names_equal`."""
+    return _issuer_name_and_serial(certificate_der(certificate))
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _issuer_name_and_serial(der: bytes) -> tuple[bytes, int]:
+    parsed = asn1_x509.Certificate.load(der)
+    return _asn1.der(parsed.issuer), _asn1.as_int(parsed["tbs_certificate"]["serial_number"])
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def names_equal(first: bytes, second: bytes) -> bool:
+    """asn1crypto's comparison of two DER Names (RFC 5280 7.1 normalization: case, spaces),
+    cached by the encodings. Unreadable names raise as the comparison itself does."""
+    return bool(asn1_x509.Name.load(first) == asn1_x509.Name.load(second))

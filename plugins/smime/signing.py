@@ -16,6 +16,7 @@ must be X.509 v3 and SHA-2 signed. Brainpool end-entity keys are fine.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ from .algorithms import HASHES_BY_NAME, Digest, SignaturePadding
 from .capabilities import (
     OUR_CAPABILITIES,
     SmimeCapabilities,
-    encode_capabilities,
+    capabilities_attribute_der,
     parse_capabilities,
 )
 from .errors import (
@@ -48,11 +49,24 @@ from .errors import (
     UnsupportedError,
     VerificationError,
 )
-from .keys import SUPPORTED_CURVES, PrivateKey, issuer_and_serial, require_key_pair, to_asn1
+from .keys import (
+    SUPPORTED_CURVES,
+    PrivateKey,
+    certificate_der,
+    issuer_and_serial_der,
+    issuer_name_and_serial,
+    names_equal,
+    require_key_pair,
+)
 
 _ACCEPTED_DIGESTS = ("sha224", "sha256", "sha384", "sha512")
 _MIN_VERIFY_RSA_BITS = 2048
 _MAX_CHAIN_DEPTH = 8
+_SIGNED_DATA_OID = "1.2.840.113549.1.7.2"
+_CONTENT_TYPE_OID = "1.2.840.113549.1.9.3"
+_MESSAGE_DIGEST_OID = "1.2.840.113549.1.9.4"
+_SIGNING_TIME_OID = "1.2.840.113549.1.9.5"
+_VERSION_1 = b"\x02\x01\x01"  # INTEGER 1 (CMSVersion v1)
 
 # signatureAlgorithm OIDs -> (scheme, hash name or None when the digestAlgorithm decides)
 _SIGNATURE_ALGORITHMS: dict[str, tuple[str, str | None]] = {
@@ -142,40 +156,40 @@ def sign(
     digest = options.digest
     when = signing_time or dt.datetime.now(dt.UTC)
     message_digest = hashlib.new(digest.asn1_name, content).digest()
-    attributes: list[dict[str, Any]] = [
-        {"type": "content_type", "values": ["data"]},
-        {"type": "signing_time", "values": [_cms_time(when)]},
-        {"type": "message_digest", "values": [message_digest]},
+    # The DER is assembled here rather than with asn1crypto objects (see _asn1): the constant
+    # parts are encoded once, certificates and IssuerAndSerialNumber once per certificate.
+    attributes = [
+        _attribute(_CONTENT_TYPE_OID, _asn1.der_oid(_asn1.ID_DATA_OID)),
+        _attribute(_SIGNING_TIME_OID, _cms_time(when)),
+        _attribute(_MESSAGE_DIGEST_OID, _asn1.der_octet_string(message_digest)),
     ]
     if options.capabilities is not None:
-        attributes.append(
-            {
-                "type": "smime_capabilities",
-                "values": [encode_capabilities(options.capabilities)],
-            }
-        )
-    signed_attrs = cms.CMSAttributes(attributes)
-    to_be_signed = _asn1.der(signed_attrs)  # DER SET OF, sorted by asn1crypto
+        attributes.append(capabilities_attribute_der(options.capabilities))
+    # DER SET OF: the attributes sorted by their encoding. The signature covers the SET OF; the
+    # SignerInfo carries the same contents as [0] IMPLICIT.
+    attributes_contents = b"".join(sorted(attributes))
+    to_be_signed = _asn1.der_tlv(_asn1.TAG_SET, attributes_contents)
     signature_algorithm, signature = _sign_bytes(private_key, to_be_signed, digest, options)
-    signer_info = {
-        "version": "v1",
-        "sid": {"issuer_and_serial_number": issuer_and_serial(certificate)},
-        "digest_algorithm": {"algorithm": digest.asn1_name},
-        "signed_attrs": signed_attrs,
-        "signature_algorithm": signature_algorithm,
-        "signature": signature,
-    }
-    certificates = [to_asn1(certificate), *(to_asn1(extra) for extra in chain)]
-    signed_data = cms.SignedData(
-        {
-            "version": "v1",
-            "digest_algorithms": [{"algorithm": digest.asn1_name}],
-            "encap_content_info": {"content_type": "data"},
-            "certificates": certificates,
-            "signer_infos": [signer_info],
-        }
+    digest_algorithm = _digest_algorithm_der(digest.asn1_name)
+    signer_info = _asn1.der_sequence(
+        _VERSION_1,
+        issuer_and_serial_der(certificate),
+        digest_algorithm,
+        _asn1.der_tlv(_asn1.context_tag(0), attributes_contents),
+        signature_algorithm,
+        _asn1.der_octet_string(signature),
     )
-    return _asn1.der(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}))
+    certificates = [certificate_der(certificate), *(certificate_der(extra) for extra in chain)]
+    signed_data = _asn1.der_sequence(
+        _VERSION_1,
+        _asn1.der_set_of([digest_algorithm]),
+        _asn1.der_sequence(_asn1.der_oid(_asn1.ID_DATA_OID)),  # detached: no eContent
+        _asn1.der_tlv(_asn1.context_tag(0), *sorted(certificates)),  # [0] IMPLICIT SET OF
+        _asn1.der_set_of([signer_info]),
+    )
+    return _asn1.der_sequence(
+        _asn1.der_oid(_SIGNED_DATA_OID), _asn1.der_tlv(_asn1.context_tag(0), signed_data)
+    )
 
 
 def verify(
@@ -259,39 +273,64 @@ def _check_signer_key(
 
 def _sign_bytes(
     private_key: PrivateKey, data: bytes, digest: Digest, options: SignOptions
-) -> tuple[dict[str, Any], bytes]:
+) -> tuple[bytes, bytes]:
+    """The signature of ``data`` and the DER of its signatureAlgorithm."""
     hash_algorithm = digest.hash()
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
         return (
-            {"algorithm": f"{digest.asn1_name}_ecdsa"},
+            _signature_algorithm_der("ecdsa", digest.asn1_name),
             private_key.sign(data, ec.ECDSA(hash_algorithm)),
         )
     if options.rsa_padding is SignaturePadding.RSASSA_PSS:
         salt_length = hash_algorithm.digest_size
         pss = asym_padding.PSS(mgf=asym_padding.MGF1(hash_algorithm), salt_length=salt_length)
-        parameters = {
-            "hash_algorithm": {"algorithm": digest.asn1_name},
-            "mask_gen_algorithm": {
-                "algorithm": "mgf1",
-                "parameters": {"algorithm": digest.asn1_name},
-            },
-            "salt_length": salt_length,
-        }
         return (
-            {"algorithm": "rsassa_pss", "parameters": parameters},
+            _signature_algorithm_der("rsassa_pss", digest.asn1_name),
             private_key.sign(data, pss, hash_algorithm),
         )
     return (
-        {"algorithm": f"{digest.asn1_name}_rsa"},
+        _signature_algorithm_der("rsassa_pkcs1v15", digest.asn1_name),
         private_key.sign(data, asym_padding.PKCS1v15(), hash_algorithm),
     )
 
 
-def _cms_time(when: dt.datetime) -> cms.Time:
-    """RFC 5652 11.3: UTCTime for 1950-2049, GeneralizedTime otherwise."""
+@functools.cache
+def _signature_algorithm_der(scheme: str, digest_name: str) -> bytes:
+    """signatureAlgorithm of a SignerInfo: ECDSA, RSASSA-PSS (MGF1 with the message digest, salt
+    as long as the digest) or RSASSA-PKCS1-v1_5."""
+    algorithm: dict[str, Any]
+    if scheme == "ecdsa":
+        algorithm = {"algorithm": f"{digest_name}_ecdsa"}
+    elif scheme == "rsassa_pss":
+        parameters = {
+            "hash_algorithm": {"algorithm": digest_name},
+            "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": digest_name}},
+            "salt_length": HASHES_BY_NAME[digest_name].digest_size,
+        }
+        algorithm = {"algorithm": "rsassa_pss", "parameters": parameters}
+    else:
+        algorithm = {"algorithm": f"{digest_name}_rsa"}
+    return _asn1.der(algos.SignedDigestAlgorithm(algorithm))
+
+
+@functools.cache
+def _digest_algorithm_der(digest_name: str) -> bytes:
+    return _asn1.der(algos.DigestAlgorithm({"algorithm": digest_name}))
+
+
+def _attribute(oid: str, value: bytes) -> bytes:
+    """A CMS Attribute with the single (DER-encoded) ``value``."""
+    return _asn1.der_sequence(_asn1.der_oid(oid), _asn1.der_tlv(_asn1.TAG_SET, value))
+
+
+def _cms_time(when: dt.datetime) -> bytes:
+    """RFC 5652 11.3: UTCTime for 1950-2049, GeneralizedTime otherwise (DER, whole seconds)."""
     when = when.astimezone(dt.UTC).replace(microsecond=0)
-    kind = "utc_time" if 1950 <= when.year < 2050 else "generalized_time"
-    return cms.Time(name=kind, value=when)
+    if 1950 <= when.year < 2050:
+        return _asn1.der_tlv(_asn1.TAG_UTC_TIME, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))
+    return _asn1.der_tlv(
+        _asn1.TAG_GENERALIZED_TIME, (when.strftime("%Y%m%d%H%M%S") + "Z").encode("ascii")
+    )
 
 
 # --- verification helpers ------------------------------------------------------------------------
@@ -393,10 +432,10 @@ def _verify_signer(
 def _find_signer(sid: Any, certificates: list[x509.Certificate], where: str) -> x509.Certificate:
     for certificate in certificates:
         if sid.name == "issuer_and_serial_number":
-            parsed = to_asn1(certificate)
+            issuer, serial = issuer_name_and_serial(certificate)
             if (
-                sid.chosen["issuer"] == parsed.issuer
-                and _asn1.as_int(sid.chosen["serial_number"]) == parsed.serial_number
+                names_equal(_asn1.der(sid.chosen["issuer"]), issuer)
+                and _asn1.as_int(sid.chosen["serial_number"]) == serial
             ):
                 return certificate
         elif sid.name == "subject_key_identifier":
@@ -552,7 +591,13 @@ def _verify_signature_value(
 def _pss_padding(parameters: Any, where: str) -> tuple[asym_padding.PSS, hashes.HashAlgorithm]:
     if _asn1.is_absent(parameters):
         raise MalformedError("RSASSA-PSS without parameters", where=where)
-    params = _asn1.parse_as(parameters, algos.RSASSAPSSParams)
+    return _pss_padding_for(_asn1.der(parameters), where)
+
+
+@functools.lru_cache(maxsize=64)
+def _pss_padding_for(der: bytes, where: str) -> tuple[asym_padding.PSS, hashes.HashAlgorithm]:
+    """:func:`_pss_padding` by the DER of RSASSA-PSS-params, which senders keep the same."""
+    params = algos.RSASSAPSSParams.load(der)
     hash_name = params["hash_algorithm"]["algorithm"].native
     mgf = params["mask_gen_algorithm"]
     if mgf["algorithm"].native != "mgf1":
