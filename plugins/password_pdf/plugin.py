@@ -8,6 +8,7 @@ from __future__ import annotations
 from siegel import (
     Availability,
     ConfigSection,
+    PortalRoute,
     ProtectionMethod,
     ProtectionResult,
     RecipientContext,
@@ -40,3 +41,10 @@ def siegel_register_config_sections() -> list[ConfigSection]:
 def siegel_register_protection_methods() -> list[ProtectionMethod]:
     return [ProtectionMethod(name=METHOD, can_serve=can_serve, protect=protect,
                              description="AES-256 PDF with a password the recipient chooses")]
+
+
+@hookimpl
+def siegel_register_portal_routes() -> list[PortalRoute]:
+    from . import portal
+
+    return portal.routes()

@@ -37,3 +37,19 @@ def portal(siegel_harness: Callable[..., Any]) -> PortalFactory:
                 yield PortalTest(harness, app, client)
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium (or ``SIEGEL_CHROMIUM``); fails with what to install when missing."""
+    import browser
+
+    return browser.chromium_path()
+
+
+@pytest.fixture(scope="session")
+def axe_source(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """axe-core's script, installed with npm once into pytest's cache folder."""
+    import browser
+
+    return browser.axe_script(pytestconfig, tmp_path_factory)

@@ -1,0 +1,191 @@
+"""The district's workflow end to end, as the recipient lives it (issue 3's acceptance test).
+
+A clerk's customer mail reaches the gateway over real SMTP; the recipient gets an invitation and
+the clerk the "delayed" notice at a real SMTP sink; the recipient chooses a password in a real
+browser (Debian's Chromium via Playwright); the carrier mail arrives; qpdf and poppler open the
+PDF with that password (and refuse a wrong one); the recipient replies through the form and the
+clerk receives it; a password reset works with mailbox proof. axe-core checks every page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import smtplib
+import subprocess
+from pathlib import Path
+
+import pytest
+from browser import BROWSER_MARKS, axe_violations, browser_page
+
+from siegel import RecipientState
+from siegel.gateway import SmtpGateway
+from siegel.portal import PortalServer, create_app
+from siegel.sink import free_port
+from siegel.testing import make_message
+
+pytestmark = BROWSER_MARKS
+
+CLERK = "sachbearbeitung@behoerde.example"
+CITIZEN = "jörg.müller@example.net"
+PASSWORD = "Grüne Äpfel 2026 €"
+BODY = ("Sehr geehrter Herr Müller,\n\nzu Ihrer Kundennummer 123A456789 teilen wir Ihnen mit: "
+        "Die Unterlagen über 12,50 € sind vollständig.\n\nMit freundlichen Grüßen\n")
+ATTACHMENT = ("Bescheid_Müller.pdf", "application/pdf", b"%PDF-1.4\n" + bytes(range(256)) * 8)
+REPLY_FILE = b"%PDF-1.4\n% Nachweis\n" + b"0" * 500
+
+
+def link(mail, kind: str) -> str:
+    text = mail.parsed.get_body(("plain",)).get_content()
+    match = re.search(rf"http://127\.0\.0\.1:\d+/t/test/{kind}\S*", text)
+    assert match, f"no {kind} link in:\n{text}"
+    return match.group(0)
+
+
+def run(*args, check=True):
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=check)
+
+
+async def test_register_read_reply_reset(siegel_harness, chromium, axe_source, tmp_path: Path):
+    smtp_port, portal_port = free_port(), free_port()
+    config = {
+        "tenants": {"test": {"plugin_set": "district"}},
+        "listeners": [{"host": "127.0.0.1", "port": smtp_port}],
+        "portal": {"port": portal_port, "public_base_url": f"http://127.0.0.1:{portal_port}"},
+    }
+    checked: dict[str, list[str]] = {}
+
+    async def axe(page, name: str) -> None:
+        checked[name] = await axe_violations(page, axe_source)
+
+    async with siegel_harness(config=config) as harness:
+        gateway = SmtpGateway(harness.runtime)
+        await gateway.start()
+        portal = PortalServer(create_app(harness.runtime, settings=harness.config.portal),
+                              harness.config.portal, graceful_seconds=2)
+        await portal.start()
+        try:
+            # 1. The clerk sends customer mail through the gateway, over SMTP.
+            raw = make_message(sender=CLERK, to=CITIZEN, subject="Ihr Bescheid", body=BODY,
+                               attachments=[ATTACHMENT])
+            def send() -> None:  # a real SMTP client, outside the gateway's event loop
+                with smtplib.SMTP("127.0.0.1", smtp_port) as smtp:
+                    smtp.sendmail(CLERK, [CITIZEN], raw, mail_options=["SMTPUTF8"])
+
+            await asyncio.to_thread(send)
+            await harness.process()
+            [invitation] = harness.sink.to(CITIZEN)
+            [delayed] = harness.notices("delayed")
+            assert delayed["To"] == CLERK and "Zustellung verzögert" in delayed["Subject"]
+            register_link = link(invitation, "register")
+
+            async with browser_page(chromium) as page:
+                # 2. The recipient chooses a password; a common one is refused first.
+                await page.goto(register_link)
+                await axe(page, "register")
+                await page.fill("#field-password", "passwort123")
+                await page.fill("#field-password_repeat", "passwort123")
+                await page.click("button[type=submit]")
+                await page.wait_for_selector("[role=alert]")
+                assert "verbreitet" in await page.inner_text("[role=alert]")
+                await axe(page, "register with errors")
+                await page.fill("#field-password", PASSWORD)
+                await page.fill("#field-password_repeat", PASSWORD)
+                await page.click("button[type=submit]")
+                await page.wait_for_url("**/password/done")
+                assert "Passwort gespeichert" in await page.inner_text("h1")
+                await axe(page, "done")
+                await page.goto(register_link)  # single use
+                assert "gilt nicht mehr" in await page.inner_text("h1")
+                await axe(page, "link invalid")
+
+                # 3. The held message goes out as a PDF.
+                await harness.process()
+                [carrier] = [m for m in harness.sink.to(CITIZEN)
+                             if m.parsed.get("X-Siegel-Protection")]
+                [protected] = harness.notices("protected")
+                assert "Verschlüsselung erfolgreich" in protected["Subject"]
+                [part] = [p for p in carrier.parsed.iter_attachments()
+                          if p.get_filename() == "nachricht.pdf"]
+                pdf = tmp_path / "nachricht.pdf"
+                pdf.write_bytes(part.get_content())
+                shown = run("qpdf", f"--password={PASSWORD}", "--show-encryption", pdf).stdout
+                assert "R = 6" in shown and "AESv3" in shown
+                wrong = run("qpdf", "--password=falsch", "--decrypt", pdf, tmp_path / "x.pdf",
+                            check=False)
+                assert wrong.returncode != 0 and "invalid password" in wrong.stderr
+                text = run("pdftotext", "-upw", PASSWORD, pdf, "-").stdout
+                assert "Kundennummer 123A456789" in text and "12,50 €" in text
+                assert "Grüßen" in text
+                out = tmp_path / "detached"
+                out.mkdir()
+                run("pdfdetach", "-upw", PASSWORD, "-saveall", "-o", out, pdf)
+                assert (out / "Bescheid_Müller.pdf").read_bytes() == ATTACHMENT[2]
+
+                # 4. The recipient replies through the form, with a file.
+                await page.goto(link(carrier, "reply"))
+                await axe(page, "reply")
+                assert "123A456789" not in await page.content()  # the form shows nothing
+                await page.click("button[type=submit]")
+                await page.wait_for_selector("[role=alert]")
+                await axe(page, "reply with errors")
+                await page.fill("#field-text", "Vielen Dank, anbei der Nachweis.")
+                await page.set_input_files("#field-attachments", files=[{
+                    "name": "Nachweis.pdf", "mimeType": "application/pdf",
+                    "buffer": REPLY_FILE}])
+                await page.click("button[type=submit]")
+                await page.wait_for_url("**/reply-sent")
+                await axe(page, "reply sent")
+                await harness.process()
+                [answer] = [m for m in harness.sink.to(CLERK)
+                            if m.parsed.get("X-Siegel-Reply-To-Message")]
+                assert answer.parsed["Reply-To"] == CITIZEN
+                assert "Vielen Dank, anbei der Nachweis." in answer.parsed.get_body(
+                    ("plain",)).get_content()
+                [file] = list(answer.parsed.iter_attachments())
+                assert file.get_content() == REPLY_FILE
+
+                # 5. Forgot the password: the same answer for any address, the link by mail.
+                for language in ("en", "de"):
+                    await page.goto(f"http://127.0.0.1:{portal_port}/t/test/password"
+                                    f"?lang={language}")
+                    await axe(page, f"password request [{language}]")
+                await page.fill("#field-address", CITIZEN)
+                await page.click("button[type=submit]")
+                await page.wait_for_url("**/password/sent")
+                await axe(page, "password sent")
+                await harness.process()
+                [reset_mail] = [m for m in harness.sink.to(CITIZEN)
+                                if m.parsed.get("X-Siegel-Mail") == "password_pdf.reset"]
+                await page.goto(link(reset_mail, "reset"))
+                await axe(page, "reset")
+                await page.fill("#field-password", "Blaue Birnen 2027 !")
+                await page.fill("#field-password_repeat", "Blaue Birnen 2027 !")
+                await page.click("button[type=submit]")
+                await page.wait_for_url("**/password/done")
+                assert page.problems == [], page.problems  # type: ignore[attr-defined]
+            await harness.process()
+            assert [m for m in harness.sink.to(CITIZEN)
+                    if m.parsed.get("X-Siegel-Mail") == "password_pdf.password_changed"]
+            records = await harness.store.list(states=[RecipientState.HELD])
+            assert records == []
+        finally:
+            await portal.stop()
+            await gateway.stop()
+    assert all(not v for v in checked.values()), {k: v for k, v in checked.items() if v}
+    assert len(checked) >= 10
+
+
+@pytest.mark.parametrize("path", ["/t/test/register/not-a-token", "/t/test/reply/not-a-token",
+                                  "/t/test/reset/not-a-token"])
+async def test_forged_links_show_nothing(siegel_harness, path):
+    import httpx
+
+    config = {"tenants": {"test": {"plugin_set": "district"}}}
+    async with siegel_harness(config=config) as harness:
+        app = create_app(harness.runtime, settings=harness.config.portal)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://portal.test") as client:
+            response = await client.get(path)
+    assert response.status_code == 404
+    assert "gilt nicht mehr" in response.text
