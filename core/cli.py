@@ -71,7 +71,10 @@ def cli(verbose: int) -> None:
 
 @cli.command()
 @click.argument("directory", type=click.Path(path_type=Path), default=Path("."))
-def init(directory: Path) -> None:
+@click.option("--from", "template_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Start from this configuration (e.g. examples/district.toml) "
+                                 "instead of the built-in demo.")
+def init(directory: Path, template_file: Path | None) -> None:
     """Create a working directory: example config, content key, store folder."""
     config_file = directory / DEFAULT_CONFIG_NAME
     key_file = directory / "keys" / "store.key"
@@ -79,8 +82,12 @@ def init(directory: Path) -> None:
     if config_file.exists():
         click.echo(f"{config_file} exists; left as it is")
     else:
-        template = resources.files("siegel").joinpath("templates", "siegel.toml")
-        config_file.write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
+        if template_file is not None:
+            text = template_file.read_text(encoding="utf-8")
+        else:
+            text = resources.files("siegel").joinpath("templates", "siegel.toml").read_text(
+                encoding="utf-8")
+        config_file.write_text(text, encoding="utf-8")
         click.echo(f"wrote {config_file}")
     if key_file.exists():
         click.echo(f"{key_file} exists; left as it is")

@@ -477,3 +477,13 @@ def test_send_test_to_nothing_fails_clearly():
     result = invoke("send-test", "--port", port, "--from", CLERK, "--to", CITIZEN)
     assert result.exit_code == 1
     assert f"127.0.0.1:{port}:" in result.output
+
+
+def test_init_from_the_district_example_starts_a_valid_district(tmp_path):
+    example = Path(__file__).resolve().parent.parent / "examples" / "district.toml"
+    result = invoke("init", str(tmp_path / "district"), "--from", str(example))
+    assert result.exit_code == 0, result.output
+    checked = invoke("config", "check", "--config", str(tmp_path / "district" / "siegel.toml"))
+    assert checked.exit_code == 0, checked.output
+    assert "protection password_pdf" in checked.output
+    assert "goettingen.de" in checked.output

@@ -21,6 +21,7 @@ import pytest
 from siegel import hookspecs
 from siegel.config import DeliveryConfig, ListenerConfig, StoreConfig, TenantConfig
 from siegel.manager import PluginRegistry
+from siegel.portal import PortalSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -76,6 +77,7 @@ def _documented_keys() -> list[tuple[str, str]]:
         *_keys(StoreConfig, "store"),
         *_keys(DeliveryConfig, "delivery"),
         *_keys(TenantConfig, "tenants.ID"),
+        *_keys(PortalSettings, "portal"),
     ]
     registry = PluginRegistry.load()
     for name, section in registry.config_sections.items():
