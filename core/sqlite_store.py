@@ -1,5 +1,12 @@
-"""The embedded store: SQLite in WAL mode with ``synchronous=FULL``, so a commit is on disk when it
-returns. One connection, used from one dedicated thread; the event loop never blocks on disk."""
+"""The embedded store: SQLite in WAL mode. One connection, used from one dedicated thread; the event
+loop never blocks on disk.
+
+Durability: accepting a message commits with ``synchronous=FULL`` (the WAL is fsync'd before
+:meth:`SQLiteStore.accept` returns, so the listener's 250 is only ever sent for a message on disk).
+Every other transaction uses ``synchronous=NORMAL``: it survives a crash of the process, and the
+next FULL commit (or checkpoint) hardens it against power loss too, because the WAL is written in
+order. A power loss can therefore only undo state changes made after the last accepted message,
+which makes the gateway redo them (a copy may be delivered twice); it never loses a message."""
 
 from __future__ import annotations
 
@@ -141,7 +148,7 @@ class SQLiteStore(MessageStore):
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                  timeout=30)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
             row = db.execute("SELECT version FROM schema_version").fetchone()
@@ -220,7 +227,14 @@ class SQLiteStore(MessageStore):
             self._insert_message(db, message)
             self._insert_events(db, events)
 
-        await self._run(lambda db: self._transaction(db, lambda: work(db)))
+        def durable(db: sqlite3.Connection) -> None:
+            db.execute("PRAGMA synchronous=FULL")
+            try:
+                self._transaction(db, lambda: work(db))
+            finally:
+                db.execute("PRAGMA synchronous=NORMAL")
+
+        await self._run(durable)
 
     async def load(self, message_id: str) -> Message:
         def query(db: sqlite3.Connection) -> tuple[Any, list[str]]:
