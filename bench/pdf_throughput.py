@@ -6,8 +6,8 @@ Run by hand (not in CI; this machine is shared and noisy, so only the ratio mean
 
 Prints messages per second of (a) a loop of ``render_encrypted`` alone and (b) the whole gateway
 (accept with fsync, classify, render + encrypt, carrier mail, SMTP delivery to a relay that runs
-as its own process, notices), the gateway in this one process, and their ratio; then the peak RSS of a fresh process that
-pushes one message with a large attachment through the gateway.
+as its own process, notices), the gateway in this one process, and their ratio; then the peak
+RSS of a fresh process that pushes one message with a large attachment through the gateway.
 Targets (issue 3): ratio >= 0.8 for 3 KB messages; <= 150 MB for a 25 MB attachment.
 """
 
