@@ -307,14 +307,24 @@ class Workflow:
 
     async def register(self, token: str, password: str) -> tuple[Address, list[Text]]:
         """Set the first password. Returns the recipient and the problems (empty: done)."""
-        record = await self.read_token(token, "register")
+        return await self._set_password(token, "register", password)
+
+    async def _set_password(self, token: str, purpose: Literal["register", "reset"],
+                            password: str) -> tuple[Address, list[Text]]:
+        """Check the link and the password, store the key, release what waited for it."""
+        record = await self.read_token(token, purpose)
         recipient = Address.parse(record.recipient)
         problems = password_problems(password, recipient, self.settings.minimum_password_length)
         if problems:
             return recipient, problems
         key = derive_recipient_key(password)
-        await self.consume_token(token, "register")
+        await self.consume_token(token, purpose)
         await self._store_key(recipient, key)
+        if purpose == "reset":
+            await self._send(recipient, "password_changed", {
+                "when": self.now.strftime("%d.%m.%Y %H:%M UTC"),
+                "when_en": self.now.strftime("%Y-%m-%d %H:%M UTC"),
+                "password_link": self.link("/password")})
         await self._release_held(recipient)
         return recipient, []
 
@@ -343,20 +353,8 @@ class Workflow:
                                               "minutes": f"{minutes:g}"})
 
     async def reset(self, token: str, password: str) -> tuple[Address, list[Text]]:
-        record = await self.read_token(token, "reset")
-        recipient = Address.parse(record.recipient)
-        problems = password_problems(password, recipient, self.settings.minimum_password_length)
-        if problems:
-            return recipient, problems
-        key = derive_recipient_key(password)
-        await self.consume_token(token, "reset")
-        await self._store_key(recipient, key)
-        await self._send(recipient, "password_changed", {
-            "when": self.now.strftime("%d.%m.%Y %H:%M UTC"),
-            "when_en": self.now.strftime("%Y-%m-%d %H:%M UTC"),
-            "password_link": self.link("/password")})
-        await self._release_held(recipient)
-        return recipient, []
+        """Set a new password through a reset link; the recipient is told by mail."""
+        return await self._set_password(token, "reset", password)
 
     async def reply(self, token: str, text: str,
                     attachments: Sequence[tuple[str, str, bytes]] = ()) -> str:
