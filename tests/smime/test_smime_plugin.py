@@ -249,3 +249,39 @@ async def test_a_failure_in_the_smime_path_quarantines_never_plain(
         assert "protection method 'smime' (plugin 'smime'): raised SmimeError" in record.detail
     assert harness.sink.to(LAWYER) == []
     assert not leaked(harness)
+
+
+async def test_tenant_identity_from_pkcs12_with_password_file(siegel_harness, pki, parties,
+                                                             tmp_path):
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+
+    bundle = pkcs12.serialize_key_and_certificates(
+        b"stadt", pki.rsa.key, pki.rsa.cert, [pki.intermediate.cert],
+        BestAvailableEncryption(b"geheim-123"))
+    (tmp_path / "stadt.p12").write_bytes(bundle)
+    (tmp_path / "stadt.password").write_text("geheim-123\n")
+    data = config(pki, parties, pkcs12=str(tmp_path / "stadt.p12"),
+                  password_file=str(tmp_path / "stadt.password"))
+    smime = data["tenants"]["test"]["settings"]["smime"]
+    del smime["certificate"], smime["private_key"]
+    async with siegel_harness(config=data, clock=now()) as harness:
+        identity = harness.config.tenants["test"].settings["smime"].identity
+        assert identity.certificate == pki.rsa.cert
+        assert identity.chain == (pki.intermediate.cert,)
+        await import_certificates(harness, pki, parties["lawyer"].cert)
+        await harness.send(make_message(to=LAWYER, body=f"{MARKER}\n"))
+        await harness.process()
+    [mail] = harness.sink.to(LAWYER)
+    (tmp_path / "mail.eml").write_bytes(mail.raw)
+    lawyer = parties["lawyer"]
+    decrypted = openssl("cms", "-decrypt", "-in", tmp_path / "mail.eml", "-recip",
+                        lawyer.cert_path, "-inkey", lawyer.key_path).stdout
+    (tmp_path / "signed.eml").write_bytes(decrypted)
+    verified = openssl("cms", "-verify", "-in", tmp_path / "signed.eml", "-CAfile", pki.root_path)
+    assert MARKER.encode() in verified.stdout
+    (tmp_path / "stadt.password").write_text("falsch\n")
+    from siegel.config import ConfigError, config_from_mapping
+    from siegel.manager import PluginRegistry
+    data["tenants"]["test"]["name"] = "Stadt"
+    with pytest.raises(ConfigError, match=r"settings\.smime\.pkcs12: .*cannot open"):
+        config_from_mapping(data, PluginRegistry.load(), source="x", base_dir=tmp_path)
