@@ -373,6 +373,8 @@ def config_directory_opener(section: str = "smime", *, clock: Clock | None = Non
     from siegel.manager import PluginError
     from siegel.runtime import open_store
 
+    from .ldap import LDAP_CACHE_NAMESPACE, LdapCertificateSource
+
     plugins = tuple(extra_plugins)
 
     @asynccontextmanager
@@ -401,9 +403,12 @@ def config_directory_opener(section: str = "smime", *, clock: Clock | None = Non
             raise ConfigProblem(f"{config_path}: {exc}") from None
         now = clock or SystemClock()
         async with store:
+            ldap = getattr(settings, "ldap", None)
+            lookup = (LdapCertificateSource(ldap, PluginState(store, LDAP_CACHE_NAMESPACE, now), now)
+                      if ldap is not None else None)
             yield CertificateDirectory(PluginState(store, CERTIFICATES_NAMESPACE, now),
                                        PluginState(store, INTERMEDIATES_NAMESPACE, now), now,
-                                       policy_from_settings(settings))
+                                       policy_from_settings(settings), lookup=lookup)
 
     return open_directory
 

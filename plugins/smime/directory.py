@@ -17,6 +17,10 @@ trust anchor, and is not revoked (see :mod:`.revocation`). The chain is built he
 reason when it fails, and then validated once more with `cryptography`'s RFC 5280 path validation
 (which also enforces name constraints and unknown critical extensions).
 
+When nothing stored is usable, :meth:`CertificateDirectory.find_usable` asks the directory's
+optional :class:`CertificateLookup` (the LDAP lookup of :mod:`.ldap`); what it finds is filed and
+then judged exactly like every other certificate.
+
 Addresses are compared case-insensitively (local part lower-cased, domain in IDNA A-labels): a CA
 writing ``Max.Muster@Behoerde.de`` into a certificate means the mailbox mail is sent to as
 ``max.muster@behoerde.de``.
@@ -34,7 +38,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from asn1crypto import pkcs12 as asn1_pkcs12
@@ -560,6 +564,9 @@ class Selection:
     #: SMIMECapabilities to encrypt with: the chosen certificate's, else the newest announcement
     #: harvested for this address; None when the holder never announced any.
     capabilities: tuple[str, ...] | None = None
+    #: What a :class:`CertificateLookup` said (e.g. LDAP unreachable); part of :attr:`reason`
+    #: when nothing is usable.
+    notes: tuple[Text, ...] = ()
 
     @property
     def best(self) -> UsableCertificate | None:
@@ -578,13 +585,18 @@ class Selection:
             return Text(f"S/MIME-Zertifikat {label}, gültig bis {until_de}",
                         f"S/MIME certificate {label}, valid until {until_en}")
         if not self.refused:
-            return Text(f"kein S/MIME-Zertifikat für {self.address} im Verzeichnis",
-                        f"no S/MIME certificate for {self.address} in the directory")
-        return Text(
-            f"kein verwendbares S/MIME-Zertifikat für {self.address}: "
-            + " | ".join(r.reason.de for r in self.refused),
-            f"no usable S/MIME certificate for {self.address}: "
-            + " | ".join(r.reason.en for r in self.refused))
+            reason = Text(f"kein S/MIME-Zertifikat für {self.address} im Verzeichnis",
+                          f"no S/MIME certificate for {self.address} in the directory")
+        else:
+            reason = Text(
+                f"kein verwendbares S/MIME-Zertifikat für {self.address}: "
+                + " | ".join(r.reason.de for r in self.refused),
+                f"no usable S/MIME certificate for {self.address}: "
+                + " | ".join(r.reason.en for r in self.refused))
+        if not self.notes:
+            return reason
+        return Text("; ".join([reason.de, *(n.de for n in self.notes)]),
+                    "; ".join([reason.en, *(n.en for n in self.notes)]))
 
     def availability(self) -> Availability:
         """The answer of a protection method's ``can_serve``."""
@@ -603,6 +615,29 @@ class ImportReport:
     intermediates: tuple[str, ...] = ()
     #: Certificates not taken, and other notes (private keys ignored, ...).
     skipped: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class LookupResult:
+    """What a :class:`CertificateLookup` found for one address."""
+
+    #: Certificates for the address, filed in the directory or, where the plugin state is
+    #: read-only (``siegel explain``), only in memory; judged like every stored certificate.
+    entries: tuple[CertificateEntry, ...] = ()
+    #: CA certificates that came along, for chain building.
+    intermediates: tuple[x509.Certificate, ...] = ()
+    #: What the lookup did, for the reason when nothing is usable.
+    note: Text
+
+
+class CertificateLookup(Protocol):
+    """Somewhere else to look for an address's certificates (:class:`.ldap.LdapCertificateSource`).
+
+    Called by :meth:`CertificateDirectory.find_usable` only when no stored certificate is usable.
+    Must not raise for an unreachable or misbehaving server: it returns no entries and says why
+    in ``note`` (fail closed)."""
+
+    async def lookup(self, directory: CertificateDirectory, address: str) -> LookupResult: ...
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -857,25 +892,29 @@ def _validate_path(leaf: x509.Certificate, anchors: Sequence[x509.Certificate],
 class CertificateDirectory:
     """Recipients' certificates in the plugin state, and the choice of one to encrypt to.
 
-    Reading (:meth:`find_usable`, :meth:`entries`) never writes; :meth:`mark_used` records that a
-    certificate was used. Share one instance (or one ``revocation`` checker) per tenant so that
-    fetched CRLs and OCSP answers are reused.
+    Reading (:meth:`entries`, :meth:`find_usable`) never writes, except that :meth:`find_usable`
+    files what ``lookup`` found; :meth:`mark_used` records that a certificate was used. Share one
+    instance (or one ``revocation`` checker) per tenant so that fetched CRLs and OCSP answers are
+    reused.
     """
 
     def __init__(self, certificates: PluginState, intermediates: PluginState, clock: Clock,
-                 policy: DirectoryPolicy, *, revocation: RevocationChecker | None = None) -> None:
+                 policy: DirectoryPolicy, *, revocation: RevocationChecker | None = None,
+                 lookup: CertificateLookup | None = None) -> None:
         self.certificates = certificates
         self.intermediates_state = intermediates
         self.clock = clock
         self.policy = policy
         self.revocation = revocation or policy.revocation_checker()
+        self.lookup = lookup
 
     @classmethod
     def from_services(cls, services: Services, policy: DirectoryPolicy, *,
-                      revocation: RevocationChecker | None = None) -> CertificateDirectory:
+                      revocation: RevocationChecker | None = None,
+                      lookup: CertificateLookup | None = None) -> CertificateDirectory:
         """From a plugin context's ``services`` (:class:`siegel.Services`)."""
         return cls(services.state(CERTIFICATES_NAMESPACE), services.state(INTERMEDIATES_NAMESPACE),
-                   services.clock, policy, revocation=revocation)
+                   services.clock, policy, revocation=revocation, lookup=lookup)
 
     # -- adding ------------------------------------------------------------------------------
 
@@ -1081,10 +1120,23 @@ class CertificateDirectory:
     async def find_usable(self, address: str | Address) -> Selection:
         """The best usable certificate for ``address`` and why every other one is refused.
 
+        When none stored is usable and the directory has a ``lookup``, that is asked (it files
+        what it finds) and its certificates are judged the same way.
+
         Raises :class:`siegel.InvalidAddress` for an address that cannot be parsed."""
         normalized = normalize_address(address)
+        selection = await self._select(normalized)
+        if selection.best is not None or self.lookup is None:
+            return selection
+        return await self._select(normalized, await self.lookup.lookup(self, normalized))
+
+    async def _select(self, normalized: str, found: LookupResult | None = None) -> Selection:
         entries, damaged = await self._scan(f"{normalized}/")
-        intermediates = await self.intermediates() if entries else []
+        if found is not None:
+            stored = {entry.fingerprint for entry in entries}
+            entries += [entry for entry in found.entries if entry.fingerprint not in stored]
+        intermediates = [*await self.intermediates(), *(found.intermediates if found else ())
+                         ] if entries else []
         results = await asyncio.gather(*(
             self.evaluate(entry, intermediates=intermediates) for entry in entries))
         usable = sorted((r for r in results if isinstance(r, UsableCertificate)),
@@ -1099,7 +1151,7 @@ class CertificateDirectory:
                 newest = max(announced, key=lambda e: e.capabilities_at or e.added_at)
                 capabilities = newest.capabilities
         return Selection(address=normalized, usable=tuple(usable), refused=tuple(refused),
-                         capabilities=capabilities)
+                         capabilities=capabilities, notes=(found.note,) if found else ())
 
 
 def _capability_oids(capabilities: SmimeCapabilities | Iterable[str] | None) -> tuple[str, ...]:
@@ -1148,10 +1200,12 @@ __all__ = [
     "INTERMEDIATES_NAMESPACE",
     "CertificateDirectory",
     "CertificateEntry",
+    "CertificateLookup",
     "DirectoryPolicy",
     "ImportFailure",
     "ImportReport",
     "LoadedCertificates",
+    "LookupResult",
     "Problem",
     "Refusal",
     "Selection",

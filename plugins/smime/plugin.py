@@ -2,7 +2,8 @@
 decryption and signature checks for the tenant's own addresses, and ``siegel certs``.
 
 Outgoing: signed by the tenant (RSA-PSS or ECDSA), then encrypted for the recipient's certificate
-from the directory: AES-256-GCM (AuthEnvelopedData) unless the recipient announced it cannot, then
+from the directory (looked up in LDAP when ``ldap_url`` is set and none stored is usable, see
+:mod:`.ldap`): AES-256-GCM (AuthEnvelopedData) unless the recipient announced it cannot, then
 AES-256-CBC; RSA-OAEP-SHA-256 or ECDH key management. Where no usable certificate exists,
 ``can_serve`` says why and the tenant's next method is tried; never plain text.
 
@@ -14,6 +15,7 @@ certificate and capabilities from a valid signature are harvested into the direc
 
 from __future__ import annotations
 
+import ssl
 import weakref
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +55,7 @@ from .directory import (
 from .envelope import EncryptOptions
 from .errors import SmimeError
 from .keys import PrivateKey
+from .ldap import LDAP_CACHE_NAMESPACE, LdapCertificateSource, LdapConfig, read_password_file
 from .mime import PKCS7_MIME_TYPES, assemble_message, body_part, encrypt_entity, sign_and_encrypt_entity
 from .mime import unwrap as unwrap_smime
 from .signing import SignOptions
@@ -132,7 +135,31 @@ class SmimeSettings(SmimeDirectorySettings):
     subject: Literal["keep", "neutral"] = "keep"
     #: Decrypt and verify S/MIME mail arriving for the tenant's own addresses.
     inbound: bool = True
+    #: LDAP directory asked for a recipient's certificates when none stored is usable
+    #: (see :mod:`.ldap`): "ldaps://host" or "ldap://host" (StartTLS); None: no lookups.
+    ldap_url: str | None = None
+    #: Where to search (subtree), e.g. "ou=people,dc=behoerde,dc=example".
+    ldap_base_dn: str | None = None
+    #: ``{address}`` is replaced by the recipient's address, escaped (RFC 4515).
+    ldap_filter: str = "(mail={address})"
+    #: Simple bind as this DN with the password in ``ldap_password_file``; None: anonymous.
+    ldap_bind_dn: str | None = None
+    ldap_password_file: ConfigPath | None = None
+    #: CA certificates (PEM) the LDAP server's TLS certificate must chain to; None: the system's.
+    ldap_ca_file: ConfigPath | None = None
+    #: ``ldap://`` URLs: StartTLS, required. False: plain LDAP (loopback only, unless
+    #: ``ldap_allow_plaintext``).
+    ldap_starttls: bool = True
+    #: Allow plain LDAP to a host that is not loopback (only on a trusted network segment).
+    ldap_allow_plaintext: bool = False
+    #: The whole lookup (connect, TLS, bind, search) must finish within this; keep it well below
+    #: ``[delivery] protect_timeout_seconds``.
+    ldap_timeout_seconds: float = 5.0
+    #: How long found certificates and "no certificate there" are believed before asking again.
+    ldap_cache_seconds: float = 3600.0
+    ldap_negative_cache_seconds: float = 300.0
     _identity: Identity | None = attrs.field(init=False, repr=False, eq=False, default=None)
+    _ldap: LdapConfig | None = attrs.field(init=False, repr=False, eq=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -142,10 +169,37 @@ class SmimeSettings(SmimeDirectorySettings):
                                        "and private_key (or sign = false)")
         object.__setattr__(self, "_identity", identity)
         self.encrypt_options(ContentCipher.AES256_GCM)  # refuses forbidden choices now
+        object.__setattr__(self, "_ldap", self._ldap_config())
+
+    def _ldap_config(self) -> LdapConfig | None:
+        if self.ldap_url is None:
+            for key in ("ldap_base_dn", "ldap_bind_dn", "ldap_password_file", "ldap_ca_file"):
+                if getattr(self, key) is not None:
+                    raise SettingError(key, "has no effect without ldap_url")
+            return None
+        if self.ldap_ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=self.ldap_ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise SettingError("ldap_ca_file", f"{self.ldap_ca_file}: cannot use: {exc}") from None
+        return LdapConfig(
+            url=self.ldap_url, base_dn=self.ldap_base_dn or "", filter=self.ldap_filter,
+            bind_dn=self.ldap_bind_dn,
+            password=(read_password_file(self.ldap_password_file)
+                      if self.ldap_password_file is not None else None),
+            ca_file=self.ldap_ca_file, starttls=self.ldap_starttls,
+            allow_plaintext=self.ldap_allow_plaintext, timeout_seconds=self.ldap_timeout_seconds,
+            cache_seconds=self.ldap_cache_seconds,
+            negative_cache_seconds=self.ldap_negative_cache_seconds)
 
     @property
     def identity(self) -> Identity | None:
         return self._identity
+
+    @property
+    def ldap(self) -> LdapConfig | None:
+        """The LDAP lookup, validated; None when ``ldap_url`` is not set."""
+        return self._ldap
 
     def encrypt_options(self, cipher: ContentCipher) -> EncryptOptions:
         return EncryptOptions(
@@ -176,11 +230,16 @@ _directories: weakref.WeakKeyDictionary[Any, dict[str, CertificateDirectory]] = 
 
 
 def directory_for(services: Services, tenant_id: str, settings: SmimeSettings) -> CertificateDirectory:
-    """One directory per running gateway and tenant, so revocation answers are cached."""
+    """One directory per running gateway and tenant, so revocation answers are cached; with the
+    tenant's LDAP lookup when ``ldap_url`` is set."""
     per_services = _directories.setdefault(services, {})
     directory = per_services.get(tenant_id)
     if directory is None:
-        directory = CertificateDirectory.from_services(services, policy_from_settings(settings))
+        ldap = settings.ldap
+        lookup = (LdapCertificateSource(ldap, services.state(LDAP_CACHE_NAMESPACE), services.clock)
+                  if ldap is not None else None)
+        directory = CertificateDirectory.from_services(services, policy_from_settings(settings),
+                                                       lookup=lookup)
         per_services[tenant_id] = directory
     return directory
 
