@@ -65,6 +65,7 @@ from siegel.store import StateConflict
 
 from .capabilities import SmimeCapabilities
 from .keys import SUPPORTED_CURVES
+from .pki import MAX_CHAIN_DEPTH, validate_path
 from .revocation import (
     REVOCATION_MODES,
     RevocationChecker,
@@ -80,7 +81,6 @@ CERTIFICATES_NAMESPACE = "smime.certificates"
 INTERMEDIATES_NAMESPACE = "smime.intermediates"
 #: Below this no RSA key is used, whatever the policy allows.
 RSA_FLOOR_BITS = 2048
-MAX_CHAIN_DEPTH = 8
 _RECORD_FORMAT = 1
 _WEAK_SIGNATURE_HASHES = ("md5", "sha1")
 
@@ -830,35 +830,6 @@ def _path_length_problem(path: Sequence[x509.Certificate]) -> Problem | None:
     return None
 
 
-def _check_email_eku(_policy: x509_verification.Policy, _certificate: x509.Certificate,
-                     value: x509.ExtendedKeyUsage | None) -> None:
-    if value is not None and not (ExtendedKeyUsageOID.EMAIL_PROTECTION in value
-                                  or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in value):
-        raise ValueError("extendedKeyUsage does not include emailProtection")
-
-
-def _check_ca_usage(_policy: x509_verification.Policy, _certificate: x509.Certificate,
-                    value: x509.KeyUsage | None) -> None:
-    if value is not None and not value.key_cert_sign:
-        raise ValueError("a CA certificate's keyUsage must include keyCertSign")
-
-
-_AGNOSTIC = x509_verification.Criticality.AGNOSTIC
-# Not the Web PKI's rules (no SAN or AKI requirements of the CA/Browser Forum); cryptography still
-# enforces the RFC 5280 core: signatures, validity, cA and pathLen, name constraints, unknown
-# critical extensions.
-_CA_POLICY = (
-    x509_verification.ExtensionPolicy.permit_all()
-    .require_present(x509.BasicConstraints, _AGNOSTIC, None)
-    .may_be_present(x509.KeyUsage, _AGNOSTIC, _check_ca_usage)
-    .may_be_present(x509.ExtendedKeyUsage, _AGNOSTIC, _check_email_eku)
-)
-_EE_POLICY = (
-    x509_verification.ExtensionPolicy.permit_all()
-    .may_be_present(x509.ExtendedKeyUsage, _AGNOSTIC, _check_email_eku)
-)
-
-
 def _validate_path(leaf: x509.Certificate, anchors: Sequence[x509.Certificate],
                    intermediates: Sequence[x509.Certificate], now: dt.datetime
                    ) -> tuple[x509.Certificate, ...] | Problem:
@@ -870,20 +841,11 @@ def _validate_path(leaf: x509.Certificate, anchors: Sequence[x509.Certificate],
     if path is None:
         assert search.problem is not None
         return search.problem
-    verifier = (
-        x509_verification.PolicyBuilder()
-        .store(x509_verification.Store(list(anchors)))
-        .time(now)
-        .max_chain_depth(MAX_CHAIN_DEPTH)
-        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
-        .build_client_verifier()
-    )
     try:
-        verified = verifier.verify(leaf, path[1:-1])
+        return validate_path(leaf, path[1:-1], anchors, now, "encryption")
     except x509_verification.VerificationError as exc:
         return _untrusted(f"RFC-5280-Prüfung fehlgeschlagen: {exc}",
                           f"RFC 5280 path validation failed: {exc}")
-    return tuple(verified.chain)
 
 
 # --- the directory --------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.x509 import verification as x509_verification
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from . import _asn1
 from .algorithms import HASHES_BY_NAME, Digest, SignaturePadding
@@ -58,10 +58,10 @@ from .keys import (
     names_equal,
     require_key_pair,
 )
+from .pki import validate_path
 
 _ACCEPTED_DIGESTS = ("sha224", "sha256", "sha384", "sha512")
 _MIN_VERIFY_RSA_BITS = 2048
-_MAX_CHAIN_DEPTH = 8
 _SIGNED_DATA_OID = "1.2.840.113549.1.7.2"
 _CONTENT_TYPE_OID = "1.2.840.113549.1.9.3"
 _MESSAGE_DIGEST_OID = "1.2.840.113549.1.9.4"
@@ -624,16 +624,8 @@ def _validate_chain(
     where: str,
 ) -> tuple[x509.Certificate, ...]:
     intermediates = [cert for cert in certificates if cert != signer]
-    verifier = (
-        x509_verification.PolicyBuilder()
-        .store(x509_verification.Store(list(trust_roots)))
-        .time(when)
-        .max_chain_depth(_MAX_CHAIN_DEPTH)
-        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
-        .build_client_verifier()
-    )
     try:
-        verified = verifier.verify(signer, intermediates)
+        return validate_path(signer, intermediates, trust_roots, when, "signing")
     except x509_verification.VerificationError as exc:
         raise ChainValidationError(
             f"the signer {signer.subject.rfc4514_string()} (serial {signer.serial_number:#x}, "
@@ -641,54 +633,6 @@ def _validate_chain(
             f"{when.isoformat()}: {exc}",
             where=f"{where}.sid",
         ) from None
-    return tuple(verified.chain)
-
-
-def _check_leaf_key_usage(
-    _policy: x509_verification.Policy, _cert: x509.Certificate, value: x509.KeyUsage | None
-) -> None:
-    # RFC 8550 4.4.2: a signing certificate with keyUsage needs digitalSignature or
-    # nonRepudiation (contentCommitment).
-    if value is not None and not (value.digital_signature or value.content_commitment):
-        raise ValueError("keyUsage permits neither digitalSignature nor nonRepudiation")
-
-
-def _check_email_protection(
-    _policy: x509_verification.Policy,
-    _cert: x509.Certificate,
-    value: x509.ExtendedKeyUsage | None,
-) -> None:
-    if value is None:
-        return
-    if (
-        ExtendedKeyUsageOID.EMAIL_PROTECTION not in value
-        and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in value
-    ):
-        raise ValueError("extendedKeyUsage does not include emailProtection")
-
-
-def _check_ca_key_usage(
-    _policy: x509_verification.Policy, _cert: x509.Certificate, value: x509.KeyUsage | None
-) -> None:
-    if value is not None and not value.key_cert_sign:
-        raise ValueError("a CA certificate's keyUsage must include keyCertSign")
-
-
-_AGNOSTIC = x509_verification.Criticality.AGNOSTIC
-# Not the Web PKI defaults: e-mail PKIs (e.g. the German administration's) have no SAN/AKI rules
-# of the CA/Browser Forum. cryptography still enforces the RFC 5280 core (signatures, validity,
-# basicConstraints cA and pathLen, name chaining, unknown critical extensions).
-_CA_POLICY = (
-    x509_verification.ExtensionPolicy.permit_all()
-    .require_present(x509.BasicConstraints, _AGNOSTIC, None)
-    .may_be_present(x509.KeyUsage, _AGNOSTIC, _check_ca_key_usage)
-    .may_be_present(x509.ExtendedKeyUsage, _AGNOSTIC, _check_email_protection)
-)
-_EE_POLICY = (
-    x509_verification.ExtensionPolicy.permit_all()
-    .may_be_present(x509.KeyUsage, _AGNOSTIC, _check_leaf_key_usage)
-    .may_be_present(x509.ExtendedKeyUsage, _AGNOSTIC, _check_email_protection)
-)
 
 
 def _emails(certificate: x509.Certificate) -> tuple[str, ...]:
