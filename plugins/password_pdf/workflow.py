@@ -363,6 +363,9 @@ class Workflow:
         record = await self.read_token(token, "reply")
         if not record.reply_to:
             raise TokenInvalid("no sender to reply to")
+        # The reply is a system mail (not classified), so it may only go back inside the network.
+        if self.tenant.internal.match(Address.parse(record.reply_to).domain) is None:
+            raise TokenInvalid("the original sender is outside the tenant's network")
         languages = ("de", "en") if self.tenant.language == "de" else ("en", "de")
         received = self.now
         message = mailtext.compose(
