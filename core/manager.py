@@ -197,9 +197,6 @@ class PluginRegistry:
             except Exception:
                 log.exception("plugin %r failed in siegel_audit_event", impl.plugin_name)
 
-    def hooks_of(self, name: str) -> tuple[str, ...]:
-        return self.plugins[name].hooks if name in self.plugins else ()
-
     def registered_by(self, name: str) -> dict[str, list[str]]:
         """What the named plugin registered, by kind."""
         kinds: dict[str, dict[str, Any]] = {

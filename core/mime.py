@@ -11,7 +11,6 @@ import email.policy
 import html
 import re
 from email.message import EmailMessage
-from email.policy import SMTPUTF8
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
@@ -23,10 +22,14 @@ class RawMessage:
     def __init__(self, raw: bytes) -> None:
         match = _HEADER_END.search(raw)
         if match:
-            head, self._separator, self._body = raw[: match.start()], match.group(), raw[match.end():]
+            separator = match.group()
+            end_of_last_field = b"\r\n" if separator.startswith(b"\r\n") else b"\n"
+            head = raw[: match.start()] + end_of_last_field
+            self._blank_line: bytes | None = separator[len(end_of_last_field):]
+            self._body = raw[match.end():]
         else:
-            head, self._separator, self._body = raw, b"", b""
-        self._newline = b"\r\n" if b"\r\n" in (head + self._separator) else b"\n"
+            head, self._blank_line, self._body = raw, None, b""
+        self._newline = b"\r\n" if b"\r\n" in raw[: len(head) + 2] else b"\n"
         self._fields = self._split_fields(head)
         self.changed = False
 
@@ -78,12 +81,10 @@ class RawMessage:
 
     def to_bytes(self) -> bytes:
         head = b"".join(self._fields)
-        if self._fields and not head.endswith(b"\n"):
+        if head and not head.endswith(b"\n"):
             head += self._newline
-            separator = self._separator[len(self._newline):] if self._separator else self._newline
-        else:
-            separator = self._separator[-len(self._newline):] if self._separator else self._newline
-        return head + separator + self._body
+        blank_line = self._newline if self._blank_line is None else self._blank_line
+        return head + blank_line + self._body
 
 
 _TAG = re.compile(r"<[^>]*>")
@@ -141,9 +142,6 @@ def subject_of(message: EmailMessage) -> str:
     value = message.get("subject")
     return str(value) if value is not None else ""
 
-
-def serialize(message: EmailMessage) -> bytes:
-    return message.as_bytes(policy=SMTPUTF8)
 
 
 # Defects after which the parser may have mis-read where parts begin and end, so classifiers may

@@ -242,9 +242,6 @@ class Runtime:
             await asyncio.gather(*pending, return_exceptions=True)
         await self.store.close()
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def _job_done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         self._wake.set()

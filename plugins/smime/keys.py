@@ -48,18 +48,9 @@ def certificate_der(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.DER)
 
 
-def to_asn1(certificate: x509.Certificate) -> asn1_x509.Certificate:
-    """The asn1crypto form of a `cryptography` certificate."""
-    return asn1_x509.Certificate.load(certificate_der(certificate))
-
-
-def issuer_and_serial(certificate: x509.Certificate) -> cms.IssuerAndSerialNumber:
-    """The IssuerAndSerialNumber identifying ``certificate`` in a RecipientInfo or SignerInfo."""
-    return cms.IssuerAndSerialNumber.load(issuer_and_serial_der(certificate))
-
-
 def issuer_and_serial_der(certificate: x509.Certificate) -> bytes:
-    """The DER of :func:`issuer_and_serial` (cached per certificate)."""
+    """The DER of the IssuerAndSerialNumber identifying ``certificate`` in a RecipientInfo or
+    SignerInfo (cached per certificate)."""
     return _issuer_and_serial_der(certificate_der(certificate))
 
 
