@@ -142,19 +142,25 @@ async def test_250_only_after_the_message_is_on_disk(gateway):
         COLLEAGUE: RecipientState.ACCEPTED, CITIZEN: RecipientState.ACCEPTED}
 
 
+def hold_back_commits(store):
+    """Make ``store.accept`` wait: ``entered`` is set when a message reaches it, and it commits
+    once ``commit`` is set."""
+    real_accept = store.accept
+    entered, commit = asyncio.Event(), asyncio.Event()
+
+    async def slow_accept(message, events=()):
+        entered.set()
+        await commit.wait()
+        await real_accept(message, events)
+
+    store.accept = slow_accept
+    return entered, commit
+
+
 async def test_no_answer_while_the_store_has_not_committed(gateway):
     """The client waits for the store: while the commit is held back, there is no 250."""
     async with gateway() as gw:
-        store = gw.harness.store
-        real_accept = store.accept
-        entered, commit = asyncio.Event(), asyncio.Event()
-
-        async def slow_accept(message, events=()):
-            entered.set()
-            await commit.wait()
-            await real_accept(message, events)
-
-        store.accept = slow_accept  # type: ignore[method-assign]
+        entered, commit = hold_back_commits(gw.harness.store)
         client = gw.client()
         await client.connect()
         sending = asyncio.create_task(
@@ -572,16 +578,7 @@ async def test_end_to_end_smtputf8_arrives_byte_for_byte(gateway):
 
 async def test_stop_answers_messages_being_stored_and_drops_idle_clients(gateway):
     async with gateway() as gw:
-        store = gw.harness.store
-        real_accept = store.accept
-        entered, commit = asyncio.Event(), asyncio.Event()
-
-        async def slow_accept(message, events=()):
-            entered.set()
-            await commit.wait()
-            await real_accept(message, events)
-
-        store.accept = slow_accept  # type: ignore[method-assign]
+        entered, commit = hold_back_commits(gw.harness.store)
         idle = gw.client()
         await idle.connect()
         await idle.ehlo()
