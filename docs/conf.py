@@ -80,7 +80,8 @@ class SiegelHelp(SphinxDirective):
     """``.. siegel-help:: queue list`` inserts the output of ``siegel queue list --help``.
 
     The text comes from the command line itself (80 columns), so the reference cannot drift from
-    the code. Commands that installed plugins add are not included: only siegel's own.
+    the code. It is built as ``siegel`` builds it, so commands of the built-in plugins (``certs``)
+    are included.
     """
 
     optional_arguments = 3
@@ -88,8 +89,9 @@ class SiegelHelp(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         from click.testing import CliRunner
 
-        from siegel.cli import cli
+        from siegel.cli import build_cli
 
+        cli = build_cli()
         args = [*self.arguments, "--help"]
         result = CliRunner().invoke(cli, args, prog_name="siegel", terminal_width=80)
         if result.exit_code != 0:
