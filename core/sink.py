@@ -51,7 +51,10 @@ class _SinkHandler:
             self.sink.messages.append(mail)
             index = len(self.sink.messages)
         if self.sink.maildir:
-            (self.sink.maildir / f"{index:06d}.eml").write_bytes(raw)
+            # Whole files only: whoever watches the folder never reads a half-written mail.
+            partial = self.sink.maildir / f".{index:06d}.eml.part"
+            partial.write_bytes(raw)
+            partial.rename(self.sink.maildir / f"{index:06d}.eml")
         if self.sink.on_message:
             self.sink.on_message(mail)
         return "250 OK"
