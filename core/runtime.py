@@ -260,9 +260,11 @@ class Runtime:
                     if destroyed:
                         log.info("destroyed the content of %d finished messages", destroyed)
                     next_maintenance = self._clock.now() + timedelta(hours=1)
+                # Cleared before looking, so a job that ends or arrives from here on wakes the
+                # wait below; left set while every slot is busy, the loop would spin.
+                self._wake.clear()
                 free = settings.concurrency - len(self._in_flight)
                 if free > 0:
-                    self._wake.clear()
                     jobs = await self.store.claim_due(self._clock.now(), free,
                                                       settings.lease_seconds)
                     for job in jobs:

@@ -65,3 +65,38 @@ async def test_stop_lets_running_jobs_finish(siegel_harness):
         await harness.store.open()
         assert (await harness.states(message_id))["langsam@behoerde.example"] is (
             RecipientState.DELIVERED)
+
+
+class CountingEvent(asyncio.Event):
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    async def wait(self) -> bool:
+        self.waits += 1
+        return await super().wait()
+
+
+async def test_worker_sleeps_while_every_slot_is_busy(siegel_harness):
+    """With all slots taken, the worker waits for a job to end instead of spinning on the CPU."""
+    slow = SlowFor("langsam@behoerde.example")
+    config = {"delivery": {"concurrency": 1, "poll_seconds": 30, "classify_timeout_seconds": 30}}
+    async with siegel_harness(config=config, plugins=[("slow", slow)]) as harness:
+        runtime = harness.runtime
+        runtime._wake = wake = CountingEvent()
+        await runtime.start()
+        try:
+            message_id = await harness.send(make_message(to="langsam@behoerde.example"))
+            await asyncio.sleep(0.2)
+            waiting = await harness.send(make_message(to="schnell@behoerde.example"))
+            await asyncio.sleep(0.5)
+            # The slot is busy: the worker woke for each submit and then waits (a spinning loop
+            # wakes thousands of times in half a second).
+            assert wake.waits < 10
+            assert (await harness.states(waiting))["schnell@behoerde.example"] is (
+                RecipientState.ACCEPTED)
+            slow.release.set()
+            await wait_for_state(harness, message_id, "langsam@behoerde.example",
+                                 RecipientState.DELIVERED)
+        finally:
+            await runtime.stop()
