@@ -1,23 +1,39 @@
-"""Texts of the mails siegel writes itself (notices, invitations): German first, then English.
+"""Texts and mails siegel writes itself (notices, invitations, carriers): German first, then English.
 
 A text template is a file ``LANG/NAME.txt`` in a package (or a tenant's own folder, which wins):
 the first line is the subject, the rest the body, with ``$name`` placeholders
-(:class:`string.Template`). :func:`compose` puts the languages one after the other into one mail.
+(:class:`string.Template`). :func:`compose` puts the languages one after the other into one
+:class:`Mail`, which is written straight to RFC 5322 bytes: the :mod:`email` package's generator
+and header folding cost more than rendering a PDF for every notice and carrier mail.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
+import functools
+import io
+import re
+import secrets
 import string
 from collections.abc import Iterable, Mapping
-from email.message import EmailMessage
-from email.policy import SMTP
+from email.header import Header
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 import attrs
 
 SEPARATOR = "\n\n" + "-" * 72 + "\n\n"
+CRLF = b"\r\n"
+_LINE_BREAKS = re.compile(r"[\r\n]+\s*")
+_TOKEN = re.compile(r"[A-Za-z0-9!#$&^_.+-]+")
+_PARAMETER_SAFE = re.compile(r"[ -~]*")
+# Raw bytes per base64 line: 57 bytes make the 76 characters RFC 2045 allows.
+_BASE64_LINE = 57
+_BASE64_CHUNK = _BASE64_LINE * 1024
+_MAX_LINE = 998  # RFC 5322 2.1.1
 
 
 @attrs.frozen
@@ -26,17 +42,190 @@ class TextTemplate:
     body: string.Template
 
 
-def load(package: str, language: str, name: str, override: str | Path | None = None
-         ) -> TextTemplate:
-    """``LANG/NAME.txt`` from ``override`` if it has it, else from ``package``'s ``templates``."""
-    own = Path(override, language, f"{name}.txt") if override else None
-    if own is not None and own.is_file():
-        text = own.read_text(encoding="utf-8")
-    else:
-        text = resources.files(package).joinpath("templates", language, f"{name}.txt").read_text(
-            encoding="utf-8")
+@functools.lru_cache(maxsize=256)
+def _packaged(package: str, language: str, name: str) -> TextTemplate:
+    text = resources.files(package).joinpath("templates", language, f"{name}.txt").read_text(
+        encoding="utf-8")
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _own(path: Path, modified_ns: int) -> TextTemplate:
+    return _parse(path.read_text(encoding="utf-8"))
+
+
+def _parse(text: str) -> TextTemplate:
     subject, _, body = text.partition("\n")
     return TextTemplate(subject.strip(), string.Template(body))
+
+
+def load(package: str, language: str, name: str, override: str | Path | None = None
+         ) -> TextTemplate:
+    """``LANG/NAME.txt`` from ``override`` if it has it, else from ``package``'s ``templates``.
+
+    Both are read once; a tenant's own file is read again when it changes."""
+    if override:
+        own = Path(override, language, f"{name}.txt")
+        try:
+            return _own(own, own.stat().st_mtime_ns)
+        except FileNotFoundError:
+            pass
+    return _packaged(package, language, name)
+
+
+@attrs.frozen
+class MailAttachment:
+    content: bytes = attrs.field(repr=False)
+    content_type: str
+    filename: str
+
+
+def _header_line(name: str, value: str) -> bytes:
+    """One header field, folded; non-ASCII text as RFC 2047 words. Line breaks in ``value``
+    (from a decoded subject, say) become spaces, so no value can add a header of its own."""
+    value = _LINE_BREAKS.sub(" ", value).strip()
+    if value.isascii():
+        folded = _fold_ascii(f"{name}: {value}")
+        if all(len(line) <= _MAX_LINE for line in folded.split("\r\n")):
+            return folded.encode("ascii") + CRLF
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}".encode("ascii") + CRLF
+
+
+def _fold_ascii(line: str, limit: int = 78) -> str:
+    if len(line) <= limit:
+        return line
+    folded: list[str] = []
+    current = ""
+    for word in re.split(r"(?<= )", line):
+        if current and len(current) + len(word) > limit:
+            folded.append(current.rstrip(" "))
+            current = " " + word
+        else:
+            current += word
+    folded.append(current)
+    return "\r\n".join(folded)
+
+
+def _address_line(name: str, value: str) -> bytes:
+    """An address field: display names RFC 2047-encoded; an internationalised address itself stays
+    UTF-8 (RFC 6532), as it has no other form."""
+    value = _LINE_BREAKS.sub(" ", value).strip()
+    if value.isascii():
+        return _fold_ascii(f"{name}: {value}").encode("ascii") + CRLF
+    display, address = email.utils.parseaddr(value)
+    if not address:
+        return _header_line(name, value)
+    if not display:
+        return f"{name}: {address}".encode() + CRLF
+    encoded_display = display if display.isascii() else Header(display, "utf-8").encode()
+    if address.isascii():
+        return f"{name}: {email.utils.formataddr((encoded_display, address))}".encode() + CRLF
+    return f"{name}: {encoded_display} <{address}>".encode() + CRLF
+
+
+_ADDRESS_FIELDS = frozenset({"from", "to", "cc", "reply-to", "sender"})
+
+
+def _parameter(name: str, value: str) -> str:
+    """A MIME parameter on lines of its own; RFC 2231 (``name*=utf-8''...``, split into numbered
+    sections where long) where the value is not short plain ASCII."""
+    value = _LINE_BREAKS.sub(" ", value)
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    if _PARAMETER_SAFE.fullmatch(value) and len(name) + len(escaped) < 70:
+        return f'\r\n {name}="{escaped}"'
+    encoded = quote(value, safe="")
+    if len(name) + len(encoded) < 60:
+        return f"\r\n {name}*=utf-8''{encoded}"
+    sections = re.findall(r"(?:%[0-9A-F]{2}|[^%]){1,20}", encoded)
+    return ";".join(
+        f"\r\n {name}*{index}*=" + ("utf-8''" if index == 0 else "") + section
+        for index, section in enumerate(sections))
+
+
+def _content_type(value: str) -> str:
+    maintype, _, subtype = value.partition("/")
+    if _TOKEN.fullmatch(maintype) and _TOKEN.fullmatch(subtype):
+        return f"{maintype}/{subtype}".lower()
+    return "application/octet-stream"
+
+
+def _write_base64(out: io.BytesIO, content: bytes) -> None:
+    view = memoryview(content)
+    for start in range(0, len(view), _BASE64_CHUNK):
+        out.write(base64.encodebytes(view[start:start + _BASE64_CHUNK]).replace(b"\n", CRLF))
+
+
+def _quoted_printable(text: str) -> bytes:
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    return binascii.b2a_qp(lines, istext=True).replace(b"\n", CRLF)
+
+
+@attrs.define
+class Mail:
+    """A plain-text mail with optional attachments, written to bytes by :meth:`to_bytes`.
+
+    Header names are matched case-insensitively; values are text (encoded when written)."""
+
+    headers: list[tuple[str, str]] = attrs.Factory(list)
+    text: str = ""
+    attachments: list[MailAttachment] = attrs.Factory(list)
+
+    def get(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((v for n, v in self.headers if n.lower() == wanted), None)
+
+    def add(self, name: str, value: str) -> None:
+        self.headers.append((name, value))
+
+    def remove(self, name: str) -> None:
+        wanted = name.lower()
+        self.headers = [(n, v) for n, v in self.headers if n.lower() != wanted]
+
+    def set(self, name: str, value: str) -> None:
+        """Replace the first field ``name`` in place (dropping others), or add it."""
+        wanted = name.lower()
+        replaced: list[tuple[str, str]] = []
+        placed = False
+        for field_name, field_value in self.headers:
+            if field_name.lower() != wanted:
+                replaced.append((field_name, field_value))
+            elif not placed:
+                replaced.append((name, value))
+                placed = True
+        if not placed:
+            replaced.append((name, value))
+        self.headers = replaced
+
+    def attach(self, content: bytes, content_type: str, filename: str) -> None:
+        self.attachments.append(MailAttachment(content, _content_type(content_type), filename))
+
+    def to_bytes(self) -> bytes:
+        out = io.BytesIO()
+        for name, value in self.headers:
+            if name.lower() in _ADDRESS_FIELDS:
+                out.write(_address_line(name, value))
+            else:
+                out.write(_header_line(name, value))
+        out.write(b"MIME-Version: 1.0\r\n")
+        text_headers = (b"Content-Type: text/plain; charset=utf-8\r\n"
+                        b"Content-Transfer-Encoding: quoted-printable\r\n")
+        if not self.attachments:
+            out.write(text_headers + CRLF + _quoted_printable(self.text))
+            return out.getvalue()
+        boundary = f"=_siegel_{secrets.token_hex(12)}".encode("ascii")
+        out.write(b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\r\n\r\n')
+        out.write(b"--" + boundary + CRLF + text_headers + CRLF + _quoted_printable(self.text))
+        for attachment in self.attachments:
+            disposition = _parameter("filename", attachment.filename)
+            out.write(CRLF + b"--" + boundary + CRLF)
+            out.write(f"Content-Type: {attachment.content_type};"
+                      f"{_parameter('name', attachment.filename)}\r\n"
+                      f"Content-Disposition: attachment;{disposition}\r\n"
+                      "Content-Transfer-Encoding: base64\r\n\r\n".encode("ascii"))
+            _write_base64(out, attachment.content)
+        out.write(CRLF + b"--" + boundary + b"--" + CRLF)
+        return out.getvalue()
 
 
 def compose(
@@ -50,7 +239,7 @@ def compose(
     override: str | Path | None = None,
     subject_suffix: str = "",
     message_id_domain: str | None = None,
-) -> EmailMessage:
+) -> Mail:
     """A plain-text mail with the template in every language, German first if asked so.
 
     ``values`` is either one mapping for all languages or one per language code.
@@ -63,13 +252,12 @@ def compose(
         assert isinstance(per_language, Mapping)
         subjects.append(string.Template(template.subject).safe_substitute(per_language))
         bodies.append(template.body.safe_substitute(per_language).strip() + "\n")
-    message = EmailMessage(policy=SMTP)
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = " / ".join(subjects) + subject_suffix
-    message["Date"] = email.utils.formatdate(localtime=False)
-    message["Message-ID"] = email.utils.make_msgid(
-        domain=message_id_domain or sender.rpartition("@")[2].rstrip(">") or None)
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(SEPARATOR.join(bodies), charset="utf-8")
-    return message
+    domain = message_id_domain or sender.rpartition("@")[2].rstrip(">") or None
+    return Mail(headers=[
+        ("From", sender),
+        ("To", to),
+        ("Subject", " / ".join(subjects) + subject_suffix),
+        ("Date", email.utils.formatdate(localtime=False)),
+        ("Message-ID", email.utils.make_msgid(domain=domain)),
+        ("Auto-Submitted", "auto-generated"),
+    ], text=SEPARATOR.join(bodies))

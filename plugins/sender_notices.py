@@ -8,8 +8,6 @@ notice to an outside address would be backscatter. They are sent with the null s
 from __future__ import annotations
 
 import email.utils
-from email.message import EmailMessage
-from email.policy import SMTP
 from pathlib import Path
 from typing import Literal
 
@@ -58,7 +56,7 @@ class SenderNoticeSettings:
     templates: ConfigPath | None = attrs.field(default=None, validator=_template_folder)
 
 
-def render(notice: Notice, tenant: Tenant, settings: SenderNoticeSettings) -> EmailMessage:
+def render(notice: Notice, tenant: Tenant, settings: SenderNoticeSettings) -> mailtext.Mail:
     assert notice.sender is not None
     values: dict[str, dict[str, str]] = {}
     for language in settings.languages:
@@ -77,9 +75,9 @@ def render(notice: Notice, tenant: Tenant, settings: SenderNoticeSettings) -> Em
         to=notice.sender.display, override=settings.templates,
         subject_suffix=f": {notice.subject}" if settings.include_subject and notice.subject else "",
         message_id_domain=tenant.notice_from.rpartition("@")[2])
-    message.replace_header("Date", email.utils.format_datetime(notice.at))
-    message["X-Siegel-Notice"] = notice.kind.value
-    message["X-Siegel-Message-Id"] = notice.message_id
+    message.set("Date", email.utils.format_datetime(notice.at))
+    message.add("X-Siegel-Notice", notice.kind.value)
+    message.add("X-Siegel-Message-Id", notice.message_id)
     return message
 
 
@@ -91,7 +89,7 @@ async def notify(notice: Notice, tenant: Tenant) -> list[SystemMail]:
         return []
     message = render(notice, tenant, settings)
     return [SystemMail(mail_from="", recipients=(str(notice.sender),),
-                       raw=message.as_bytes(policy=SMTP), channel=tenant.delivery_channel)]
+                       raw=message.to_bytes(), channel=tenant.delivery_channel)]
 
 
 @hookimpl
