@@ -112,9 +112,22 @@ class RecipientContext:
         return self.tenant.settings[section]
 
     @functools.cached_property
+    def subject(self) -> str:
+        return mime.subject_of(self.email)
+
+    @functools.cached_property
+    def body_text(self) -> str:
+        """The readable body text (HTML converted), for content checks."""
+        return mime.body_text(self.email)
+
+    @functools.cached_property
+    def attachment_names(self) -> tuple[str, ...]:
+        return tuple(mime.attachment_names(self.email))
+
+    @functools.cached_property
     def text(self) -> str:
         """Subject and readable body text, for content checks."""
-        return mime.subject_of(self.email) + "\n" + mime.body_text(self.email)
+        return self.subject + "\n" + self.body_text
 
 
 TransformFunction = Callable[[RecipientContext], Awaitable[bytes | None]]

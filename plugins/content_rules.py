@@ -21,7 +21,6 @@ from siegel import (
     SettingError,
     Text,
     hookimpl,
-    mime,
 )
 
 SECTION = "content_rules"
@@ -64,11 +63,11 @@ class ContentRulesSettings:
 def _haystacks(ctx: RecipientContext, where: tuple[Where, ...]) -> list[str]:
     texts = []
     if "subject" in where:
-        texts.append(mime.subject_of(ctx.email))
+        texts.append(ctx.subject)
     if "body" in where:
-        texts.append(mime.body_text(ctx.email))
+        texts.append(ctx.body_text)
     if "attachment_names" in where:
-        texts += mime.attachment_names(ctx.email)
+        texts += ctx.attachment_names
     return texts
 
 

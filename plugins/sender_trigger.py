@@ -52,7 +52,7 @@ def requested(ctx: RecipientContext) -> str | None:
             if str(value).strip().lower() in wanted:
                 return f"header {settings.header}"
     pattern = _tag_pattern(settings.subject_tags)
-    if pattern and pattern.search(mime.subject_of(ctx.email)):
+    if pattern and pattern.search(ctx.subject):
         return "subject tag"
     return None
 
@@ -77,7 +77,7 @@ def rewrite(raw: mime.RawMessage, ctx: RecipientContext) -> None:
     if settings.header:
         raw.remove(settings.header)
     pattern = _tag_pattern(settings.subject_tags)
-    subject = mime.subject_of(ctx.email)
+    subject = ctx.subject
     if pattern and pattern.search(subject):
         cleaned = re.sub(r"\s{2,}", " ", pattern.sub("", subject)).strip()
         raw.replace("Subject", cleaned)
