@@ -9,6 +9,7 @@ internal.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -30,6 +31,7 @@ _DOT_ATOM_LOCAL = re.compile(rf"^{_ATEXT}+(\.{_ATEXT}+)*$")
 _QUOTED_LOCAL = re.compile(r'^"([^"\\\r\n]|\\[ -~])*"$')
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_domain(domain: str) -> str:
     """Return the canonical (lower-case A-label) form of a domain, or raise :class:`InvalidAddress`.
 
@@ -58,6 +60,7 @@ def normalize_domain(domain: str) -> str:
     return ascii_form
 
 
+@functools.lru_cache(maxsize=4096)
 def display_domain(ascii_domain: str) -> str:
     """The Unicode form of a normalised domain, for people to read."""
     try:

@@ -151,9 +151,8 @@ class Runtime:
         for notifier in self.registry.enabled(self.registry.notifiers, tenant.enabled_plugins):
             for notice in notices:
                 try:
-                    mails = await asyncio.wait_for(
-                        notifier.notify(notice, tenant),
-                        self.config.delivery.deliver_timeout_seconds)
+                    async with asyncio.timeout(self.config.delivery.deliver_timeout_seconds):
+                        mails = await notifier.notify(notice, tenant)
                     messages += [self._system_message(tenant_id, m) for m in mails]
                 except Exception:
                     log.exception("notifier %r (plugin %r) failed for a %s notice of message %s",
@@ -278,4 +277,5 @@ class Runtime:
             except StoreError:
                 log.exception("store error in the worker; retrying in %s s", settings.poll_seconds)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), settings.poll_seconds)
+                async with asyncio.timeout(settings.poll_seconds):
+                    await self._wake.wait()

@@ -8,6 +8,7 @@ an administrator releases it.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Literal
 
@@ -27,13 +28,17 @@ class FitForEmailSettings:
     scope: Literal["external", "all"] = "external"
 
 
+@functools.lru_cache(maxsize=64)
+def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r"(?<!\w)(" + "|".join(re.escape(p) for p in phrases) + r")(?!\w)",
+                      re.IGNORECASE)
+
+
 async def classify(ctx: RecipientContext) -> Finding | None:
     settings: FitForEmailSettings = ctx.settings(SECTION)
     if not settings.phrases or (settings.scope == "external" and ctx.is_internal):
         return None
-    pattern = re.compile(
-        r"(?<!\w)(" + "|".join(re.escape(p) for p in settings.phrases) + r")(?!\w)", re.IGNORECASE
-    )
+    pattern = _phrase_pattern(settings.phrases)
     match = pattern.search(ctx.text)
     if match is None:
         return None
