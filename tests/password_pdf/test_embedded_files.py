@@ -50,7 +50,7 @@ def params(pdf: Path, password: str | None) -> dict[str, tuple[int, bytes, str |
         spec = names[index].get_object()
         stream = spec["/EF"]["/F"].get_object()
         found[str(spec["/UF"])] = (int(stream["/Params"]["/Size"]),
-                                   bytes(stream["/Params"]["/CheckSum"]),
+                                   stream["/Params"]["/CheckSum"].original_bytes,
                                    str(stream.get("/Filter")) if "/Filter" in stream else None)
     return found
 
