@@ -10,6 +10,10 @@ delivery to ``siegel sink`` running as its own process, notices) and reports its
 (``ru_maxrss``). The message is written to a file by this parent process first, so generating it
 is not counted; the gateway process holds it once, as the SMTP listener would.
 
+With ``--stages`` it instead runs the large message once under tracemalloc and prints, for each
+stage of the path, the traced memory when the stage starts, its peak while it runs and what is
+left when it ends (Python allocations only; SQLite's and the allocator's own memory are not in it).
+
 Targets (issue 3): a 25 MB attachment raises the peak by at most 150 MB over the small message.
 The absolute peak is printed too. Then the delivered PDF is checked, so that a memory trick
 cannot silently break the output: qpdf opens it with the password, reports AES-256 R6 for
@@ -24,6 +28,9 @@ import asyncio
 import base64
 import email
 import email.policy
+import functools
+import importlib
+import inspect
 import json
 import os
 import resource
@@ -32,8 +39,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -211,13 +221,113 @@ def check_output(case: Case) -> None:
         raise OutputBroken("the embedded file differs from the attachment")
 
 
+# (module, attribute path, label): the stages of one password-PDF message, in order. Where a
+# function is imported by name into another module, the importing module's name is patched.
+STAGES = [
+    ("siegel.sqlite_store", "SQLiteStore.accept", "store: accept (seal, write)"),
+    ("siegel.sqlite_store", "SQLiteStore.load", "store: load (read, open)"),
+    ("siegel.pipeline", "Pipeline.process", "pipeline: one copy"),
+    ("siegel.model", "parse_email", "  parse (classify)"),
+    ("siegel.pipeline", "Pipeline.classify", "  classify"),
+    ("siegel.pipeline", "Pipeline.rewrite", "  rewrite (RawMessage)"),
+    ("siegel.pipeline", "parse_email", "  parse (rewritten copy)"),
+    ("siegel.plugins.password_pdf.workflow", "Workflow.protect", "  password_pdf: protect"),
+    ("siegel.plugins.password_pdf.workflow", "render_encrypted", "    render_encrypted"),
+    ("siegel.plugins.password_pdf.render", "_extract", "      decode attachments"),
+    ("siegel.plugins.password_pdf.render", "_typeset", "      typeset (reportlab)"),
+    ("siegel.plugins.password_pdf.pipeline", "_serialise", "      encrypt and write PDF"),
+    ("siegel.plugins.password_pdf.workflow", "Workflow._carrier", "    carrier mail"),
+    ("siegel.plugins.smtp_relay", "deliver", "  relay: send"),
+    ("siegel.sqlite_store", "SQLiteStore.finish", "store: finish"),
+]
+
+
+class StageTracer:
+    """Wraps the stage functions; records traced memory at entry, peak, and at exit."""
+
+    def __init__(self) -> None:
+        self.open: list[list[Any]] = []  # [label, at entry, peak so far]
+        self.rows: list[tuple[str, float, float, float]] = []
+
+    def _settle(self) -> int:
+        current, peak = tracemalloc.get_traced_memory()
+        for frame in self.open:
+            frame[2] = max(frame[2], peak)
+        tracemalloc.reset_peak()
+        return current
+
+    def enter(self, label: str) -> int:
+        current = self._settle()
+        self.open.append([label, current, current])
+        return len(self.rows)
+
+    def leave(self, row: int) -> None:
+        current = self._settle()
+        label, entry, peak = self.open.pop()
+        self.rows.insert(row, (label, entry / 2**20, peak / 2**20, current / 2**20))
+
+    def wrap(self, module: str, path: str, label: str) -> None:
+        owner: Any = importlib.import_module(module)
+        *parents, name = path.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent)
+        function: Callable[..., Any] = getattr(owner, name)
+        if inspect.iscoroutinefunction(function):
+            @functools.wraps(function)
+            async def traced_async(*args: Any, **kwargs: Any) -> Any:
+                row = self.enter(label)
+                try:
+                    return await function(*args, **kwargs)
+                finally:
+                    self.leave(row)
+            setattr(owner, name, traced_async)
+        else:
+            @functools.wraps(function)
+            def traced(*args: Any, **kwargs: Any) -> Any:
+                row = self.enter(label)
+                try:
+                    return function(*args, **kwargs)
+                finally:
+                    self.leave(row)
+            setattr(owner, name, traced)
+
+
+def run_stages(case: Case) -> None:
+    case.write_message()
+    raw = case.message_file.read_bytes()
+    tracer = StageTracer()
+    for module, path, label in STAGES:
+        tracer.wrap(module, path, label)
+    relay = RelayProcess(case.relay_folder)
+    tracemalloc.start()
+    try:
+        with tempfile.TemporaryDirectory() as gateway_folder:
+            whole = tracer.enter("whole run")
+            asyncio.run(push_one_message(raw, Path(gateway_folder), relay.port))
+            tracer.leave(whole)
+    finally:
+        relay.stop()
+    print(f"traced MB (the message of {len(raw) / 2**20:.1f} MB itself is not traced)")
+    print(f"{'stage':42s} {'entry':>8s} {'peak':>8s} {'(+)':>8s} {'exit':>8s}")
+    for label, entry, peak, exit_ in tracer.rows[1:] + tracer.rows[:1]:
+        print(f"{label:42s} {entry:8.1f} {peak:8.1f} {peak - entry:+8.1f} {exit_:8.1f}")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MB "
+          "(with tracemalloc's own overhead)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--attachment-mb", type=float, default=25.0)
+    parser.add_argument("--stages", action="store_true",
+                        help="trace the large message stage by stage instead")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         run_child(Case(attachment_mb=args.attachment_mb, folder=args.child))
+        return
+    if args.stages:
+        with tempfile.TemporaryDirectory() as folder:
+            run_stages(Case(attachment_mb=args.attachment_mb, folder=Path(folder)))
         return
     with tempfile.TemporaryDirectory() as small_folder, \
             tempfile.TemporaryDirectory() as large_folder:
