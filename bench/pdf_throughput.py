@@ -2,13 +2,12 @@
 
 Run by hand (not in CI; this machine is shared and noisy, so only the ratio means something):
 
-    python bench/pdf_throughput.py [--messages 300] [--attachment-mb 25]
+    python bench/pdf_throughput.py [--messages 300]
 
 Prints messages per second of (a) a loop of ``render_encrypted`` alone and (b) the whole gateway
 (accept with fsync, classify, render + encrypt, carrier mail, SMTP delivery to a relay that runs
-as its own process, notices), the gateway in this one process, and their ratio; then the peak
-RSS of a fresh process that pushes one message with a large attachment through the gateway.
-Targets (issue 3): ratio >= 0.8 for 3 KB messages; <= 150 MB for a 25 MB attachment.
+as its own process, notices), the gateway in this one process, and their ratio.
+Target (issue 3): ratio >= 0.8 for 3 KB messages. Memory: bench/pdf_memory.py.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -121,23 +119,10 @@ async def gateway(raw: bytes, count: int, folder: Path) -> float:
         sink.stop()
 
 
-def peak_rss_child(attachment_mb: float) -> None:
-    """Runs in a fresh process: one large message through the gateway, print peak RSS in MB."""
-    raw = message(attachment_mb)
-    with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(gateway(raw, 1, Path(folder)))
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=300)
-    parser.add_argument("--attachment-mb", type=float, default=25.0)
-    parser.add_argument("--child-rss", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child_rss is not None:
-        peak_rss_child(args.child_rss)
-        return
     raw = message()
     print(f"message size: {len(raw) / 1024:.1f} KB, {args.messages} messages, 1 process")
     base = baseline(raw, args.messages)
@@ -146,12 +131,6 @@ def main() -> None:
         gate = asyncio.run(gateway(raw, args.messages, Path(folder)))
     print(f"gateway (store, classify, protect, deliver): {gate:8.1f} messages/s")
     print(f"ratio gateway/baseline: {gate / base:.2f} (target >= 0.80)")
-    idle = subprocess.run([sys.executable, __file__, "--child-rss", "0"], capture_output=True,
-                          text=True, check=True).stdout.split()[-1]
-    large = subprocess.run([sys.executable, __file__, "--child-rss", str(args.attachment_mb)],
-                           capture_output=True, text=True, check=True).stdout.split()[-1]
-    print(f"peak RSS, small message: {float(idle):.0f} MB; with a {args.attachment_mb:g} MB "
-          f"attachment: {float(large):.0f} MB (target <= 150 MB)")
 
 
 if __name__ == "__main__":
