@@ -8,7 +8,8 @@ Each case runs in a fresh process that opens the store, pushes exactly one messa
 whole gateway (accept with encryption at rest, classify, render + encrypt, carrier mail, SMTP
 delivery to ``siegel sink`` running as its own process, notices) and reports its peak RSS
 (``ru_maxrss``). The message is written to a file by this parent process first, so generating it
-is not counted; the gateway process holds it once, as the SMTP listener would.
+is not counted; the gateway process reads it and lets it go once accepted, as the SMTP listener
+would.
 
 With ``--stages`` it instead runs the large message once under tracemalloc and prints, for each
 stage of the path, the traced memory when the stage starts, its peak while it runs and what is
@@ -129,8 +130,9 @@ class RelayProcess:
         self.process.wait(timeout=10)
 
 
-async def push_one_message(raw: bytes, folder: Path, relay_port: int) -> None:
-    """The gateway of ``bench/pdf_throughput.py``: district plugin set, recipient registered."""
+async def push_one_message(message_file: Path, folder: Path, relay_port: int) -> None:
+    """The gateway of ``bench/pdf_throughput.py``: district plugin set, recipient registered.
+    The message is read here and let go once accepted, as the SMTP listener does."""
     registry = PluginRegistry.load()
     data = {"tenants": {"landkreis": {"name": "Landkreis", "domains": ["behoerde.example"],
                                       "plugin_set": "district"}},
@@ -146,6 +148,7 @@ async def push_one_message(raw: bytes, folder: Path, relay_port: int) -> None:
         await runtime.state(ACCOUNTS).put(f"landkreis/{CITIZEN}", json.dumps({
             "u": base64.b64encode(key.u_entry).decode(),
             "ue": base64.b64encode(key.ue_key).decode()}).encode())
+        raw = await asyncio.to_thread(message_file.read_bytes)
         await runtime.submit(raw, SENDER, [CITIZEN])
         del raw
         await runtime.run_until_idle()
@@ -155,13 +158,12 @@ async def push_one_message(raw: bytes, folder: Path, relay_port: int) -> None:
 
 def run_child(case: Case) -> None:
     """In the fresh process: one message through the gateway; print a Measurement as JSON."""
-    raw = case.message_file.read_bytes()
-    message_mb = len(raw) / 2**20
+    message_mb = case.message_file.stat().st_size / 2**20
     relay = RelayProcess(case.relay_folder)
     try:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as gateway_folder:
-            asyncio.run(push_one_message(raw, Path(gateway_folder), relay.port))
+            asyncio.run(push_one_message(case.message_file, Path(gateway_folder), relay.port))
         seconds = time.perf_counter() - started
     finally:
         relay.stop()
@@ -294,7 +296,6 @@ class StageTracer:
 
 def run_stages(case: Case) -> None:
     case.write_message()
-    raw = case.message_file.read_bytes()
     tracer = StageTracer()
     for module, path, label in STAGES:
         tracer.wrap(module, path, label)
@@ -303,11 +304,11 @@ def run_stages(case: Case) -> None:
     try:
         with tempfile.TemporaryDirectory() as gateway_folder:
             whole = tracer.enter("whole run")
-            asyncio.run(push_one_message(raw, Path(gateway_folder), relay.port))
+            asyncio.run(push_one_message(case.message_file, Path(gateway_folder), relay.port))
             tracer.leave(whole)
     finally:
         relay.stop()
-    print(f"traced MB (the message of {len(raw) / 2**20:.1f} MB itself is not traced)")
+    print(f"traced MB, message of {case.message_file.stat().st_size / 2**20:.1f} MB")
     print(f"{'stage':42s} {'entry':>8s} {'peak':>8s} {'(+)':>8s} {'exit':>8s}")
     for label, entry, peak, exit_ in tracer.rows[1:] + tracer.rows[:1]:
         print(f"{label:42s} {entry:8.1f} {peak:8.1f} {peak - entry:+8.1f} {exit_:8.1f}")
