@@ -13,14 +13,20 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _KEY_FILE_HEADER = "siegel-store-key-v1"
 _NONCE_BYTES = 12
+_TAG_BYTES = 16
+# Large messages are sealed piece by piece, so that neither the whole ciphertext nor a copy of it
+# is ever held next to the content.
+_SEAL_CHUNK_BYTES = 1024 * 1024
 
 
 class KeyFileError(Exception):
@@ -36,6 +42,18 @@ class SealedContent:
     key_id: str
     wrapped_key: bytes = attrs.field(repr=False)
     ciphertext: bytes = attrs.field(repr=False)
+
+
+@attrs.frozen
+class SealedStream:
+    """Sealed content handed out in pieces: ``chunks`` joined is exactly the ``ciphertext`` that
+    :meth:`ContentCipher.seal` would give (nonce, AES-256-GCM ciphertext, tag), ``size`` bytes.
+    The chunks are produced (and the content encrypted) only while they are consumed, once."""
+
+    key_id: str
+    wrapped_key: bytes = attrs.field(repr=False)
+    size: int
+    chunks: Iterator[bytes] = attrs.field(repr=False)
 
 
 def create_key_file(path: Path) -> None:
@@ -74,15 +92,39 @@ class ContentCipher:
             raise KeyFileError(f"{path}: the key is not valid base64") from None
         return cls(parts[1], key)
 
-    def seal(self, message_id: str, content: bytes) -> SealedContent:
+    def _new_data_key(self, message_id: str) -> tuple[bytes, bytes]:
+        """A fresh data key and the same key sealed with the store key."""
         data_key = AESGCM.generate_key(bit_length=256)
-        nonce = os.urandom(_NONCE_BYTES)
-        ciphertext = nonce + AESGCM(data_key).encrypt(nonce, content, message_id.encode())
         key_nonce = os.urandom(_NONCE_BYTES)
         wrapped = key_nonce + self._master.encrypt(
             key_nonce, data_key, b"siegel-data-key:" + message_id.encode()
         )
+        return data_key, wrapped
+
+    def seal(self, message_id: str, content: bytes) -> SealedContent:
+        data_key, wrapped = self._new_data_key(message_id)
+        nonce = os.urandom(_NONCE_BYTES)
+        ciphertext = nonce + AESGCM(data_key).encrypt(nonce, content, message_id.encode())
         return SealedContent(self.key_id, wrapped, ciphertext)
+
+    def seal_stream(self, message_id: str, content: bytes) -> SealedStream:
+        """:meth:`seal` in pieces of about a megabyte, for content that is written out as it is
+        encrypted (the store writes them into the database row one by one)."""
+        data_key, wrapped = self._new_data_key(message_id)
+        nonce = os.urandom(_NONCE_BYTES)
+
+        def chunks() -> Iterator[bytes]:
+            # GCM in pieces is the same computation as AESGCM.encrypt: ciphertext, then tag.
+            encryptor = Cipher(algorithms.AES(data_key), modes.GCM(nonce)).encryptor()
+            encryptor.authenticate_additional_data(message_id.encode())
+            yield nonce
+            view = memoryview(content)
+            for start in range(0, len(view), _SEAL_CHUNK_BYTES):
+                yield encryptor.update(view[start:start + _SEAL_CHUNK_BYTES])
+            yield encryptor.finalize() + encryptor.tag
+
+        size = _NONCE_BYTES + len(content) + _TAG_BYTES
+        return SealedStream(self.key_id, wrapped, size, chunks())
 
     def open(self, message_id: str, sealed: SealedContent) -> bytes:
         if sealed.key_id != self.key_id:
@@ -96,8 +138,9 @@ class ContentCipher:
                 sealed.wrapped_key[_NONCE_BYTES:],
                 b"siegel-data-key:" + message_id.encode(),
             )
+            # A view, not a slice: slicing would copy the whole ciphertext once more.
             return AESGCM(data_key).decrypt(
-                sealed.ciphertext[:_NONCE_BYTES], sealed.ciphertext[_NONCE_BYTES:],
+                sealed.ciphertext[:_NONCE_BYTES], memoryview(sealed.ciphertext)[_NONCE_BYTES:],
                 message_id.encode(),
             )
         except InvalidTag:

@@ -205,15 +205,22 @@ class SQLiteStore(MessageStore):
         return result
 
     def _insert_message(self, db: sqlite3.Connection, message: Message) -> None:
-        sealed = self.cipher.seal(message.id, message.raw)
+        sealed = self.cipher.seal_stream(message.id, message.raw)
         mail_from = str(message.envelope.mail_from) if message.envelope.mail_from else ""
-        db.execute(
+        # The row gets a zero-filled blob of the right size that the sealed content is then
+        # written into piece by piece: binding the whole ciphertext would hold it twice more
+        # (once as bytes, once as SQLite's own copy of the bound value).
+        row = db.execute(
             "INSERT INTO messages (id, tenant, origin, channel, mail_from, received_at, size,"
-            " key_id, wrapped_key, content) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " key_id, wrapped_key, content) VALUES (?,?,?,?,?,?,?,?,?,zeroblob(?))",
             (message.id, message.tenant, message.origin.value, message.channel, mail_from,
              _ts(message.received_at), len(message.raw), sealed.key_id, sealed.wrapped_key,
-             sealed.ciphertext),
-        )
+             sealed.size),
+        ).lastrowid
+        assert row is not None
+        with db.blobopen("messages", "content", row) as blob:
+            for chunk in sealed.chunks:
+                blob.write(chunk)
         now = _ts(message.received_at)
         db.executemany(
             "INSERT INTO recipients (message_id, position, address, state, next_attempt_at,"
@@ -237,22 +244,30 @@ class SQLiteStore(MessageStore):
         await self._run(durable)
 
     async def load(self, message_id: str) -> Message:
-        def query(db: sqlite3.Connection) -> tuple[Any, list[str]]:
+        def query(db: sqlite3.Connection) -> tuple[Any, bytes | None, list[str]]:
             row = db.execute(
-                "SELECT tenant, origin, channel, mail_from, received_at, key_id, wrapped_key,"
-                " content FROM messages WHERE id = ?", (message_id,)).fetchone()
+                "SELECT rowid, tenant, origin, channel, mail_from, received_at, key_id,"
+                " wrapped_key, content IS NOT NULL FROM messages WHERE id = ?",
+                (message_id,)).fetchone()
+            content = None
+            if row is not None and row[-1]:
+                # Read straight into one bytes object; selecting the column would make SQLite
+                # assemble its own copy first.
+                with db.blobopen("messages", "content", row[0], readonly=True) as blob:
+                    content = blob.read()
             rcpts = [r[0] for r in db.execute(
                 "SELECT address FROM recipients WHERE message_id = ? ORDER BY position",
                 (message_id,))]
-            return row, rcpts
+            return row, content, rcpts
 
-        row, rcpts = await self._run(query)
+        row, content, rcpts = await self._run(query)
         if row is None:
             raise MessageNotFound(f"no message {message_id}")
-        tenant, origin, channel, mail_from, received_at, key_id, wrapped, content = row
+        _rowid, tenant, origin, channel, mail_from, received_at, key_id, wrapped, _present = row
         if content is None:
             raise ContentDestroyed(f"the content of message {message_id} was destroyed")
         raw = self.cipher.open(message_id, SealedContent(key_id, wrapped, content))
+        del content
         return Message(
             id=message_id,
             tenant=tenant,

@@ -7,6 +7,7 @@ import ssl
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -15,6 +16,7 @@ from cryptography.x509.oid import NameOID
 from siegel import DeliveryStatus, Outgoing
 from siegel.config import config_from_mapping
 from siegel.manager import PluginRegistry
+from siegel.plugins import smtp_relay
 from siegel.plugins.smtp_relay import deliver
 from siegel.sink import free_port
 
@@ -125,3 +127,84 @@ async def test_connection_refused_is_temporary(tmp_path):
     tenant = tenant_with({"host": "127.0.0.1", "port": free_port(), "tls": "none"}, tmp_path)
     result = await deliver(outgoing(), tenant)
     assert result.status is DeliveryStatus.TEMPORARY_FAILURE
+
+
+# The relay sends DATA piece by piece (siegel.plugins.smtp_relay._send); what arrives must be what
+# aiosmtplib's sendmail would have sent, also where pieces are cut.
+AWKWARD = [b"", b"x", b".", b"\r", b"\n", b"\r\n", b".\r\n.", b"a\rb\nc\r\nd", b"..x\n.y\r.z",
+           b"no line end at all", b"ends with lone cr\r", b"\r\r\n\n\r", b".\n" * 5]
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 2, 3, 5, 256 * 1024])
+def test_pieces_are_what_aiosmtplib_would_send(monkeypatch, piece_bytes):
+    monkeypatch.setattr(smtp_relay, "_PIECE_BYTES", piece_bytes)
+    for raw in AWKWARD:
+        expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(raw)) + b".\r\n"
+        assert b"".join(smtp_relay._data_pieces(raw)) == expected, raw
+        assert smtp_relay._transmitted_size(raw) == len(normalize_message_line_endings(raw)), raw
+
+
+def large_awkward_message() -> bytes:
+    lines = [b"Subject: gross", b"", b".leading dot", b"..two", b"x" * 990]
+    lines += [b"line %d with a bare lf\n.dot after it\r" % n for n in range(60_000)]
+    return b"\r\n".join(lines) + b"\r\n.\r\nno final line end"
+
+
+async def test_a_large_message_arrives_as_sendmail_would_deliver_it(plain_server, tls_server,
+                                                                   tmp_path):
+    raw = large_awkward_message()
+    assert len(raw) > 8 * smtp_relay._PIECE_BYTES
+    expected = normalize_message_line_endings(raw)
+    big = Outgoing(channel="smtp", mail_from="a@behoerde.example",
+                   recipients=["b@behoerde.example"], raw=raw)
+    controller, recorder = plain_server
+    tenant = tenant_with({"host": "127.0.0.1", "port": controller.port, "tls": "none"}, tmp_path)
+    result = await deliver(big, tenant)
+    assert result.status is DeliveryStatus.DELIVERED, result.detail
+    assert recorder.messages == [(False, expected)]
+    tls_controller, tls_recorder, cert_file = tls_server
+    tenant = tenant_with({"host": "localhost", "port": tls_controller.port,
+                          "ca_file": str(cert_file)}, tmp_path)
+    result = await deliver(big, tenant)
+    assert result.status is DeliveryStatus.DELIVERED, result.detail
+    assert tls_recorder.messages == [(True, expected)]
+
+
+class RefusingRecorder(Recorder):
+    def __init__(self, refuse, data_reply="250 OK"):
+        super().__init__()
+        self.refuse = refuse
+        self.data_reply = data_reply
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 unknown user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        await super().handle_DATA(server, session, envelope)
+        return self.data_reply
+
+
+@pytest.mark.parametrize(("refuse", "data_reply", "status", "detail"), [
+    ({"c@behoerde.example"}, "250 OK", DeliveryStatus.PERMANENT_FAILURE, "c@behoerde.example: 550"),
+    ({"b@behoerde.example", "c@behoerde.example"}, "250 OK", DeliveryStatus.PERMANENT_FAILURE,
+     "b@behoerde.example: 550 5.1.1 unknown user; c@behoerde.example: 550"),
+    (set(), "452 4.3.1 insufficient storage", DeliveryStatus.TEMPORARY_FAILURE, "452"),
+    (set(), "554 5.6.0 rejected", DeliveryStatus.PERMANENT_FAILURE, "554"),
+])
+async def test_refusals_keep_their_meaning(tmp_path, refuse, data_reply, status, detail):
+    recorder = RefusingRecorder(refuse, data_reply)
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        tenant = tenant_with({"host": "127.0.0.1", "port": controller.port, "tls": "none"},
+                             tmp_path)
+        two = Outgoing(channel="smtp", mail_from="a@behoerde.example",
+                       recipients=["b@behoerde.example", "c@behoerde.example"], raw=RAW)
+        result = await deliver(two, tenant)
+    finally:
+        controller.stop()
+    assert result.status is status, result.detail
+    assert detail in result.detail

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 
+import attrs
 import pytest
 
 from siegel import Address, Envelope, Message, RecipientState
 from siegel.clock import FrozenClock, new_message_id
-from siegel.crypto import ContentCipher, DecryptionError, KeyFileError, create_key_file
+from siegel.crypto import (
+    ContentCipher,
+    DecryptionError,
+    KeyFileError,
+    SealedContent,
+    create_key_file,
+)
 from siegel.sqlite_store import SQLiteStore
 from siegel.store import ContentDestroyed, LeaseLost, RecipientUpdate, StoreError
 
@@ -52,7 +60,6 @@ async def test_wrong_key_and_tampering_are_detected(tmp_path, cipher):
     async with SQLiteStore(db, ContentCipher.from_key_file(tmp_path / "other.key")) as store:
         with pytest.raises(DecryptionError, match="sealed with store key"):
             await store.load(msg.id)
-    import sqlite3
     with sqlite3.connect(db) as raw_db:
         content = raw_db.execute("SELECT content FROM messages").fetchone()[0]
         flipped = bytes([content[0]]) + bytes([content[20] ^ 1]).join([content[1:20], content[21:]])
@@ -191,3 +198,34 @@ async def test_plugin_state_is_encrypted_versioned_and_expires(tmp_path, cipher)
         assert await accounts.delete("b%rger@example.net")
     on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("s.db*"))
     assert b"GEHEIM-U-ENTRY" not in on_disk and b"v2" not in on_disk
+
+
+async def test_large_content_is_sealed_in_pieces_and_loads_byte_for_byte(tmp_path, cipher):
+    # Several seal chunks plus an odd remainder, and a CRLF split across a chunk boundary.
+    body = (b"x" * (1024 * 1024 - 1) + b"\r\n") * 3 + bytes(range(256)) * 777
+    msg = attrs.evolve(message(FrozenClock().now()), raw=b"Subject: big\r\n\r\n" + body)
+    db = tmp_path / "siegel.db"
+    async with SQLiteStore(db, cipher) as store:
+        await store.accept(msg)
+    with sqlite3.connect(db) as raw_db:
+        key_id, wrapped, content = raw_db.execute(
+            "SELECT key_id, wrapped_key, content FROM messages").fetchone()
+    assert len(content) == 12 + len(msg.raw) + 16
+    assert cipher.open(msg.id, SealedContent(key_id, wrapped, content)) == msg.raw
+    async with SQLiteStore(db, cipher) as store:
+        assert (await store.load(msg.id)).raw == msg.raw
+
+
+def test_sealing_in_pieces_gives_what_seal_gives(cipher):
+    content = bytes(range(256)) * 9000
+    stream = cipher.seal_stream("m1", content)
+    ciphertext = b"".join(stream.chunks)
+    assert len(ciphertext) == stream.size
+    assert cipher.open("m1", SealedContent(stream.key_id, stream.wrapped_key, ciphertext)) == content
+    with pytest.raises(DecryptionError):  # bound to the message id
+        cipher.open("m2", SealedContent(stream.key_id, stream.wrapped_key, ciphertext))
+    tampered = ciphertext[:-1] + bytes([ciphertext[-1] ^ 1])
+    with pytest.raises(DecryptionError):
+        cipher.open("m1", SealedContent(stream.key_id, stream.wrapped_key, tampered))
+    whole = cipher.seal("m1", content)
+    assert cipher.open("m1", whole) == content

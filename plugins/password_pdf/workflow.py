@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import attrs
-import zxcvbn.frequency_lists
 
 from siegel import (
     Address,
@@ -121,11 +120,17 @@ def _account_key(tenant: str, recipient: Address | str) -> str:
     return f"{tenant}/{recipient}"
 
 
-_COMMON = frozenset(zxcvbn.frequency_lists.FREQUENCY_LISTS["passwords"]) | frozenset({
-    "passwort", "passwort1", "passwort123", "hallo123", "hallohallo", "geheim", "geheim123",
-    "qwertz", "qwertzuiop", "schatz", "fussball", "ichliebedich", "sommer2024", "sommer2025",
-    "sommer2026", "winter2025", "winter2026", "einszweidrei", "1234567890ab",
-})
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    """Loaded when a password is first checked: zxcvbn's lists cost about 12 MB in every gateway
+    process, and only the portal needs them."""
+    import zxcvbn.frequency_lists
+
+    return frozenset(zxcvbn.frequency_lists.FREQUENCY_LISTS["passwords"]) | frozenset({
+        "passwort", "passwort1", "passwort123", "hallo123", "hallohallo", "geheim", "geheim123",
+        "qwertz", "qwertzuiop", "schatz", "fussball", "ichliebedich", "sommer2024", "sommer2025",
+        "sommer2026", "winter2025", "winter2026", "einszweidrei", "1234567890ab",
+    })
 
 
 def password_problems(password: str, recipient: Address, minimum_length: int) -> list[Text]:
@@ -136,7 +141,8 @@ def password_problems(password: str, recipient: Address, minimum_length: int) ->
         problems.append(Text(f"Das Passwort muss mindestens {minimum_length} Zeichen lang sein.",
                              f"The password must be at least {minimum_length} characters long."))
     lowered = password.lower()
-    if lowered in _COMMON or lowered.rstrip("0123456789!.") in _COMMON:
+    common = _common_passwords()
+    if lowered in common or lowered.rstrip("0123456789!.") in common:
         problems.append(Text("Dieses Passwort ist zu verbreitet; bitte wählen Sie ein anderes.",
                              "This password is too common; please choose another one."))
     if recipient.local.lower() in lowered and len(recipient.local) >= 4:
