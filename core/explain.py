@@ -134,14 +134,10 @@ async def explain(config: Config, registry: PluginRegistry, raw: bytes, sender: 
             outcome = "deliver unchanged" if not _rewrites(pipeline, ctx) else "deliver (rewritten)"
         else:
             try:
-                raw_out = pipeline.rewrite(ctx)
+                out_ctx = attrs.evolve(pipeline.rewrite(ctx), verdict=verdict)
             except Exception as exc:
                 outcome = f"quarantine (rewriter failed: {exc})"
             else:
-                from siegel.model import parse_email
-
-                out_ctx = attrs.evolve(ctx, raw=raw_out, email=parse_email(raw_out),
-                                       verdict=verdict)
                 choice = await pipeline.choose_method(out_ctx)
                 outcome = (f"protect with {choice.method.name}" if choice.method
                            else "quarantine (no protection method can serve this recipient)")
@@ -154,7 +150,7 @@ async def explain(config: Config, registry: PluginRegistry, raw: bytes, sender: 
 
 def _rewrites(pipeline: Any, ctx: Any) -> bool:
     try:
-        return bool(pipeline.rewrite(ctx) is not ctx.raw)
+        return bool(pipeline.rewrite(ctx) is not ctx)
     except Exception:
         return True
 

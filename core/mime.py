@@ -11,6 +11,9 @@ import email.policy
 import html
 import re
 from email.message import EmailMessage
+from email.parser import BytesParser
+
+from siegel.model import parse_email
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
@@ -26,7 +29,8 @@ class RawMessage:
             end_of_last_field = b"\r\n" if separator.startswith(b"\r\n") else b"\n"
             head = raw[: match.start()] + end_of_last_field
             self._blank_line: bytes | None = separator[len(end_of_last_field):]
-            self._body = raw[match.end():]
+            # A view, not a copy: the body can be most of a large message.
+            self._body: bytes | memoryview = memoryview(raw)[match.end():]
         else:
             head, self._blank_line, self._body = raw, None, b""
         self._newline = b"\r\n" if b"\r\n" in raw[: len(head) + 2] else b"\n"
@@ -79,12 +83,41 @@ class RawMessage:
         self._fields = fields
         self.changed = True
 
-    def to_bytes(self) -> bytes:
+    def header_block(self) -> bytes:
+        """The (edited) header fields and the blank line that ends them."""
         head = b"".join(self._fields)
         if head and not head.endswith(b"\n"):
             head += self._newline
-        blank_line = self._newline if self._blank_line is None else self._blank_line
-        return head + blank_line + self._body
+        return head + (self._newline if self._blank_line is None else self._blank_line)
+
+    def to_bytes(self) -> bytes:
+        return b"".join((self.header_block(), self._body))
+
+    def parsed(self, original: EmailMessage) -> EmailMessage:
+        """The edited message parsed, given the unedited one parsed: only the header block is
+        parsed again and the body is shared with ``original`` (not copied, not parsed twice).
+        Where an edit touched how the body is structured or encoded, or the body is 8-bit text,
+        all of it is parsed."""
+        edited = BytesParser(policy=original.policy).parsebytes(self.header_block(),
+                                                                headersonly=True)
+        assert isinstance(edited, EmailMessage)
+        body = original.get_payload()
+        # An 8-bit body comes back from get_payload already decoded, so it cannot be shared.
+        if _structure(edited) != _structure(original) or (
+                isinstance(body, str) and not body.isascii()):
+            return parse_email(self.to_bytes())
+        edited.set_payload(body)
+        edited.preamble, edited.epilogue = original.preamble, original.epilogue
+        edited.defects.extend(original.defects)
+        return edited
+
+
+_STRUCTURE_FIELDS = frozenset({"content-type", "content-transfer-encoding", "mime-version"})
+
+
+def _structure(message: EmailMessage) -> list[tuple[str, str]]:
+    return [(name.lower(), str(value)) for name, value in message.raw_items()
+            if name.lower() in _STRUCTURE_FIELDS]
 
 
 _TAG = re.compile(r"<[^>]*>")

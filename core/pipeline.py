@@ -176,8 +176,9 @@ class Pipeline:
                 "no classifier is enabled for this tenant")))
         return Verdict(findings)
 
-    def rewrite(self, ctx: RecipientContext) -> bytes:
-        """Let the tenant's rewriters edit the header block; raises :class:`StageFailure`."""
+    def rewrite(self, ctx: RecipientContext) -> RecipientContext:
+        """The copy as it leaves: the tenant's rewriters edit its header block (``ctx`` itself
+        when none changes anything); raises :class:`StageFailure`."""
         raw = mime.RawMessage(ctx.raw)
         for rewriter in self.registry.enabled(self.registry.rewriters, ctx.tenant.enabled_plugins):
             try:
@@ -187,7 +188,9 @@ class Pipeline:
                     f"Umschreiber {rewriter.name!r} (Plugin {rewriter.plugin!r}): {_describe(exc)}",
                     f"rewriter {rewriter.name!r} (plugin {rewriter.plugin!r}): {_describe(exc)}",
                 )) from exc
-        return raw.to_bytes() if raw.changed else ctx.raw
+        if not raw.changed:
+            return ctx
+        return attrs.evolve(ctx, raw=raw.to_bytes(), email=raw.parsed(ctx.email))
 
     async def choose_method(self, ctx: RecipientContext) -> MethodChoice:
         """Walk the tenant's preference list; the first method that can serve wins."""
@@ -303,12 +306,11 @@ class Pipeline:
             return attrs.evolve(decision, notices=decision.notices + warnings,
                                 events=(*events, *decision.events))
         try:
-            raw_out = self.rewrite(ctx)
+            out_ctx = attrs.evolve(self.rewrite(ctx), verdict=verdict)
         except StageFailure as failure:
             decision = self.quarantine(message, job, [failure.reason], level=verdict.level)
             return attrs.evolve(decision, events=(*events, *decision.events))
-        out_ctx = attrs.evolve(ctx, raw=raw_out, email=ctx.email if raw_out is ctx.raw else
-                               parse_email(raw_out), verdict=verdict)
+        raw_out = out_ctx.raw
 
         if verdict.level is Level.PLAIN:
             outgoing = Outgoing(channel=tenant.delivery_channel,
