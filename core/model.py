@@ -12,6 +12,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from email.feedparser import BytesFeedParser
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from typing import Literal
 
@@ -25,6 +26,28 @@ Language = Literal["de", "en"]
 # it hold the text in a StringIO, four bytes per character: about 260 MB at peak for a message of
 # 34 MB. Fed in pieces, it holds one piece and the lines of the part it is reading.
 _PARSE_CHUNK_BYTES = 64 * 1024
+_CACHED_HEADER_CHARS = 2048
+
+
+class _RememberingHeaderRegistry(HeaderRegistry):
+    """The standard header classes, but a field value seen before is not parsed again.
+
+    The email package parses a header field on every access: classifiers asking for the content
+    type of the same parts took a fifth of the gateway's main thread. Header objects are immutable
+    (``str`` with read-only attributes), so equal fields can share one."""
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 (one registry for the process)
+    def _parsed(self, name: str, value: str) -> BaseHeader:
+        return super().__call__(name, value)
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        if len(value) > _CACHED_HEADER_CHARS:
+            return super().__call__(name, value)
+        return self._parsed(name, value)
+
+
+#: ``email.policy.default`` with remembered header parsing; what siegel parses messages with.
+POLICY = email.policy.default.clone(header_factory=_RememberingHeaderRegistry())
 
 
 def _strings(values: Iterable[str]) -> tuple[str, ...]:
@@ -143,7 +166,7 @@ def parse_email(raw: bytes) -> EmailMessage:
     Header access can still raise on pathological input, so callers treat any exception here and
     in later header access as "unparseable" (the pipeline quarantines such a message).
     """
-    parser = BytesFeedParser(policy=email.policy.default)
+    parser = BytesFeedParser(policy=POLICY)
     for start in range(0, len(raw), _PARSE_CHUNK_BYTES):
         parser.feed(raw[start:start + _PARSE_CHUNK_BYTES])
     message = parser.close()
