@@ -93,6 +93,12 @@ class RawMessage:
     def to_bytes(self) -> bytes:
         return b"".join((self.header_block(), self._body))
 
+    def equals(self, data: bytes) -> bool:
+        """``data == self.to_bytes()``, without making the copy."""
+        head = self.header_block()
+        return (len(data) == len(head) + len(self._body) and data.startswith(head)
+                and memoryview(data)[len(head):] == self._body)
+
     def parsed(self, original: EmailMessage) -> EmailMessage:
         """The edited message parsed, given the unedited one parsed: only the header block is
         parsed again and the body is shared with ``original`` (not copied, not parsed twice).

@@ -190,7 +190,7 @@ class Pipeline:
                 )) from exc
         if not raw.changed:
             return ctx
-        return attrs.evolve(ctx, raw=raw.to_bytes(), email=raw.parsed(ctx.email))
+        return attrs.evolve(ctx, raw=raw, email=raw.parsed(ctx.email))
 
     async def choose_method(self, ctx: RecipientContext) -> MethodChoice:
         """Walk the tenant's preference list; the first method that can serve wins."""
@@ -310,12 +310,11 @@ class Pipeline:
         except StageFailure as failure:
             decision = self.quarantine(message, job, [failure.reason], level=verdict.level)
             return attrs.evolve(decision, events=(*events, *decision.events))
-        raw_out = out_ctx.raw
 
         if verdict.level is Level.PLAIN:
             outgoing = Outgoing(channel=tenant.delivery_channel,
                                 mail_from=str(message.envelope.mail_from or ""),
-                                recipients=(str(job.recipient),), raw=raw_out)
+                                recipients=(str(job.recipient),), raw=out_ctx.raw)
             decision = await self._deliver(message, job, tenant, (outgoing,), protected=False,
                                            level=verdict.level, method=None, reasons=reasons)
         else:
@@ -360,7 +359,7 @@ class Pipeline:
                                                        f"{what.en} returned no result")],
                                    level=verdict.level)
         for outgoing in result.outgoing:
-            if outgoing.raw in (ctx.raw, message.raw):
+            if ctx.is_raw(outgoing.raw) or outgoing.raw == message.raw:
                 return self.quarantine(message, job, [Text(
                     f"{what.de} lieferte die Nachricht ungeschützt zurück",
                     f"{what.en} returned the message unprotected")], level=verdict.level)

@@ -95,13 +95,25 @@ class RecipientContext:
     """
 
     message: Message
-    raw: bytes = attrs.field(repr=False)
+    # Given as ``raw=``: the bytes, or the rewriters' edit of them, made into bytes only when a
+    # plugin reads ``raw`` (a method that renders from ``email`` never needs a second copy).
+    _raw: bytes | mime.RawMessage = attrs.field(repr=False, alias="raw")
     email: EmailMessage = attrs.field(repr=False)
     recipient: Address
     tenant: Tenant
     internal: DomainMatch | None
     services: Services
     verdict: Verdict | None = None
+
+    @functools.cached_property
+    def raw(self) -> bytes:
+        return self._raw if isinstance(self._raw, bytes) else self._raw.to_bytes()
+
+    def is_raw(self, data: bytes) -> bool:
+        """Whether ``data`` is this copy byte for byte (without making ``raw`` if not made yet)."""
+        if isinstance(self._raw, bytes):
+            return data == self._raw
+        return self._raw.equals(data)
 
     @property
     def is_internal(self) -> bool:

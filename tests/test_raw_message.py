@@ -74,3 +74,15 @@ def test_the_parts_are_shared_not_parsed_again() -> None:
     edited.replace("Subject", "anders")
     shared = edited.parsed(original)
     assert shared.get_payload() is original.get_payload()
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_equals_compares_without_copying(name: str) -> None:
+    edited = RawMessage(SAMPLES[name])
+    edited.replace("Subject", "anders")
+    made = edited.to_bytes()
+    assert edited.equals(made)
+    assert edited.equals(bytes(made))
+    assert not edited.equals(made[:-1])
+    assert not edited.equals(made[:-1] + b"X")
+    assert not edited.equals(SAMPLES[name])
