@@ -38,7 +38,8 @@ def test_headers_and_text_read_back() -> None:
     assert parsed["From"].addresses[0].display_name == "Landkreis Göttingen"
     assert parsed["From"].addresses[0].addr_spec == "post@landkreis.example"
     assert parsed["To"].addresses[0].display_name == "Frau Müller"
-    assert parsed.get_content().replace("\r\n", "\n") == "Grüße aus Göttingen\n.\nZeile mit = und ß\n" + "x" * 200 + "\n"
+    text = "Grüße aus Göttingen\n.\nZeile mit = und ß\n" + "x" * 200 + "\n"
+    assert parsed.get_content().replace("\r\n", "\n") == text
     assert not parsed.defects
 
 
