@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import re
+import socket
 import ssl
 from collections.abc import Iterator
 from typing import Literal
@@ -73,12 +75,26 @@ class RelaySettings:
                 "allow_plaintext_remote = true if that network segment is trusted")
 
     def tls_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.ca_file)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if not self.verify_certificate:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        return _tls_context(self.ca_file, self.verify_certificate)
+
+
+# Loading the CA certificates takes about 50 ms, more than rendering a PDF; a context serves any
+# number of connections. A changed CA file is read at the next start.
+@functools.lru_cache(maxsize=16)
+def _tls_context(ca_file: str | None, verify_certificate: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify_certificate:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@functools.cache
+def _this_host() -> str:
+    """What to say in EHLO when no ``local_hostname`` is set; aiosmtplib would look it up (a
+    resolver call) for every connection."""
+    return socket.getfqdn()
 
 
 def _reply(response: aiosmtplib.SMTPResponse | aiosmtplib.SMTPResponseException) -> str:
@@ -193,7 +209,7 @@ async def deliver(outgoing: Outgoing, tenant: Tenant) -> DeliveryResult:
         validate_certs=settings.verify_certificate,
         tls_context=settings.tls_context() if uses_tls else None,
         timeout=settings.timeout_seconds,
-        local_hostname=settings.local_hostname,
+        local_hostname=settings.local_hostname or _this_host(),
     )
     target = f"{settings.host}:{settings.port}"
     try:
