@@ -160,11 +160,12 @@ async def register_recipient(folder: Path) -> None:
     await store.close()
 
 
-async def send(port: int, raw: bytes, count: int, connections: int) -> None:
+async def send(port: int, raw: bytes, count: int, connections: int, *, sender: str = SENDER,
+               recipient: str = CITIZEN) -> None:
     async def one_connection(share: int) -> None:
         async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=120) as client:
             for _ in range(share):
-                await client.sendmail(SENDER, [CITIZEN], raw)
+                await client.sendmail(sender, [recipient], raw)
 
     shares = [count // connections + (i < count % connections) for i in range(connections)]
     await asyncio.gather(*(one_connection(s) for s in shares if s))
