@@ -215,6 +215,9 @@ class DeliveryChannel:
     deliver: DeliverFunction
     description: str = ""
     plugin: str = ""
+    #: Called when the runtime stops, in its event loop: close what the channel keeps open
+    #: between deliveries (connections, sessions).
+    close: Callable[[], Awaitable[None]] | None = None
 
 
 @attrs.frozen(kw_only=True)

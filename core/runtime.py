@@ -204,11 +204,15 @@ class Runtime:
         return len(jobs)
 
     async def run_until_idle(self, max_rounds: int = 1000) -> None:
-        """Process until nothing is due (tests and one-shot use)."""
-        for _ in range(max_rounds):
-            if await self.run_due() == 0:
-                return
-        raise RuntimeError(f"still busy after {max_rounds} rounds")
+        """Process until nothing is due (tests and one-shot use); then close what the delivery
+        channels keep open, as nothing is left to deliver."""
+        try:
+            for _ in range(max_rounds):
+                if await self.run_due() == 0:
+                    return
+            raise RuntimeError(f"still busy after {max_rounds} rounds")
+        finally:
+            await self.close_channels()
 
     async def maintenance(self) -> int:
         """Destroy the content of finished messages past retention; purge expired plugin state."""
@@ -239,7 +243,18 @@ class Runtime:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.close_channels()
         await self.store.close()
+
+    async def close_channels(self) -> None:
+        """Let the delivery channels close what they keep open between deliveries."""
+        for channel in self.registry.delivery_channels.values():
+            if channel.close is not None:
+                try:
+                    await channel.close()
+                except Exception:
+                    log.exception("closing delivery channel %r (plugin %r) failed",
+                                  channel.name, channel.plugin)
 
     def _job_done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

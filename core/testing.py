@@ -177,6 +177,7 @@ def siegel_harness(tmp_path: Path, smtp_sink: SmtpSink) -> HarnessFactory:
         try:
             yield Harness(resolved, registry, runtime, smtp_sink, frozen)
         finally:
+            await runtime.close_channels()
             await store.close()
 
     return factory

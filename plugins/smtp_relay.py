@@ -21,6 +21,8 @@ import ipaddress
 import re
 import socket
 import ssl
+import time
+import weakref
 from collections.abc import Iterator
 from typing import Literal
 
@@ -65,8 +67,13 @@ class RelaySettings:
     allow_plaintext_remote: bool = False
     timeout_seconds: float = 60.0
     local_hostname: str | None = None
+    #: How long a session to the relay is kept open for the next message; 0 closes each one
+    #: after its message.
+    idle_seconds: float = 5.0
 
     def __attrs_post_init__(self) -> None:
+        if self.idle_seconds < 0:
+            raise SettingError("idle_seconds", f"must be 0 or more, not {self.idle_seconds}")
         if not 0 < self.port < 65536:
             raise SettingError("port", f"must be between 1 and 65535, not {self.port}")
         if self.tls == "none" and not _is_loopback(self.host) and not self.allow_plaintext_remote:
@@ -197,10 +204,9 @@ async def _send(client: aiosmtplib.SMTP, outgoing: Outgoing
             reply.message)
 
 
-async def deliver(outgoing: Outgoing, tenant: Tenant) -> DeliveryResult:
-    settings: RelaySettings = tenant.settings[SECTION]
+def _new_client(settings: RelaySettings) -> aiosmtplib.SMTP:
     uses_tls = settings.tls != "none"
-    client = aiosmtplib.SMTP(
+    return aiosmtplib.SMTP(
         hostname=settings.host,
         port=settings.port,
         use_tls=settings.tls == "implicit",
@@ -211,10 +217,130 @@ async def deliver(outgoing: Outgoing, tenant: Tenant) -> DeliveryResult:
         timeout=settings.timeout_seconds,
         local_hostname=settings.local_hostname or _this_host(),
     )
+
+
+@attrs.define
+class _Idle:
+    client: aiosmtplib.SMTP
+    since: float
+    sent: int
+
+
+@attrs.define
+class _Connections:
+    """Open sessions to one relay, kept between deliveries (as Postfix keeps its own): with TLS a
+    new session costs a handshake, and every one a connect, EHLO and QUIT. A session is reused
+    for at most ``MAX_MESSAGES_PER_SESSION`` messages and ``idle_seconds`` after its last one."""
+
+    settings: RelaySettings
+    idle: list[_Idle] = attrs.Factory(list)
+    expiry: asyncio.TimerHandle | None = None
+    goodbyes: set[asyncio.Task[None]] = attrs.Factory(set)
+
+    async def take(self) -> tuple[aiosmtplib.SMTP, int]:
+        """A connected session and how many messages it has sent (0: new)."""
+        now = time.monotonic()
+        while self.idle:
+            session = self.idle.pop()
+            if session.client.is_connected and now - session.since < self.settings.idle_seconds:
+                return session.client, session.sent
+            session.client.close()
+        client = _new_client(self.settings)
+        try:
+            await client.connect()
+        except BaseException:
+            client.close()  # a refused STARTTLS or certificate leaves the connection open
+            raise
+        return client, 0
+
+    def give_back(self, client: aiosmtplib.SMTP, sent: int) -> None:
+        if (not client.is_connected or sent >= MAX_MESSAGES_PER_SESSION
+                or len(self.idle) >= MAX_IDLE_SESSIONS or self.settings.idle_seconds <= 0):
+            client.close()
+            return
+        self.idle.append(_Idle(client, time.monotonic(), sent))
+        if self.expiry is None:
+            self.expiry = asyncio.get_running_loop().call_later(
+                self.settings.idle_seconds, self.expire)
+
+    def expire(self) -> None:
+        self.expiry = None
+        now = time.monotonic()
+        stale = [s for s in self.idle if now - s.since >= self.settings.idle_seconds]
+        self.idle = [s for s in self.idle if s not in stale]
+        if stale:
+            task = asyncio.get_running_loop().create_task(_say_goodbye(stale))
+            self.goodbyes.add(task)
+            task.add_done_callback(self.goodbyes.discard)
+        if self.idle:
+            self.expiry = asyncio.get_running_loop().call_later(
+                self.settings.idle_seconds, self.expire)
+
+    async def close(self) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        idle, self.idle = self.idle, []
+        await asyncio.gather(_say_goodbye(idle), *self.goodbyes)
+
+
+async def _say_goodbye(sessions: list[_Idle]) -> None:
+    """QUIT, so that the relay closes its end too (a TLS session ends cleanly only so)."""
+    async def one(client: aiosmtplib.SMTP) -> None:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+            await asyncio.wait_for(client.quit(), 5)
+        client.close()
+
+    await asyncio.gather(*(one(s.client) for s in sessions))
+
+
+MAX_MESSAGES_PER_SESSION = 100
+MAX_IDLE_SESSIONS = 16
+# Per event loop (a session belongs to the loop that opened it), per relay.
+_open: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[RelaySettings, _Connections]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _connections(settings: RelaySettings) -> _Connections:
+    per_loop = _open.setdefault(asyncio.get_running_loop(), {})
+    return per_loop.setdefault(settings, _Connections(settings))
+
+
+async def close_connections() -> None:
+    """Close the sessions kept open for this event loop (the runtime calls it when it stops)."""
+    for connections in _open.pop(asyncio.get_running_loop(), {}).values():
+        await connections.close()
+
+
+# A kept session that the relay has closed in the meantime fails at once; that is no reason to
+# fail the delivery, so it is tried once more on a new session.
+_STALE_SESSION = (aiosmtplib.SMTPServerDisconnected, ConnectionError)
+
+
+async def _send_on_a_session(settings: RelaySettings, outgoing: Outgoing
+                             ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+    connections = _connections(settings)
+    while True:
+        client, sent = await connections.take()
+        try:
+            result = await _send(client, outgoing)
+        except _STALE_SESSION:
+            client.close()
+            if sent:
+                continue
+            raise
+        except BaseException:
+            client.close()
+            raise
+        connections.give_back(client, sent + 1)
+        return result
+
+
+async def deliver(outgoing: Outgoing, tenant: Tenant) -> DeliveryResult:
+    settings: RelaySettings = tenant.settings[SECTION]
     target = f"{settings.host}:{settings.port}"
     try:
-        async with client:
-            refused, reply = await _send(client, outgoing)
+        refused, reply = await _send_on_a_session(settings, outgoing)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         codes = [r.code for r in exc.recipients]
         detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
@@ -243,5 +369,5 @@ def siegel_register_config_sections() -> list[ConfigSection]:
 
 @hookimpl
 def siegel_register_delivery_channels() -> list[DeliveryChannel]:
-    return [DeliveryChannel(name="smtp", deliver=deliver,
+    return [DeliveryChannel(name="smtp", deliver=deliver, close=close_connections,
                             description="SMTP to the configured relay (aiosmtplib, TLS by default)")]

@@ -45,6 +45,12 @@ def make_certificate(tmp_path, common_name="localhost"):
 class Recorder:
     def __init__(self):
         self.messages = []
+        self.sessions = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        self.sessions += 1
+        return responses
 
     async def handle_DATA(self, server, session, envelope):
         self.messages.append((session.ssl is not None, envelope.original_content))
@@ -52,7 +58,7 @@ class Recorder:
 
 
 @pytest.fixture
-def tls_server(tmp_path):
+async def tls_server(tmp_path):
     cert_file, key_file = make_certificate(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
@@ -61,15 +67,17 @@ def tls_server(tmp_path):
                             tls_context=context, require_starttls=True)
     controller.start()
     yield controller, recorder, cert_file
+    await smtp_relay.close_connections()  # while the server can still answer QUIT
     controller.stop()
 
 
 @pytest.fixture
-def plain_server():
+async def plain_server():
     recorder = Recorder()
     controller = Controller(recorder, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield controller, recorder
+    await smtp_relay.close_connections()
     controller.stop()
 
 
@@ -208,3 +216,52 @@ async def test_refusals_keep_their_meaning(tmp_path, refuse, data_reply, status,
         controller.stop()
     assert result.status is status, result.detail
     assert detail in result.detail
+
+
+async def test_sessions_are_kept_for_the_next_messages(plain_server, tmp_path):
+    controller, recorder = plain_server
+    tenant = tenant_with({"host": "127.0.0.1", "port": controller.port, "tls": "none"}, tmp_path)
+    for _ in range(3):
+        result = await deliver(outgoing(), tenant)
+        assert result.status is DeliveryStatus.DELIVERED, result.detail
+    assert [raw for _, raw in recorder.messages] == [RAW] * 3
+    assert recorder.sessions == 1
+
+
+async def test_idle_seconds_zero_closes_every_session(plain_server, tmp_path):
+    controller, recorder = plain_server
+    tenant = tenant_with({"host": "127.0.0.1", "port": controller.port, "tls": "none",
+                          "idle_seconds": 0}, tmp_path)
+    for _ in range(3):
+        assert (await deliver(outgoing(), tenant)).status is DeliveryStatus.DELIVERED
+    assert recorder.sessions == 3
+
+
+async def test_a_session_the_relay_closed_is_replaced_without_failing(tmp_path):
+    recorder = Recorder()
+    port = free_port()
+    first = Controller(recorder, hostname="127.0.0.1", port=port)
+    first.start()
+    tenant = tenant_with({"host": "127.0.0.1", "port": port, "tls": "none"}, tmp_path)
+    assert (await deliver(outgoing(), tenant)).status is DeliveryStatus.DELIVERED
+    first.stop()  # the kept session dies with the server
+    second = Controller(recorder, hostname="127.0.0.1", port=port)
+    second.start()
+    try:
+        result = await deliver(outgoing(), tenant)
+        assert result.status is DeliveryStatus.DELIVERED, result.detail
+    finally:
+        await smtp_relay.close_connections()
+        second.stop()
+    assert len(recorder.messages) == 2
+    assert recorder.sessions == 2
+
+
+async def test_kept_sessions_stay_encrypted(tls_server, tmp_path):
+    controller, recorder, cert_file = tls_server
+    tenant = tenant_with({"host": "localhost", "port": controller.port,
+                          "ca_file": str(cert_file)}, tmp_path)
+    for _ in range(2):
+        assert (await deliver(outgoing(), tenant)).status is DeliveryStatus.DELIVERED
+    assert recorder.messages == [(True, RAW), (True, RAW)]
+    assert recorder.sessions == 2  # EHLO before and after STARTTLS, on one connection
