@@ -85,7 +85,8 @@ def _header_line(name: str, value: str) -> bytes:
     """One header field, folded; non-ASCII text as RFC 2047 words. Line breaks in ``value``
     (from a decoded subject, say) become spaces, so no value can add a header of its own."""
     value = _LINE_BREAKS.sub(" ", value).strip()
-    if value.isascii():
+    # Text that looks like an encoded word would be shown decoded; it is encoded itself instead.
+    if value.isascii() and "=?" not in value:
         folded = _fold_ascii(f"{name}: {value}")
         if all(len(line) <= _MAX_LINE for line in folded.split("\r\n")):
             return folded.encode("ascii") + CRLF

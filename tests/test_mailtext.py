@@ -51,6 +51,11 @@ def test_line_breaks_in_values_cannot_add_headers() -> None:
     assert parsed["Subject"] == "Hallo Bcc: opfer@example.net X-Evil: 1"
 
 
+def test_text_that_looks_encoded_is_shown_as_written() -> None:
+    subject = "Betreff =?utf-8?b?R2VoZWlt?= bleibt so"
+    assert parse(Mail(headers=[("Subject", subject)], text="").to_bytes())["Subject"] == subject
+
+
 def test_long_values_fold_and_unbreakable_ones_stay_within_the_hard_limit() -> None:
     words = " ".join(["Sachstand"] * 40)
     token = "y" * 2000
