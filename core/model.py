@@ -27,23 +27,28 @@ Language = Literal["de", "en"]
 # 34 MB. Fed in pieces, it holds one piece and the lines of the part it is reading.
 _PARSE_CHUNK_BYTES = 64 * 1024
 _CACHED_HEADER_CHARS = 2048
+# The fields classifiers and renderers ask about again and again, part by part. Others (Subject,
+# Date, Message-ID) differ from message to message, and a parsed field with its parse tree takes
+# about 16 KB: remembering those would only hold memory.
+_REMEMBERED_FIELDS = frozenset({"content-type", "content-transfer-encoding",
+                                "content-disposition"})
 
 
 class _RememberingHeaderRegistry(HeaderRegistry):
-    """The standard header classes, but a field value seen before is not parsed again.
+    """The standard header classes, but a MIME structure field seen recently is not parsed again.
 
     The email package parses a header field on every access: classifiers asking for the content
     type of the same parts took a fifth of the gateway's main thread. Header objects are immutable
     (``str`` with read-only attributes), so equal fields can share one."""
 
-    @functools.lru_cache(maxsize=4096)  # noqa: B019 (one registry for the process)
+    @functools.lru_cache(maxsize=256)  # noqa: B019 (one registry for the process)
     def _parsed(self, name: str, value: str) -> BaseHeader:
         return super().__call__(name, value)
 
     def __call__(self, name: str, value: str) -> BaseHeader:
-        if len(value) > _CACHED_HEADER_CHARS:
-            return super().__call__(name, value)
-        return self._parsed(name, value)
+        if name.lower() in _REMEMBERED_FIELDS and len(value) <= _CACHED_HEADER_CHARS:
+            return self._parsed(name, value)
+        return super().__call__(name, value)
 
 
 #: ``email.policy.default`` with remembered header parsing; what siegel parses messages with.
