@@ -302,8 +302,14 @@ _open: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[RelaySettings, 
 
 
 def _connections(settings: RelaySettings) -> _Connections:
-    per_loop = _open.setdefault(asyncio.get_running_loop(), {})
-    return per_loop.setdefault(settings, _Connections(settings))
+    loop = asyncio.get_running_loop()
+    per_loop = _open.get(loop)
+    if per_loop is None:
+        per_loop = _open[loop] = {}
+    connections = per_loop.get(settings)
+    if connections is None:
+        connections = per_loop[settings] = _Connections(settings)
+    return connections
 
 
 async def close_connections() -> None:
