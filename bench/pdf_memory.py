@@ -9,9 +9,10 @@ process per case, sent the message over SMTP by this process: its ``VmHWM`` once
 has arrived. Then the pipeline alone: each case runs in a fresh process that opens the store,
 pushes exactly one message through the whole gateway (accept with encryption at rest, classify,
 render + encrypt, carrier mail, SMTP delivery to ``siegel sink`` running as its own process,
-notices) and reports its peak RSS (``ru_maxrss``). The message is written to a file by this
-parent process first, so generating it is not counted; the gateway process reads it and lets it
-go once accepted, as the SMTP listener would.
+notices) and reports its peak RSS (``VmHWM``; ``ru_maxrss`` would include the parent's peak at
+the time it started the child). The message is written to a file by this parent process first,
+so generating it is not counted; the gateway process reads it and lets it go once accepted, as
+the SMTP listener would.
 
 With ``--stages`` it instead runs the large message once under tracemalloc and prints, for each
 stage of the path, the traced memory when the stage starts, its peak while it runs and what is
@@ -36,8 +37,6 @@ import importlib
 import inspect
 import json
 import os
-import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,10 @@ from typing import Any
 
 import attrs
 
+# The same relay process, configuration and SMTP client as the throughput bench (its folder).
+from pdf_throughput import SENDER as TENANT_SENDER
+from pdf_throughput import Relay, configure, register_recipient, send, wait_for_port
+
 from siegel.clock import SystemClock
 from siegel.config import config_from_mapping
 from siegel.crypto import ContentCipher, create_key_file
@@ -57,7 +60,6 @@ from siegel.manager import PluginRegistry
 from siegel.plugins.password_pdf import derive_recipient_key
 from siegel.plugins.password_pdf.workflow import ACCOUNTS
 from siegel.runtime import Runtime
-from siegel.sink import free_port
 from siegel.sqlite_store import SQLiteStore
 from siegel.testing import make_message
 
@@ -107,31 +109,6 @@ class Measurement:
     seconds: float
 
 
-class RelayProcess:
-    """``siegel sink`` in its own process, so the relay's memory is not counted."""
-
-    def __init__(self, maildir: Path) -> None:
-        self.port = free_port()
-        self.maildir = maildir
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "siegel", "sink", "--port", str(self.port), "--maildir",
-             str(maildir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("the sink did not start") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
 async def push_one_message(message_file: Path, folder: Path, relay_port: int) -> None:
     """The gateway of ``bench/pdf_throughput.py``: district plugin set, recipient registered.
     The message is read here and let go once accepted, as the SMTP listener does."""
@@ -161,7 +138,7 @@ async def push_one_message(message_file: Path, folder: Path, relay_port: int) ->
 def run_child(case: Case) -> None:
     """In the fresh process: one message through the gateway; print a Measurement as JSON."""
     message_mb = case.message_file.stat().st_size / 2**20
-    relay = RelayProcess(case.relay_folder)
+    relay = Relay(case.folder)
     try:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as gateway_folder:
@@ -169,7 +146,7 @@ def run_child(case: Case) -> None:
         seconds = time.perf_counter() - started
     finally:
         relay.stop()
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb(os.getpid())
     print(json.dumps(attrs.asdict(Measurement(attachment_mb=case.attachment_mb,
                                               message_mb=message_mb, peak_rss_mb=peak_mb,
                                               seconds=seconds))))
@@ -194,9 +171,6 @@ def peak_rss_mb(pid: int) -> float:
 def measure_serve(case: Case) -> Measurement:
     """``siegel serve`` as it runs (SMTP listener and portal included) in a fresh process, sent the
     message over SMTP by this process; its peak RSS once the carrier mail has arrived."""
-    from pdf_throughput import SENDER as TENANT_SENDER
-    from pdf_throughput import Relay, configure, register_recipient, send, wait_for_port
-
     case.write_message()
     raw = case.message_file.read_bytes()
     relay = Relay(case.folder)
@@ -271,7 +245,7 @@ STAGES = [
     ("siegel.model", "parse_email", "  parse (classify)"),
     ("siegel.pipeline", "Pipeline.classify", "  classify"),
     ("siegel.pipeline", "Pipeline.rewrite", "  rewrite (RawMessage)"),
-    ("siegel.pipeline", "parse_email", "  parse (rewritten copy)"),
+    ("siegel.mime", "RawMessage.parsed", "  parse (rewritten headers)"),
     ("siegel.plugins.password_pdf.workflow", "Workflow.protect", "  password_pdf: protect"),
     ("siegel.plugins.password_pdf.workflow", "render_encrypted", "    render_encrypted"),
     ("siegel.plugins.password_pdf.render", "_extract", "      decode attachments"),
@@ -338,7 +312,7 @@ def run_stages(case: Case) -> None:
     tracer = StageTracer()
     for module, path, label in STAGES:
         tracer.wrap(module, path, label)
-    relay = RelayProcess(case.relay_folder)
+    relay = Relay(case.folder)
     tracemalloc.start()
     try:
         with tempfile.TemporaryDirectory() as gateway_folder:
@@ -351,7 +325,7 @@ def run_stages(case: Case) -> None:
     print(f"{'stage':42s} {'entry':>8s} {'peak':>8s} {'(+)':>8s} {'exit':>8s}")
     for label, entry, peak, exit_ in tracer.rows[1:] + tracer.rows[:1]:
         print(f"{label:42s} {entry:8.1f} {peak:8.1f} {peak - entry:+8.1f} {exit_:8.1f}")
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MB "
+    print(f"peak RSS {peak_rss_mb(os.getpid()):.1f} MB "
           "(with tracemalloc's own overhead)")
 
 
