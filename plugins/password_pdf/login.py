@@ -6,9 +6,9 @@ form (``$argon2id$v=19$m=65536,t=3,p=4$salt$hash``) and verifies against that.
 
 Parameters: argon2-cffi's RFC 9106 "low memory" profile, 64 MiB, 3 passes, 4 lanes. That is above
 the minimum of OWASP ASVS 5 and the Password Storage Cheat Sheet (19 MiB, 2 passes, 1 lane) on
-every axis and costs about 0.1 s on one core of a current server. Hashing runs in its own pool of
-two threads, beside the event loop: at most two hashes at once, so a flood of logins costs at most
-128 MiB and two cores, and the gateway keeps delivering.
+every axis and costs about 0.1 s on a current server. Hashing runs in its own pool of two threads,
+beside the event loop: the gateway keeps delivering, and at most two hashes (128 MiB) run at once
+however many logins arrive.
 """
 
 from __future__ import annotations
