@@ -1,6 +1,7 @@
 """The ``password_pdf`` plugin: registers the protection method and its settings.
 
-Portal pages (registration, password reset, reply form) call :class:`.workflow.Workflow`.
+Portal pages (registration, password reset, login and password change, reply form) call
+:class:`.workflow.Workflow`.
 """
 
 from __future__ import annotations

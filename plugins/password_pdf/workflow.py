@@ -5,15 +5,19 @@
 * On first contact the message is held (encrypted in the store) and the recipient gets one
   invitation with a single-use registration link, valid ``hold_days`` (5); every further message
   for them waits for the same registration. Registering releases all of them.
-* The password is never stored: only the R6 ``/U`` entry and the key derived from the password
-  (``ue_key``), in plugin state, encrypted at rest. Tokens are 256-bit random values, stored only
-  as their SHA-256, single-purpose and expiring.
+* The password is never stored: only the R6 ``/U`` entry, the key derived from the password
+  (``ue_key``) and an Argon2id hash for the portal login (:mod:`.login`), in plugin state,
+  encrypted at rest. Tokens are 256-bit random values, stored only as their SHA-256,
+  single-purpose and expiring.
+* A recipient who logged in to the portal can change the password there; that works exactly as a
+  reset by mail (new key and hash, a notice to the recipient, held messages released).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email.utils
 import functools
 import hashlib
@@ -45,6 +49,7 @@ from siegel.state import PluginState
 from siegel.store import StateConflict
 
 from .encrypt import PasswordRejected, RecipientKey, derive_recipient_key
+from .login import check_password, hash_password
 from .pipeline import render_encrypted
 from .render import Letterhead
 
@@ -110,6 +115,48 @@ class TokenRecord:
     message_id: str | None = None
     reply_to: str | None = None
     subject: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class _Account:
+    """A recipient's record in ``password_pdf.accounts``: what the PDFs need and the login hash.
+    Accounts from before the portal login have no ``login_hash``; they cannot log in until the
+    password is set again (reset link)."""
+
+    key: RecipientKey
+    set_at: datetime
+    login_hash: str | None = attrs.field(default=None, repr=False)
+
+    def encode(self) -> bytes:
+        data = {"u": base64.b64encode(self.key.u_entry).decode(),
+                "ue": base64.b64encode(self.key.ue_key).decode(),
+                "set_at": self.set_at.isoformat()}
+        if self.login_hash is not None:
+            data["login_hash"] = self.login_hash
+        return json.dumps(data).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> _Account:
+        data = json.loads(raw)
+        return cls(key=RecipientKey(base64.b64decode(data["u"]), base64.b64decode(data["ue"])),
+                   set_at=datetime.fromisoformat(data["set_at"]), login_hash=data.get("login_hash"))
+
+
+@attrs.frozen(kw_only=True)
+class PortalAccount:
+    """A recipient as the portal's account page shows them."""
+
+    recipient: Address
+    password_set_at: datetime
+    #: Changes whenever the password (or its hash) changes; a login remembers it, so that a
+    #: reset or change elsewhere ends every older login of the account.
+    password_version: str
+
+    @classmethod
+    def of(cls, recipient: Address, account: _Account) -> PortalAccount:
+        assert account.login_hash is not None
+        version = hashlib.sha256(account.login_hash.encode()).hexdigest()[:32]
+        return cls(recipient=recipient, password_set_at=account.set_at, password_version=version)
 
 
 def hash_token(token: str) -> str:
@@ -211,8 +258,7 @@ class Workflow:
         record = await self.accounts.get(_account_key(self.tenant.id, recipient))
         if record is None:
             return None
-        data = json.loads(record.value)
-        return RecipientKey(base64.b64decode(data["u"]), base64.b64decode(data["ue"]))
+        return _Account.decode(record.value).key
 
     async def protect(self, ctx: RecipientContext) -> Protected | Held:
         key = await self.recipient_key(ctx.recipient)
@@ -326,21 +372,26 @@ class Workflow:
         problems = password_problems(password, recipient, self.settings.minimum_password_length)
         if problems:
             return recipient, problems
-        key = derive_recipient_key(password)
+        account = await self._new_account(password)
         await self.consume_token(token, purpose)
-        await self._store_key(recipient, key)
-        if purpose == "reset":
+        await self._replace_password(recipient, account, tell=purpose == "reset")
+        return recipient, []
+
+    async def _new_account(self, password: str) -> _Account:
+        return _Account(key=derive_recipient_key(password), set_at=self.now,
+                        login_hash=await hash_password(password))
+
+    async def _replace_password(self, recipient: Address, account: _Account, *,
+                                tell: bool) -> None:
+        """Store the new key and hash, tell the recipient (unless this is the first password),
+        and release what waited for a password."""
+        await self.accounts.put(_account_key(self.tenant.id, recipient), account.encode())
+        if tell:
             await self._send(recipient, "password_changed", {
                 "when": self.now.strftime("%d.%m.%Y %H:%M UTC"),
                 "when_en": self.now.strftime("%Y-%m-%d %H:%M UTC"),
                 "password_link": self.link("/password")})
         await self._release_held(recipient)
-        return recipient, []
-
-    async def _store_key(self, recipient: Address, key: RecipientKey) -> None:
-        data = {"u": base64.b64encode(key.u_entry).decode(),
-                "ue": base64.b64encode(key.ue_key).decode(), "set_at": self.now.isoformat()}
-        await self.accounts.put(_account_key(self.tenant.id, recipient), json.dumps(data).encode())
 
     async def _release_held(self, recipient: Address) -> None:
         key = _account_key(self.tenant.id, recipient)
@@ -364,6 +415,42 @@ class Workflow:
     async def reset(self, token: str, password: str) -> tuple[Address, list[Text]]:
         """Set a new password through a reset link; the recipient is told by mail."""
         return await self._set_password(token, "reset", password)
+
+    async def verify_login(self, recipient: Address, password: str) -> PortalAccount | None:
+        """The account if ``password`` is the recipient's, else ``None``. An unknown recipient,
+        an account without a login hash and a wrong password take the same time and give the same
+        answer. A hash made with older parameters is replaced by one made with the current ones."""
+        key = _account_key(self.tenant.id, recipient)
+        record = await self.accounts.get(key)
+        account = _Account.decode(record.value) if record is not None else None
+        check = await check_password(account.login_hash if account else None, password)
+        if not check.verified or account is None or record is None:
+            return None
+        if check.needs_rehash:
+            account = attrs.evolve(account, login_hash=await hash_password(password))
+            # A conflict means the password changed meanwhile; the new one stands, and the
+            # login ends at the next request because its password version is outdated.
+            with contextlib.suppress(StateConflict):
+                await self.accounts.put(key, account.encode(), expect_version=record.version)
+        return PortalAccount.of(recipient, account)
+
+    async def portal_account(self, recipient: Address) -> PortalAccount | None:
+        """The recipient's account, if it exists and can log in (has a login hash)."""
+        record = await self.accounts.get(_account_key(self.tenant.id, recipient))
+        if record is None:
+            return None
+        account = _Account.decode(record.value)
+        return PortalAccount.of(recipient, account) if account.login_hash is not None else None
+
+    async def change_password(self, recipient: Address, password: str) -> list[Text]:
+        """Set a new password for a recipient who is logged in to the portal (the caller checked
+        the current password), exactly as a reset link would. Returns the problems with the new
+        password; empty: done."""
+        problems = password_problems(password, recipient, self.settings.minimum_password_length)
+        if problems:
+            return problems
+        await self._replace_password(recipient, await self._new_account(password), tell=True)
+        return []
 
     async def reply(self, token: str, text: str,
                     attachments: Sequence[tuple[str, str, bytes]] = ()) -> str:

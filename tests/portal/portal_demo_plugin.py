@@ -29,10 +29,10 @@ class DemoPlugin:
     def siegel_register_portal_routes(self) -> list[PortalRoute]:
         return [
             PortalRoute(name="demo.hello", path="/hello", endpoint=self.hello),
-            PortalRoute(name="demo.login", path="/login", endpoint=self.login,
+            PortalRoute(name="demo.login", path="/demo/login", endpoint=self.login,
                         methods=("GET", "POST")),
             PortalRoute(name="demo.whoami", path="/whoami", endpoint=self.whoami),
-            PortalRoute(name="demo.logout", path="/logout", endpoint=self.logout, methods=("POST",)),
+            PortalRoute(name="demo.logout", path="/demo/logout", endpoint=self.logout, methods=("POST",)),
             PortalRoute(name="demo.write-on-get", path="/write-on-get", endpoint=self.write_on_get),
             PortalRoute(name="demo.state-on-get", path="/state-on-get", endpoint=self.state_on_get),
             PortalRoute(name="demo.guess", path="/guess", endpoint=self.guess,

@@ -4,7 +4,9 @@ A clerk's customer mail reaches the gateway over real SMTP; the recipient gets a
 the clerk the "delayed" notice at a real SMTP sink; the recipient chooses a password in a real
 browser (Debian's Chromium via Playwright); the carrier mail arrives; qpdf and poppler open the
 PDF with that password (and refuse a wrong one); the recipient replies through the form and the
-clerk receives it; a password reset works with mailbox proof. axe-core checks every page.
+clerk receives it; a password reset works with mailbox proof; the recipient logs in with the
+keyboard alone, is refused with a wrong password, changes the password and logs out, and the next
+PDF opens only with the new password. axe-core checks every page, in German and English.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ pytestmark = BROWSER_MARKS
 CLERK = "sachbearbeitung@behoerde.example"
 CITIZEN = "jörg.müller@example.net"
 PASSWORD = "Grüne Äpfel 2026 €"
+RESET_PASSWORD = "Blaue Birnen 2027 !"
+CHANGED_PASSWORD = "Gelbe Quitten 2028 ?"
 BODY = ("Sehr geehrter Herr Müller,\n\nzu Ihrer Kundennummer 123A456789 teilen wir Ihnen mit: "
         "Die Unterlagen über 12,50 € sind vollständig.\n\nMit freundlichen Grüßen\n")
 ATTACHMENT = ("Bescheid_Müller.pdf", "application/pdf", b"%PDF-1.4\n" + bytes(range(256)) * 8)
@@ -44,6 +48,22 @@ def link(mail, kind: str) -> str:
 
 def run(*args, check=True):
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=check)
+
+
+async def focused(page) -> str:
+    """The focused element, as its id, or its tag and class."""
+    return await page.evaluate(
+        "() => document.activeElement.id || "
+        "(document.activeElement.tagName.toLowerCase() + '.' + document.activeElement.className)")
+
+
+async def tab_to(page, wanted: str, *, limit: int = 12) -> None:
+    """Press Tab until ``wanted`` (see :func:`focused`) has the focus."""
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if await focused(page) == wanted:
+            return
+    raise AssertionError(f"{wanted} not reached with Tab; focus is on {await focused(page)}")
 
 
 async def test_register_read_reply_reset(siegel_harness, chromium, axe_source, tmp_path: Path):
@@ -159,21 +179,113 @@ async def test_register_read_reply_reset(siegel_harness, chromium, axe_source, t
                                 if m.parsed.get("X-Siegel-Mail") == "password_pdf.reset"]
                 await page.goto(link(reset_mail, "reset"))
                 await axe(page, "reset")
-                await page.fill("#field-password", "Blaue Birnen 2027 !")
-                await page.fill("#field-password_repeat", "Blaue Birnen 2027 !")
+                await page.fill("#field-password", RESET_PASSWORD)
+                await page.fill("#field-password_repeat", RESET_PASSWORD)
                 await page.click("button[type=submit]")
                 await page.wait_for_url("**/password/done")
+
+                # 6. Log in, keyboard only: a wrong password is refused with an announced error.
+                base = f"http://127.0.0.1:{portal_port}/t/test"
+                for language in ("en", "de"):
+                    await page.goto(f"{base}/login?lang={language}")
+                    await axe(page, f"login [{language}]")
+                await page.goto(f"{base}/password")
+                await page.get_by_role("link", name="Anmelden und Passwort ändern").press("Enter")
+                await page.wait_for_url("**/login")
+                await page.keyboard.press("Tab")
+                assert "skip-link" in await focused(page)
+                await page.keyboard.press("Enter")
+                await tab_to(page, "field-address")
+                await page.keyboard.type(CITIZEN)
+                await page.keyboard.press("Tab")
+                assert await focused(page) == "field-password"
+                await page.keyboard.type(PASSWORD)  # the first one: no longer valid
+                async with page.expect_navigation():
+                    await page.keyboard.press("Enter")
+                alert = page.locator("[role=alert]")
+                assert "Passwort ist nicht richtig" in await alert.inner_text()
+                assert "error-summary" in await focused(page)  # announced and focused
+                assert await page.get_attribute("#field-password", "aria-invalid") == "true"
+                assert await page.input_value("#field-address") == CITIZEN
+                assert (await page.title()).startswith("Fehler:")
+                await axe(page, "login with errors")
+                await page.keyboard.press("Tab")
+                await page.keyboard.press("Enter")  # the summary's link leads to the field
+                assert await focused(page) == "field-password"
+                await page.keyboard.type(RESET_PASSWORD)
+                async with page.expect_navigation():
+                    await page.keyboard.press("Enter")
+                assert await page.inner_text("h1") == "Ihr Konto"
+                assert CITIZEN in await page.inner_text("main")
+                await axe(page, "account")
+
+                # 7. Change the password on the account page, keyboard only.
+                await tab_to(page, "field-current_password")
+                await page.keyboard.type("Falsches Passwort 1")
+                await page.keyboard.press("Tab")
+                assert await focused(page) == "field-password"
+                await page.keyboard.type(CHANGED_PASSWORD)
+                await page.keyboard.press("Tab")
+                assert await focused(page) == "field-password_repeat"
+                await page.keyboard.type(CHANGED_PASSWORD)
+                await page.keyboard.press("Tab")
+                assert await focused(page) == "button.button"
+                async with page.expect_navigation():
+                    await page.keyboard.press("Enter")
+                assert "bisherige Passwort ist nicht richtig" in await alert.inner_text()
+                assert "error-summary" in await focused(page)
+                await axe(page, "account with errors")
+                await page.keyboard.press("Tab")
+                await page.keyboard.press("Enter")
+                assert await focused(page) == "field-current_password"
+                await page.keyboard.type(RESET_PASSWORD)
+                for field in ("field-password", "field-password_repeat"):
+                    await page.keyboard.press("Tab")
+                    assert await focused(page) == field
+                    await page.keyboard.type(CHANGED_PASSWORD)
+                async with page.expect_navigation():
+                    await page.keyboard.press("Enter")
+                assert "Ihr neues Passwort ist gespeichert" in await page.inner_text("main")
+                await axe(page, "password changed")
+                await page.goto(f"{base}/account?lang=en")
+                await axe(page, "account [en]")
+                await page.goto(f"{base}/account?lang=de")
+
+                # 8. Log out with the keyboard.
+                logout = page.get_by_role("button", name="Abmelden")
+                await logout.focus()
+                async with page.expect_navigation():
+                    await page.keyboard.press("Enter")
+                await page.wait_for_url("**/login")
+                assert "Sie haben sich abgemeldet" in await page.inner_text("[role=status]")
+                await axe(page, "logged out")
+                await page.goto(f"{base}/account")
+                await page.wait_for_url("**/login")
                 assert page.problems == [], page.problems  # type: ignore[attr-defined]
+
+            # 9. The next message opens with the changed password only.
+            await asyncio.to_thread(send)
             await harness.process()
-            assert [m for m in harness.sink.to(CITIZEN)
-                    if m.parsed.get("X-Siegel-Mail") == "password_pdf.password_changed"]
+            latest = [m for m in harness.sink.to(CITIZEN) if m.parsed.get("X-Siegel-Protection")][-1]
+            [part] = [p for p in latest.parsed.iter_attachments()
+                      if p.get_filename() == "nachricht.pdf"]
+            pdf = tmp_path / "nach-der-aenderung.pdf"
+            pdf.write_bytes(part.get_content())
+            assert run("qpdf", f"--password={CHANGED_PASSWORD}", "--check", pdf).returncode == 0
+            for old in (PASSWORD, RESET_PASSWORD):
+                refused = run("qpdf", f"--password={old}", "--decrypt", pdf, tmp_path / "x.pdf",
+                              check=False)
+                assert refused.returncode != 0 and "invalid password" in refused.stderr
+            changed_notices = [m for m in harness.sink.to(CITIZEN)
+                               if m.parsed.get("X-Siegel-Mail") == "password_pdf.password_changed"]
+            assert len(changed_notices) == 2  # the reset and the change
             records = await harness.store.list(states=[RecipientState.HELD])
             assert records == []
         finally:
             await portal.stop()
             await gateway.stop()
     assert all(not v for v in checked.values()), {k: v for k, v in checked.items() if v}
-    assert len(checked) >= 10
+    assert len(checked) >= 18
 
 
 @pytest.mark.parametrize("path", ["/t/test/register/not-a-token", "/t/test/reply/not-a-token",

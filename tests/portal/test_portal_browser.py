@@ -60,7 +60,7 @@ async def test_every_demo_page_passes_axe_in_german_and_english(siegel_harness, 
             checked[f"{name} [{html_lang}]"] = await axe_violations(page, axe_source)
 
         for lang in ("de", "en"):
-            for path in ("/t/test/", "/t/test/contact", "/t/test/hello", "/t/test/login",
+            for path in ("/t/test/", "/t/test/contact", "/t/test/hello", "/t/test/demo/login",
                          "/t/test/session-expired?reason=idle&page=portal.contact",
                          "/t/test/session-expired?reason=absolute", "/t/test/nowhere",
                          "/t/nobody/"):

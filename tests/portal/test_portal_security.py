@@ -116,7 +116,7 @@ async def test_csrf_wrong_token_is_refused_and_the_endpoint_never_runs(portal):
     async with portal(plugins=[("demo", plugin)]) as p:
         token = await p.contact_form()
         assert (await p.post_contact(token[:-2] + "xx")).status_code == 403
-        assert (await p.client.post("/t/test/login", data={"user": "x",
+        assert (await p.client.post("/t/test/demo/login", data={"user": "x",
                                                             "csrf_token": "nope"})).status_code == 403
         assert plugin.calls == []
         # the session survives a refused post: the right token still works

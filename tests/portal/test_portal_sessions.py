@@ -15,8 +15,8 @@ from siegel.portal.sessions import NAMESPACE, SessionManager, StateChangeOnGet
 
 
 async def login(p, user: str = "erika") -> None:
-    token = csrf_token((await p.client.get("/t/test/login")).text)
-    response = await p.client.post("/t/test/login", data={"user": user, "csrf_token": token})
+    token = csrf_token((await p.client.get("/t/test/demo/login")).text)
+    response = await p.client.post("/t/test/demo/login", data={"user": user, "csrf_token": token})
     assert response.status_code == 303
 
 
@@ -59,7 +59,7 @@ async def test_writes_on_get_are_refused(portal, caplog):
 
 async def test_rotation_changes_the_id_keeps_the_data_and_kills_the_old_id(portal):
     async with portal(plugins=[("demo", DemoPlugin())]) as p:
-        await p.client.get("/t/test/login")
+        await p.client.get("/t/test/demo/login")
         before = p.session_cookie
         await login(p)
         after = p.session_cookie
@@ -69,7 +69,7 @@ async def test_rotation_changes_the_id_keeps_the_data_and_kills_the_old_id(porta
 
         # the old id (a planted or stolen one) gives nothing, and the user is told
         p.set_session_cookie(before)
-        stale = await p.client.get("/t/test/login")
+        stale = await p.client.get("/t/test/demo/login")
         assert "nicht mehr gültig" in stale.text
         assert p.session_cookie != before
         assert (await p.client.get("/t/test/whoami")).text == "user=None"
@@ -77,17 +77,17 @@ async def test_rotation_changes_the_id_keeps_the_data_and_kills_the_old_id(porta
 
 async def test_rotation_gives_a_new_csrf_token(portal):
     async with portal(plugins=[("demo", DemoPlugin())]) as p:
-        old_token = csrf_token((await p.client.get("/t/test/login")).text)
-        await p.client.post("/t/test/login", data={"user": "erika", "csrf_token": old_token})
-        response = await p.client.post("/t/test/logout", data={"csrf_token": old_token})
+        old_token = csrf_token((await p.client.get("/t/test/demo/login")).text)
+        await p.client.post("/t/test/demo/login", data={"user": "erika", "csrf_token": old_token})
+        response = await p.client.post("/t/test/demo/logout", data={"csrf_token": old_token})
         assert response.status_code == 403
 
 
 async def test_logout_deletes_the_session_and_the_cookie(portal):
     async with portal(plugins=[("demo", DemoPlugin())]) as p:
         await login(p)
-        token = csrf_token((await p.client.get("/t/test/login")).text)
-        response = await p.client.post("/t/test/logout", data={"csrf_token": token})
+        token = csrf_token((await p.client.get("/t/test/demo/login")).text)
+        response = await p.client.post("/t/test/demo/logout", data={"csrf_token": token})
         assert response.status_code == 303
         assert any("Max-Age=0" in c or "expires=" in c.lower() for c in set_cookies(response))
         assert p.session_cookie is None
