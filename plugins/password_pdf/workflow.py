@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import email.utils
@@ -24,7 +23,6 @@ import hashlib
 import json
 import secrets
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -48,15 +46,10 @@ from siegel import (
 from siegel.state import PluginState
 from siegel.store import StateConflict
 
+from . import renderer
 from .encrypt import PasswordRejected, RecipientKey, derive_recipient_key
 from .login import check_password, hash_password
-from .pipeline import render_encrypted
 from .render import Letterhead
-
-# Rendering is pure-Python CPU work, so threads only take turns at the interpreter lock. More than
-# one thread at it made each PDF about 40 % more expensive (they evict each other's caches), so
-# PDFs are rendered one at a time, beside the event loop.
-_RENDERER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siegel-render")
 
 SECTION = "password_pdf"
 METHOD = "password_pdf"
@@ -70,6 +63,11 @@ Purpose = Literal["register", "reset", "reply"]
 def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
         raise SettingError(attribute.name, f"must be greater than 0, not {value}")
+
+
+def _not_negative(_instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < 0:
+        raise SettingError(attribute.name, f"must be 0 or more, not {value}")
 
 
 def _png(_instance: object, attribute: attrs.Attribute[Any], value: ConfigPath | None) -> None:
@@ -98,6 +96,12 @@ class PasswordPdfSettings:
     #: Sender of invitations and password mails; default: the tenant's notice address.
     mail_from: str | None = None
     templates: ConfigPath | None = None
+    #: Worker processes that render PDFs beside the gateway's event loop; 0 renders on a thread
+    #: of the gateway process (one PDF at a time).
+    render_processes: int = attrs.field(default=1, validator=_not_negative)
+    #: Messages larger than this (MB) are rendered on the gateway's thread, not sent to a worker:
+    #: a worker would hold them several times over.
+    render_in_gateway_above_mb: float = attrs.field(default=4.0, validator=_positive)
 
 
 class TokenInvalid(Exception):
@@ -268,9 +272,12 @@ class Workflow:
                 "Erstkontakt: Die Nachricht wartet, bis der Empfänger ein Passwort festgelegt hat",
                 "first contact: the message waits until the recipient has chosen a password"),
                 until=until)
-        pdf = await asyncio.get_running_loop().run_in_executor(_RENDERER, functools.partial(
-            render_encrypted, ctx.email, letterhead=self._letterhead(), key=key,
-            language=self.tenant.language))
+        settings = self.settings
+        # Rewriters change headers only, so the received size is the copy's size.
+        pdf = await renderer.render(
+            ctx.email, lambda: ctx.raw, size=len(ctx.message.raw), letterhead=self._letterhead(),
+            key=key, language=self.tenant.language, processes=settings.render_processes,
+            in_gateway_above_bytes=int(settings.render_in_gateway_above_mb * 1024 * 1024))
         carrier = await self._carrier(ctx, pdf)
         return Protected(
             outgoing=[Outgoing(channel=self.tenant.delivery_channel,

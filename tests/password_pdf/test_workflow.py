@@ -3,13 +3,16 @@ PDF, open it with qpdf and poppler, reset, reply, expire."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 
 import pytest
 from password_pdf_helpers import sha256
 
 from siegel import Address, RecipientState
+from siegel.plugins.password_pdf import renderer
 from siegel.plugins.password_pdf.workflow import TokenInvalid, Workflow
 from siegel.testing import make_message
 
@@ -195,3 +198,36 @@ def test_password_rules():
     assert password_problems("joerg.mueller-2026", citizen, 12)  # contains the address
     assert password_problems("aaaaaaaaaaaaaaaa", citizen, 12)
     assert password_problems("x" * 20 + "ÄÖÜäöüß€€", citizen, 12)  # over 32 bytes: viewers fail
+
+
+async def test_a_render_worker_that_dies_fails_the_message_closed(siegel_harness, monkeypatch):
+    """A render worker killed while it renders (out of memory, say): the copy is quarantined,
+    nothing reaches the recipient, the sender is told; the next message gets a new worker."""
+    async with siegel_harness(config=CONFIG) as harness:
+        await send_customer_mail(harness)
+        await harness.process()
+        [invitation] = harness.sink.to(CITIZEN)
+        workflow = Workflow(harness.runtime, harness.config.tenants["test"])
+        await workflow.register(link_from(invitation, "register"), PASSWORD)
+        await harness.process()
+        delivered = len(harness.sink.to(CITIZEN))
+        [worker] = renderer.worker_pids()
+
+        original = renderer._Worker.render
+
+        def killed_while_rendering(self, *args):
+            os.kill(worker, signal.SIGKILL)
+            return original(self, *args)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(renderer._Worker, "render", killed_while_rendering)
+            doomed = await send_customer_mail(harness, subject="Während der Arbeit beendet")
+            await harness.process()
+        assert (await harness.states(doomed))[CITIZEN] is RecipientState.QUARANTINED
+        assert len(harness.sink.to(CITIZEN)) == delivered
+        assert harness.notices("quarantined")
+
+        later = await send_customer_mail(harness, subject="Danach")
+        await harness.process()
+        assert (await harness.states(later))[CITIZEN] is RecipientState.DELIVERED
+        assert renderer.worker_pids() != [worker]

@@ -1,0 +1,78 @@
+"""A render worker process: ``python -m siegel.plugins.password_pdf.render_worker``.
+
+Started by :mod:`.renderer`, never by hand. It reads requests from standard input and writes
+answers to standard output, each a frame: an 8-byte big-endian length, then a pickle. A request is
+``(raw, letterhead, key, language)``; the answer is ``("pdf", bytes)`` or ``("error", text)``.
+The worker ends when its input closes, which is also what happens when the gateway dies.
+
+Its own process rather than :mod:`multiprocessing`: ``spawn`` runs the embedding program's main
+module again in every worker (a script without a ``__main__`` guard would start a second
+gateway), and ``fork`` copies a process that has threads holding locks.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import sys
+from typing import IO
+
+from siegel.model import parse_email
+
+from .encrypt import derive_recipient_key
+from .pipeline import render_encrypted
+from .render import Letterhead
+
+HEADER = struct.Struct(">Q")
+
+
+def read_frame(stream: IO[bytes]) -> bytes | None:
+    """One frame's payload, or None at the end of the stream."""
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        return None
+    (size,) = HEADER.unpack(header)
+    payload = stream.read(size)
+    if len(payload) < size:
+        return None
+    return payload
+
+
+def write_frame(stream: IO[bytes], payload: bytes) -> None:
+    stream.write(HEADER.pack(len(payload)))
+    stream.write(payload)
+    stream.flush()
+
+
+def _warm_up() -> None:
+    """Fonts and modules are loaded before the first real message."""
+    message = parse_email(b"From: a@example.org\r\nTo: b@example.org\r\nSubject: -\r\n\r\n-\r\n")
+    render_encrypted(message, letterhead=Letterhead(tenant_name="-"),
+                     key=derive_recipient_key("warm-up password"))
+
+
+def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
+    _warm_up()
+    write_frame(answers, pickle.dumps(("ready", None)))
+    while (payload := read_frame(requests)) is not None:
+        raw, letterhead, key, language = pickle.loads(payload)  # noqa: S301 (our own parent)
+        del payload
+        try:
+            answer: tuple[str, object] = ("pdf", render_encrypted(
+                parse_email(raw), letterhead=letterhead, key=key, language=language))
+        except Exception as exc:  # the gateway fails this message closed and keeps it
+            answer = ("error", f"{type(exc).__name__}: {exc}")
+        del raw
+        write_frame(answers, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def main() -> None:
+    # Answers get standard output to themselves: anything a library prints goes to stderr.
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(sys.stdin.buffer, answers)
+
+
+if __name__ == "__main__":
+    main()

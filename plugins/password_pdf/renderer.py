@@ -1,0 +1,188 @@
+"""Where the gateway renders its PDFs: in worker processes, or on one thread beside the event loop.
+
+Rendering is pure-Python CPU work. On a thread of the gateway process it takes turns with the event
+loop at the interpreter lock, so while a PDF is rendered the gateway accepts, classifies and
+delivers nothing, and a gateway never uses more than one core for PDFs. Worker processes
+(``render_processes``, default 1; :mod:`.render_worker`) render beside the event loop on a core of
+their own; the message goes to them as bytes and the encrypted PDF comes back as bytes, over a
+pipe (never through a file). A worker is started when first needed and lives as long as the
+gateway.
+
+Large messages are rendered on the gateway's own thread all the same: sending one to a worker
+holds it several more times at once (pickled here, received and parsed there, the PDF pickled
+back), which would break the memory budget of a large attachment for a gain that only counts with
+many small messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from email.message import EmailMessage
+
+from .encrypt import RecipientKey
+from .pipeline import render_encrypted
+from .render import Language, Letterhead
+from .render_worker import read_frame, write_frame
+
+# More than one thread at it made each PDF about 40 % more expensive (they evict each other's
+# caches), so a gateway renders on its own thread one PDF at a time.
+_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siegel-render")
+
+
+class RenderFailed(Exception):
+    """A worker could not render the message, or died while doing it."""
+
+
+class _WorkerGone(RenderFailed):
+    """The worker process ended; it cannot take another message."""
+
+
+class _Worker:
+    """One render worker process, used by one thread at a time."""
+
+    def __init__(self) -> None:
+        # -P: the working directory does not go on the worker's import path.
+        self.process = subprocess.Popen(
+            [sys.executable, "-P", "-m", "siegel.plugins.password_pdf.render_worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._answer()  # "ready": started and warmed up
+
+    def _answer(self) -> tuple[str, object]:
+        assert self.process.stdout is not None
+        payload = read_frame(self.process.stdout)
+        if payload is None:
+            code = self.process.wait()
+            raise _WorkerGone(f"the render worker ended (exit code {code})")
+        answer: tuple[str, object] = pickle.loads(payload)  # noqa: S301 (our own child)
+        return answer
+
+    def render(self, raw: bytes, letterhead: Letterhead, key: RecipientKey,
+               language: Language) -> bytes:
+        assert self.process.stdin is not None
+        request = pickle.dumps((raw, letterhead, key, language), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            write_frame(self.process.stdin, request)
+        except (BrokenPipeError, ValueError):
+            raise _WorkerGone("the render worker is gone") from None
+        del request
+        kind, value = self._answer()
+        if kind != "pdf" or not isinstance(value, bytes):
+            raise RenderFailed(f"the render worker failed: {value}")
+        return value
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+class _Pool:
+    """``size`` workers, each driven by a thread of its own (the threads only wait on pipes)."""
+
+    def __init__(self, size: int) -> None:
+        self.threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="siegel-render")
+        self.idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self.all: list[_Worker] = []
+        self.size = size
+        self._lock = threading.Lock()
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            if len(self.all) < self.size and self.idle.empty():
+                worker = _Worker()
+                self.all.append(worker)
+                return worker
+        return self.idle.get()
+
+    def _forget(self, worker: _Worker) -> None:
+        with self._lock:
+            self.all.remove(worker)
+        with contextlib.suppress(OSError):
+            worker.process.kill()
+        worker.stop()
+
+    def render(self, raw: bytes, letterhead: Letterhead, key: RecipientKey,
+               language: Language) -> bytes:
+        worker = self._take()
+        try:
+            pdf = worker.render(raw, letterhead, key, language)
+        except _WorkerGone:
+            self._forget(worker)
+            raise
+        except RenderFailed:  # this message could not be rendered; the worker is fine
+            self.idle.put(worker)
+            raise
+        except BaseException:
+            self._forget(worker)  # the pipe may hold half a frame
+            raise
+        self.idle.put(worker)
+        return pdf
+
+    def stop(self) -> None:
+        self.threads.shutdown(wait=True)
+        with self._lock:
+            workers, self.all = self.all, []
+        for worker in workers:
+            worker.stop()
+
+
+_pools: dict[int, _Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(processes: int) -> _Pool:
+    with _pools_lock:
+        pool = _pools.get(processes)
+        if pool is None:
+            pool = _pools[processes] = _Pool(processes)
+        return pool
+
+
+def worker_pids() -> list[int]:
+    """The process ids of the running render workers."""
+    with _pools_lock:
+        pools = list(_pools.values())
+    return [worker.process.pid for pool in pools for worker in list(pool.all)]
+
+
+def shutdown() -> None:
+    """Stop the worker processes (they are started again when next needed)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.stop()
+
+
+async def render(message: EmailMessage, raw: Callable[[], bytes], *, size: int,
+                 letterhead: Letterhead, key: RecipientKey, language: Language, processes: int,
+                 in_gateway_above_bytes: int) -> bytes:
+    """The encrypted PDF of ``message``, whose bytes ``raw()`` gives and are about ``size`` long.
+
+    With ``processes`` > 0 and ``size`` no larger than ``in_gateway_above_bytes``, a worker
+    process renders it from ``raw()``; otherwise the gateway's render thread does, from
+    ``message`` (and ``raw`` is not called, so no second copy of a large message is made). A
+    worker that dies (killed, out of memory) fails this message with :class:`RenderFailed` (the
+    pipeline quarantines it: kept, the sender told), and the next message gets a new worker."""
+    loop = asyncio.get_running_loop()
+    if processes <= 0 or size > in_gateway_above_bytes:
+        return await loop.run_in_executor(_THREAD, functools.partial(
+            render_encrypted, message, letterhead=letterhead, key=key, language=language))
+    pool = _pool(processes)
+    return await loop.run_in_executor(pool.threads, pool.render, raw(), letterhead, key, language)
