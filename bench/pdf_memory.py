@@ -19,6 +19,11 @@ stage of the path, the traced memory when the stage starts, its peak while it ru
 left when it ends (Python allocations only; SQLite's and the allocator's own memory are not in it).
 
 Targets (issue 3): a 25 MB attachment raises the peak by at most 150 MB over the small message.
+A message that large is rendered on the gateway's own thread, not in a render worker (see
+``render_in_gateway_above_mb``), so the small message is rendered there too
+(``render_processes = 0``): otherwise the difference would also hold the first load of the
+rendering libraries and fonts into the gateway process (about 24 MB), which a gateway pays once,
+with its first large message.
 The absolute peak is printed too. Then the delivered PDF is checked, so that a memory trick
 cannot silently break the output: qpdf opens it with the password, reports AES-256 R6 for
 strings, streams and files, and the embedded file (pdfdetach) equals the attachment byte for
@@ -29,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import email
 import email.policy
 import functools
@@ -51,13 +55,12 @@ import attrs
 
 # The same relay process, configuration and SMTP client as the throughput bench (its folder).
 from pdf_throughput import SENDER as TENANT_SENDER
-from pdf_throughput import Relay, configure, register_recipient, send, wait_for_port
+from pdf_throughput import Relay, account_record, configure, register_recipient, send, wait_for_port
 
 from siegel.clock import SystemClock
 from siegel.config import config_from_mapping
 from siegel.crypto import ContentCipher, create_key_file
 from siegel.manager import PluginRegistry
-from siegel.plugins.password_pdf import derive_recipient_key
 from siegel.plugins.password_pdf.workflow import ACCOUNTS
 from siegel.runtime import Runtime
 from siegel.sqlite_store import SQLiteStore
@@ -78,6 +81,8 @@ class Case:
 
     attachment_mb: float
     folder: Path
+    #: ``[settings.password_pdf] render_processes``; None: the default.
+    render_processes: int | None = None
 
     @property
     def message_file(self) -> Path:
@@ -109,7 +114,8 @@ class Measurement:
     seconds: float
 
 
-async def push_one_message(message_file: Path, folder: Path, relay_port: int) -> None:
+async def push_one_message(message_file: Path, folder: Path, relay_port: int,
+                           render_processes: int | None) -> None:
     """The gateway of ``bench/pdf_throughput.py``: district plugin set, recipient registered.
     The message is read here and let go once accepted, as the SMTP listener does."""
     registry = PluginRegistry.load()
@@ -117,16 +123,15 @@ async def push_one_message(message_file: Path, folder: Path, relay_port: int) ->
                                       "plugin_set": "district"}},
             "settings": {"relay": {"host": "127.0.0.1", "port": relay_port, "tls": "none"}},
             "delivery": {"concurrency": 8}}
+    if render_processes is not None:
+        data["settings"]["password_pdf"] = {"render_processes": render_processes}
     config = config_from_mapping(data, registry, source="bench", base_dir=folder)
     create_key_file(folder / "store.key")
     store = SQLiteStore(folder / "siegel.db", ContentCipher.from_key_file(folder / "store.key"))
     runtime = Runtime(config, registry, store, clock=SystemClock())
     await store.open()
     try:
-        key = derive_recipient_key(PASSWORD)
-        await runtime.state(ACCOUNTS).put(f"landkreis/{CITIZEN}", json.dumps({
-            "u": base64.b64encode(key.u_entry).decode(),
-            "ue": base64.b64encode(key.ue_key).decode()}).encode())
+        await runtime.state(ACCOUNTS).put(f"landkreis/{CITIZEN}", account_record())
         raw = await asyncio.to_thread(message_file.read_bytes)
         await runtime.submit(raw, SENDER, [CITIZEN])
         del raw
@@ -142,7 +147,8 @@ def run_child(case: Case) -> None:
     try:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as gateway_folder:
-            asyncio.run(push_one_message(case.message_file, Path(gateway_folder), relay.port))
+            asyncio.run(push_one_message(case.message_file, Path(gateway_folder), relay.port,
+                                         case.render_processes))
         seconds = time.perf_counter() - started
     finally:
         relay.stop()
@@ -156,7 +162,10 @@ def measure(case: Case) -> Measurement:
     case.write_message()
     result = subprocess.run(
         [sys.executable, __file__, "--child", str(case.folder), "--attachment-mb",
-         str(case.attachment_mb)], capture_output=True, text=True, check=True)
+         str(case.attachment_mb),
+         *([] if case.render_processes is None else
+           ["--render-processes", str(case.render_processes)])],
+        capture_output=True, text=True, check=True)
     return Measurement(**json.loads(result.stdout.splitlines()[-1]))
 
 
@@ -174,7 +183,7 @@ def measure_serve(case: Case) -> Measurement:
     case.write_message()
     raw = case.message_file.read_bytes()
     relay = Relay(case.folder)
-    config, smtp_port = configure(case.folder, relay.port)
+    config, smtp_port = configure(case.folder, relay.port, case.render_processes)
     asyncio.run(register_recipient(case.folder))
     serve = subprocess.Popen([sys.executable, "-m", "siegel", "serve", "--config", str(config)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -335,9 +344,11 @@ def main() -> None:
     parser.add_argument("--stages", action="store_true",
                         help="trace the large message stage by stage instead")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--render-processes", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        run_child(Case(attachment_mb=args.attachment_mb, folder=args.child))
+        run_child(Case(attachment_mb=args.attachment_mb, folder=args.child,
+                       render_processes=args.render_processes))
         return
     if args.stages:
         with tempfile.TemporaryDirectory() as folder:
@@ -348,7 +359,9 @@ def main() -> None:
         print(title)
         with tempfile.TemporaryDirectory() as small_folder, \
                 tempfile.TemporaryDirectory() as large_folder:
-            small = Case(attachment_mb=0, folder=Path(small_folder))
+            # Both on the gateway's own thread: the large message is rendered there anyway (it
+            # is over render_in_gateway_above_mb), so the difference is the attachment's cost.
+            small = Case(attachment_mb=0, folder=Path(small_folder), render_processes=0)
             large = Case(attachment_mb=args.attachment_mb, folder=Path(large_folder))
             results = [run(small), run(large)]
             for case in (small, large):
