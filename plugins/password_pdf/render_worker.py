@@ -2,7 +2,7 @@
 
 Started by :mod:`.renderer`, never by hand. It reads requests from standard input and writes
 answers to standard output, each a frame: an 8-byte big-endian length, then a pickle. A request is
-``(raw, letterhead, key, language)``; the answer is ``("pdf", bytes)`` or ``("error", text)``.
+``(raw, letterhead, key, language, signing)``; the answer is ``("pdf", bytes)`` or ``("error", text)``.
 The worker ends when its input closes, which is also what happens when the gateway dies.
 
 Its own process rather than :mod:`multiprocessing`: ``spawn`` runs the embedding program's main
@@ -56,11 +56,12 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     _warm_up()
     write_frame(answers, pickle.dumps(("ready", None)))
     while (payload := read_frame(requests)) is not None:
-        raw, letterhead, key, language = pickle.loads(payload)  # noqa: S301 (our own parent)
+        raw, letterhead, key, language, signing = pickle.loads(payload)  # noqa: S301 (our parent)
         del payload
         try:
             answer: tuple[str, object] = ("pdf", render_encrypted(
-                parse_email(raw), letterhead=letterhead, key=key, language=language))
+                parse_email(raw), letterhead=letterhead, key=key, language=language,
+                signing=signing))
         except Exception as exc:  # the gateway fails this message closed and keeps it
             answer = ("error", f"{type(exc).__name__}: {exc}")
         del raw

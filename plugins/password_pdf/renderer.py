@@ -32,6 +32,7 @@ from .encrypt import RecipientKey
 from .pipeline import render_encrypted
 from .render import Language, Letterhead
 from .render_worker import read_frame, write_frame
+from .signing import PdfSigning
 
 # More than one thread at it made each PDF about 40 % more expensive (they evict each other's
 # caches), so a gateway renders on its own thread one PDF at a time.
@@ -65,10 +66,11 @@ class _Worker:
         answer: tuple[str, object] = pickle.loads(payload)  # noqa: S301 (our own child)
         return answer
 
-    def render(self, raw: bytes, letterhead: Letterhead, key: RecipientKey,
-               language: Language) -> bytes:
+    def render(self, raw: bytes, letterhead: Letterhead, key: RecipientKey, language: Language,
+               signing: PdfSigning | None) -> bytes:
         assert self.process.stdin is not None
-        request = pickle.dumps((raw, letterhead, key, language), protocol=pickle.HIGHEST_PROTOCOL)
+        request = pickle.dumps((raw, letterhead, key, language, signing),
+                               protocol=pickle.HIGHEST_PROTOCOL)
         try:
             write_frame(self.process.stdin, request)
         except (BrokenPipeError, ValueError):
@@ -117,11 +119,11 @@ class _Pool:
             worker.process.kill()
         worker.stop()
 
-    def render(self, raw: bytes, letterhead: Letterhead, key: RecipientKey,
-               language: Language) -> bytes:
+    def render(self, raw: bytes, letterhead: Letterhead, key: RecipientKey, language: Language,
+               signing: PdfSigning | None) -> bytes:
         worker = self._take()
         try:
-            pdf = worker.render(raw, letterhead, key, language)
+            pdf = worker.render(raw, letterhead, key, language, signing)
         except _WorkerGone:
             self._forget(worker)
             raise
@@ -172,17 +174,20 @@ def shutdown() -> None:
 
 async def render(message: EmailMessage, raw: Callable[[], bytes], *, size: int,
                  letterhead: Letterhead, key: RecipientKey, language: Language, processes: int,
-                 in_gateway_above_bytes: int) -> bytes:
+                 in_gateway_above_bytes: int, signing: PdfSigning | None = None) -> bytes:
     """The encrypted PDF of ``message``, whose bytes ``raw()`` gives and are about ``size`` long.
 
     With ``processes`` > 0 and ``size`` no larger than ``in_gateway_above_bytes``, a worker
     process renders it from ``raw()``; otherwise the gateway's render thread does, from
-    ``message`` (and ``raw`` is not called, so no second copy of a large message is made). A
+    ``message`` (and ``raw`` is not called, so no second copy of a large message is made). With
+    ``signing``, the PDF carries the tenant's PAdES signature. A
     worker that dies (killed, out of memory) fails this message with :class:`RenderFailed` (the
     pipeline quarantines it: kept, the sender told), and the next message gets a new worker."""
     loop = asyncio.get_running_loop()
     if processes <= 0 or size > in_gateway_above_bytes:
         return await loop.run_in_executor(_THREAD, functools.partial(
-            render_encrypted, message, letterhead=letterhead, key=key, language=language))
+            render_encrypted, message, letterhead=letterhead, key=key, language=language,
+            signing=signing))
     pool = _pool(processes)
-    return await loop.run_in_executor(pool.threads, pool.render, raw(), letterhead, key, language)
+    return await loop.run_in_executor(pool.threads, pool.render, raw(), letterhead, key, language,
+                                      signing)

@@ -50,6 +50,7 @@ from . import renderer
 from .encrypt import PasswordRejected, RecipientKey, derive_recipient_key
 from .login import check_password, hash_password
 from .render import Letterhead
+from .signing import PdfSigning, SigningKeyInvalid
 
 SECTION = "password_pdf"
 METHOD = "password_pdf"
@@ -102,6 +103,39 @@ class PasswordPdfSettings:
     #: Messages larger than this (MB) are rendered on the gateway's thread, not sent to a worker:
     #: a worker would hold them several times over.
     render_in_gateway_above_mb: float = attrs.field(default=4.0, validator=_positive)
+    #: Sign every PDF for the tenant (PAdES B-B): the certificate (PEM, its chain after it), the
+    #: private key (PEM, RSA or EC) and, if the key is encrypted, a file with its password.
+    signing_certificate: ConfigPath | None = None
+    signing_key: ConfigPath | None = None
+    signing_key_password_file: ConfigPath | None = None
+    _signing: PdfSigning | None = attrs.field(init=False, repr=False, eq=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_signing", self._load_signing())
+
+    def _load_signing(self) -> PdfSigning | None:
+        if self.signing_certificate is None and self.signing_key is None:
+            if self.signing_key_password_file is not None:
+                raise SettingError("signing_key_password_file", "has no effect without signing_key")
+            return None
+        if self.signing_certificate is None or self.signing_key is None:
+            raise SettingError("signing_certificate",
+                               "signing_certificate and signing_key go together")
+        password_file = self.signing_key_password_file
+        try:
+            return PdfSigning.from_files(Path(self.signing_certificate), Path(self.signing_key),
+                                         Path(password_file) if password_file else None)
+        except OSError as exc:
+            raise SettingError("signing_certificate",
+                               f"{exc.filename}: cannot read: {exc.strerror or exc}") from None
+        except SigningKeyInvalid as exc:
+            name, _, problem = str(exc).partition(": ")
+            raise SettingError(name, problem) from None
+
+    @property
+    def signing(self) -> PdfSigning | None:
+        """The tenant's PDF signing key and certificate, if configured."""
+        return self._signing
 
 
 class TokenInvalid(Exception):
@@ -277,7 +311,8 @@ class Workflow:
         pdf = await renderer.render(
             ctx.email, lambda: ctx.raw, size=len(ctx.message.raw), letterhead=self._letterhead(),
             key=key, language=self.tenant.language, processes=settings.render_processes,
-            in_gateway_above_bytes=int(settings.render_in_gateway_above_mb * 1024 * 1024))
+            in_gateway_above_bytes=int(settings.render_in_gateway_above_mb * 1024 * 1024),
+            signing=settings.signing)
         carrier = await self._carrier(ctx, pdf)
         return Protected(
             outgoing=[Outgoing(channel=self.tenant.delivery_channel,

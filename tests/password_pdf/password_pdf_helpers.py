@@ -24,7 +24,7 @@ ATTACHMENTS: list[tuple[str, str, bytes]] = [
     ("Заявление.txt", "text/plain", "Заявление über Gebühren\n".encode() * 40),
 ]
 
-TOOLS = ("qpdf", "pdftotext", "pdfdetach", "pdfinfo", "pdfimages")
+TOOLS = ("qpdf", "pdftotext", "pdfdetach", "pdfinfo", "pdfimages", "pdfsig")
 
 
 def run(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
