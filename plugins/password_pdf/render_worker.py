@@ -16,6 +16,8 @@ import os
 import pickle
 import struct
 import sys
+import traceback
+from pathlib import Path
 from typing import IO
 
 from siegel.model import parse_email
@@ -52,6 +54,14 @@ def _warm_up() -> None:
                      key=derive_recipient_key("warm-up password"))
 
 
+def _describe(exc: BaseException) -> str:
+    """The exception's type and where it was raised, without its text: that text can quote the
+    message (a paragraph the layout refused, say), and it ends up in the gateway's log."""
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    place = f" in {Path(where.filename).name}:{where.lineno} ({where.name})" if where else ""
+    return f"{type(exc).__name__}{place}"
+
+
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     _warm_up()
     write_frame(answers, pickle.dumps(("ready", None)))
@@ -63,7 +73,7 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
                 parse_email(raw), letterhead=letterhead, key=key, language=language,
                 signing=signing))
         except Exception as exc:  # the gateway fails this message closed and keeps it
-            answer = ("error", f"{type(exc).__name__}: {exc}")
+            answer = ("error", _describe(exc))
         del raw
         write_frame(answers, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
 

@@ -87,7 +87,7 @@ async def test_a_message_the_worker_cannot_render_fails_alone(
     await _render(letterhead, recipient_key, processes=1)
     [worker] = renderer.worker_pids()
 
-    with pytest.raises(renderer.RenderFailed, match="the render worker failed"):
+    with pytest.raises(renderer.RenderFailed, match=r"the render worker failed: \w+ in \w+\.py:\d+"):
         await _render(broken_logo, recipient_key, processes=1)
     assert (await _render(letterhead, recipient_key, processes=1)).startswith(b"%PDF-")
     assert renderer.worker_pids() == [worker]
