@@ -74,15 +74,21 @@ async def test_login_checks_the_password_against_the_hash(siegel_harness):
         assert (await workflow.portal_account(citizen)) == account
 
 
+async def replace_login_hash(harness, login_hash: str | None) -> _Account:
+    """Store the citizen's account with another login hash (None: from before the login)."""
+    state = harness.runtime.state(ACCOUNTS)
+    record = await state.get(f"test/{CITIZEN}")
+    assert record is not None
+    account = attrs.evolve(_Account.decode(record.value), login_hash=login_hash)
+    await state.put(f"test/{CITIZEN}", account.encode())
+    return account
+
+
 async def test_an_account_from_before_the_login_cannot_log_in_until_reset(siegel_harness):
     async with siegel_harness(config=CONFIG) as harness:
         workflow = await registered(harness)
         citizen = Address.parse(CITIZEN)
-        state = harness.runtime.state(ACCOUNTS)
-        record = await state.get(f"test/{CITIZEN}")
-        assert record is not None
-        legacy = attrs.evolve(_Account.decode(record.value), login_hash=None)
-        await state.put(f"test/{CITIZEN}", legacy.encode())
+        legacy = await replace_login_hash(harness, None)
         assert "login_hash" not in await stored_account(harness)
 
         assert await workflow.verify_login(citizen, PASSWORD) is None
@@ -102,12 +108,8 @@ async def test_a_hash_with_older_parameters_is_renewed_at_login(siegel_harness):
     async with siegel_harness(config=CONFIG) as harness:
         workflow = await registered(harness)
         citizen = Address.parse(CITIZEN)
-        state = harness.runtime.state(ACCOUNTS)
-        record = await state.get(f"test/{CITIZEN}")
-        assert record is not None
         weaker = argon2.PasswordHasher.from_parameters(OWASP_MINIMUM).hash(PASSWORD)
-        await state.put(f"test/{CITIZEN}", attrs.evolve(_Account.decode(record.value),
-                                                        login_hash=weaker).encode())
+        await replace_login_hash(harness, weaker)
 
         assert await workflow.verify_login(citizen, "falsch falsch falsch") is None
         assert (await stored_account(harness))["login_hash"] == weaker  # no rehash on failure
