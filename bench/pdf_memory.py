@@ -256,7 +256,7 @@ STAGES = [
     ("siegel.pipeline", "Pipeline.rewrite", "  rewrite (RawMessage)"),
     ("siegel.mime", "RawMessage.parsed", "  parse (rewritten headers)"),
     ("siegel.plugins.password_pdf.workflow", "Workflow.protect", "  password_pdf: protect"),
-    ("siegel.plugins.password_pdf.workflow", "render_encrypted", "    render_encrypted"),
+    ("siegel.plugins.password_pdf.renderer", "render_encrypted", "    render_encrypted"),
     ("siegel.plugins.password_pdf.render", "_extract", "      decode attachments"),
     ("siegel.plugins.password_pdf.render", "_typeset", "      typeset (reportlab)"),
     ("siegel.plugins.password_pdf.pipeline", "_serialise", "      encrypt and write PDF"),
@@ -326,7 +326,8 @@ def run_stages(case: Case) -> None:
     try:
         with tempfile.TemporaryDirectory() as gateway_folder:
             whole = tracer.enter("whole run")
-            asyncio.run(push_one_message(case.message_file, Path(gateway_folder), relay.port))
+            asyncio.run(push_one_message(case.message_file, Path(gateway_folder), relay.port,
+                                         case.render_processes))
             tracer.leave(whole)
     finally:
         relay.stop()

@@ -249,25 +249,29 @@ class SQLiteStore(MessageStore):
                 "SELECT rowid, tenant, origin, channel, mail_from, received_at, key_id,"
                 " wrapped_key, content IS NOT NULL FROM messages WHERE id = ?",
                 (message_id,)).fetchone()
-            content = None
+            raw = None
             if row is not None and row[-1]:
                 # Read straight into one bytes object; selecting the column would make SQLite
                 # assemble its own copy first.
                 with db.blobopen("messages", "content", row[0], readonly=True) as blob:
                     content = blob.read()
+                # Opened here, so that the sealed copy is gone before the plain one is returned:
+                # a result handed back through the executor stays referenced by its futures
+                # until the event loop next runs, which for a large message was through the
+                # whole parse.
+                raw = self.cipher.open(message_id, SealedContent(row[6], row[7], content))
+                del content
             rcpts = [r[0] for r in db.execute(
                 "SELECT address FROM recipients WHERE message_id = ? ORDER BY position",
                 (message_id,))]
-            return row, content, rcpts
+            return row, raw, rcpts
 
-        row, content, rcpts = await self._run(query)
+        row, raw, rcpts = await self._run(query)
         if row is None:
             raise MessageNotFound(f"no message {message_id}")
-        _rowid, tenant, origin, channel, mail_from, received_at, key_id, wrapped, _present = row
-        if content is None:
+        _rowid, tenant, origin, channel, mail_from, received_at, _key_id, _wrapped, _present = row
+        if raw is None:
             raise ContentDestroyed(f"the content of message {message_id} was destroyed")
-        raw = self.cipher.open(message_id, SealedContent(key_id, wrapped, content))
-        del content
         return Message(
             id=message_id,
             tenant=tenant,
