@@ -60,6 +60,7 @@ from pdf_throughput import Relay, account_record, configure, register_recipient,
 from siegel.clock import SystemClock
 from siegel.config import config_from_mapping
 from siegel.crypto import ContentCipher, create_key_file
+from siegel.malloc import pin_mmap_threshold
 from siegel.manager import PluginRegistry
 from siegel.plugins.password_pdf.workflow import ACCOUNTS
 from siegel.runtime import Runtime
@@ -141,7 +142,10 @@ async def push_one_message(message_file: Path, folder: Path, relay_port: int,
 
 
 def run_child(case: Case) -> None:
-    """In the fresh process: one message through the gateway; print a Measurement as JSON."""
+    """In the fresh process: one message through the gateway; print a Measurement as JSON.
+    Like ``siegel serve`` (and as its docs advise an embedding program), it pins glibc's
+    memory-map threshold first."""
+    pin_mmap_threshold()
     message_mb = case.message_file.stat().st_size / 2**20
     relay = Relay(case.folder)
     try:

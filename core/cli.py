@@ -24,6 +24,7 @@ from siegel.bootstrap import bootstrap
 from siegel.clock import SystemClock
 from siegel.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, Config, ConfigError
 from siegel.crypto import KeyFileError, create_key_file
+from siegel.malloc import pin_mmap_threshold
 from siegel.manager import PluginError, PluginRegistry
 from siegel.model import RecipientState
 from siegel.runtime import NoTenant, Runtime, open_store
@@ -108,6 +109,7 @@ def serve(config_path: Path) -> None:
     except KeyFileError as exc:
         _fail(str(exc), 2)
     runtime = Runtime(config, registry, store, clock=SystemClock())
+    pin_mmap_threshold()
     _run(_serve(runtime))
 
 
