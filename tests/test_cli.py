@@ -438,6 +438,8 @@ def test_serve_without_listeners_only_delivers_and_stops_on_sigterm(config):
     text = config.read_text(encoding="utf-8")
     block = text[text.index("[[listeners]]"):text.index("[store]")]
     config.write_text("listeners = []\n" + text.replace(block, ""), encoding="utf-8")
+    # The template's portal port is fixed (8025); another siegel on this machine may hold it.
+    edit(config, "port = 8025", f"port = {free_port()}")
     log = config.parent / "serve.log"
     with log.open("wb") as output:
         server = subprocess.Popen([sys.executable, "-m", "siegel", "serve", "--config", config],
