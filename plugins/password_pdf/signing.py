@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import io
-from pathlib import Path
 
 import attrs
 from asn1crypto import keys as asn1_keys
@@ -27,7 +26,11 @@ FIELD_NAME = "Absender"
 
 
 class SigningKeyInvalid(ValueError):
-    """The signing certificate or key cannot be used; the message says which and why."""
+    """The signing certificate or key cannot be used: ``setting`` says which, the message why."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        self.setting = setting
+        super().__init__(message)
 
 
 @attrs.frozen(kw_only=True)
@@ -51,31 +54,25 @@ class PdfSigning:
         try:
             certificates = x509.load_pem_x509_certificates(certificate_pem)
         except ValueError as exc:
-            raise SigningKeyInvalid(f"signing_certificate: no PEM certificate ({exc})") from None
+            raise SigningKeyInvalid("signing_certificate", f"no PEM certificate ({exc})") from None
         try:
             key = serialization.load_pem_private_key(key_pem, password)
         except (ValueError, TypeError) as exc:
-            raise SigningKeyInvalid(f"signing_key: cannot read the key ({exc})") from None
+            raise SigningKeyInvalid("signing_key", f"cannot read the key ({exc})") from None
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-            raise SigningKeyInvalid("signing_key: only RSA and EC keys can sign PDFs here")
+            raise SigningKeyInvalid("signing_key", "only RSA and EC keys can sign PDFs here")
         certificate = certificates[0]
         public = serialization.PublicFormat.SubjectPublicKeyInfo
         if (key.public_key().public_bytes(serialization.Encoding.DER, public)
                 != certificate.public_key().public_bytes(serialization.Encoding.DER, public)):
-            raise SigningKeyInvalid("signing_key: does not belong to the first certificate in "
-                                    "signing_certificate")
+            raise SigningKeyInvalid("signing_key", "does not belong to the first certificate in "
+                                                   "signing_certificate")
         der = serialization.Encoding.DER
         return cls(
             certificate_der=certificate.public_bytes(der),
             key_der=key.private_bytes(der, serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption()),
             chain_der=tuple(c.public_bytes(der) for c in certificates[1:]))
-
-    @classmethod
-    def from_files(cls, certificate: Path, key: Path,
-                   password_file: Path | None = None) -> PdfSigning:
-        password = password_file.read_bytes().strip() if password_file is not None else None
-        return cls.load(certificate.read_bytes(), key.read_bytes(), password)
 
 
 @functools.lru_cache(maxsize=8)

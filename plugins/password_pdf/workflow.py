@@ -71,6 +71,13 @@ def _not_negative(_instance: object, attribute: attrs.Attribute[Any], value: int
         raise SettingError(attribute.name, f"must be 0 or more, not {value}")
 
 
+def _read(path: ConfigPath, setting: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise SettingError(setting, f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 def _png(_instance: object, attribute: attrs.Attribute[Any], value: ConfigPath | None) -> None:
     if value is None:
         return
@@ -121,16 +128,13 @@ class PasswordPdfSettings:
         if self.signing_certificate is None or self.signing_key is None:
             raise SettingError("signing_certificate",
                                "signing_certificate and signing_key go together")
-        password_file = self.signing_key_password_file
+        password = (_read(self.signing_key_password_file, "signing_key_password_file").strip()
+                    if self.signing_key_password_file else None)
         try:
-            return PdfSigning.from_files(Path(self.signing_certificate), Path(self.signing_key),
-                                         Path(password_file) if password_file else None)
-        except OSError as exc:
-            raise SettingError("signing_certificate",
-                               f"{exc.filename}: cannot read: {exc.strerror or exc}") from None
+            return PdfSigning.load(_read(self.signing_certificate, "signing_certificate"),
+                                   _read(self.signing_key, "signing_key"), password)
         except SigningKeyInvalid as exc:
-            name, _, problem = str(exc).partition(": ")
-            raise SettingError(name, problem) from None
+            raise SettingError(exc.setting, str(exc)) from None
 
     @property
     def signing(self) -> PdfSigning | None:

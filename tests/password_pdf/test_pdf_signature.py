@@ -57,7 +57,7 @@ def _pdfsig(pdf: Path) -> str:
 def test_the_signature_verifies_in_the_encrypted_pdf(
         kind: str, tmp_path: Path, letterhead: Letterhead, recipient_key: RecipientKey) -> None:
     key_file, certificate_file = _key_and_certificate(kind, tmp_path)
-    signing = PdfSigning.from_files(certificate_file, key_file)
+    signing = PdfSigning.load(certificate_file.read_bytes(), key_file.read_bytes())
     pdf = tmp_path / "signed.pdf"
     pdf.write_bytes(render_encrypted(make_message(), letterhead=letterhead, key=recipient_key,
                                      signing=signing))
@@ -84,7 +84,7 @@ def test_a_changed_byte_breaks_the_signature(
     key_file, certificate_file = _key_and_certificate("ec", tmp_path)
     data = bytearray(render_encrypted(
         make_message(), letterhead=letterhead, key=recipient_key,
-        signing=PdfSigning.from_files(certificate_file, key_file)))
+        signing=PdfSigning.load(certificate_file.read_bytes(), key_file.read_bytes())))
     # A byte inside the first stream, which the signature covers.
     position = data.index(b"stream\n") + 40
     data[position] ^= 0x01
