@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import json
 import multiprocessing
 import os
 import socket
@@ -44,7 +42,7 @@ from siegel.clock import SystemClock
 from siegel.crypto import ContentCipher
 from siegel.model import parse_email
 from siegel.plugins.password_pdf import Letterhead, derive_recipient_key, render_encrypted
-from siegel.plugins.password_pdf.workflow import ACCOUNTS
+from siegel.plugins.password_pdf.workflow import ACCOUNTS, _Account
 from siegel.sink import free_port
 from siegel.sqlite_store import SQLiteStore
 from siegel.state import PluginState
@@ -210,10 +208,7 @@ plugin_set = "district"
 
 def account_record() -> bytes:
     """The recipient's account as the workflow stores it once the password is chosen."""
-    key = derive_recipient_key(PASSWORD)
-    return json.dumps({"u": base64.b64encode(key.u_entry).decode(),
-                       "ue": base64.b64encode(key.ue_key).decode(),
-                       "set_at": SystemClock().now().isoformat()}).encode()
+    return _Account(key=derive_recipient_key(PASSWORD), set_at=SystemClock().now()).encode()
 
 
 async def register_recipient(folder: Path) -> None:

@@ -116,9 +116,12 @@ class PasswordPdfSettings:
     signing_key: ConfigPath | None = None
     signing_key_password_file: ConfigPath | None = None
     _signing: PdfSigning | None = attrs.field(init=False, repr=False, eq=False, default=None)
+    _logo_png: bytes | None = attrs.field(init=False, repr=False, eq=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_signing", self._load_signing())
+        if self.logo is not None:  # read once, not for every PDF
+            object.__setattr__(self, "_logo_png", _read(self.logo, "logo"))
 
     def _load_signing(self) -> PdfSigning | None:
         if self.signing_certificate is None and self.signing_key is None:
@@ -140,6 +143,11 @@ class PasswordPdfSettings:
     def signing(self) -> PdfSigning | None:
         """The tenant's PDF signing key and certificate, if configured."""
         return self._signing
+
+    @property
+    def logo_png(self) -> bytes | None:
+        """The letterhead's logo, as read when the config was loaded."""
+        return self._logo_png
 
 
 class TokenInvalid(Exception):
@@ -326,9 +334,9 @@ class Workflow:
                         "delivered as a password-protected PDF (AES-256)"))
 
     def _letterhead(self) -> Letterhead:
-        logo = Path(self.settings.logo).read_bytes() if self.settings.logo else None
         return Letterhead(tenant_name=self.tenant.name,
-                          address_lines=self.settings.letterhead_lines, logo_png=logo)
+                          address_lines=self.settings.letterhead_lines,
+                          logo_png=self.settings.logo_png)
 
     async def _hold_for_registration(self, ctx: RecipientContext) -> datetime:
         key = _account_key(self.tenant.id, ctx.recipient)
