@@ -218,16 +218,30 @@ class Pipeline:
         return AuditEvent(at=self.now, kind=kind, tenant=message.tenant, message_id=message.id,
                           recipient=str(job.recipient), detail=detail)
 
+    def notice_subject(self, message: Message, recipient: Address) -> str | None:
+        """The subject as ``recipient``'s copy leaves, for notices: the tenant's rewriters remove
+        what was meant for the gateway (a trigger tag), in notices exactly as in the copy. None
+        when it cannot be read, or a rewriter fails (then no subject is better than one that
+        repeats an instruction)."""
+        tenant = self.config.tenants.get(message.tenant)
+        try:
+            if tenant is None:
+                return mime.subject_of(message.parsed)
+            return self.rewrite(self.context(message, tenant, recipient)).subject
+        except Exception:
+            return None
+
+    def notice(self, kind: NoticeKind, message: Message, recipient: Address,
+               reasons: Iterable[Text]) -> Notice:
+        """A notice about ``recipient``'s copy of ``message``."""
+        return Notice(kind=kind, tenant=message.tenant, message_id=message.id,
+                      sender=message.envelope.mail_from, recipient=recipient,
+                      subject=self.notice_subject(message, recipient), reasons=tuple(reasons),
+                      at=self.now, received_at=message.received_at)
+
     def _notice(self, kind: NoticeKind, message: Message, job: Job,
                 reasons: Iterable[Text]) -> Notice:
-        try:
-            subject: str | None = mime.subject_of(message.parsed)
-        except Exception:
-            subject = None
-        return Notice(kind=kind, tenant=message.tenant, message_id=message.id,
-                      sender=message.envelope.mail_from, recipient=job.recipient,
-                      subject=subject, reasons=tuple(reasons), at=self.now,
-                      received_at=message.received_at)
+        return self.notice(kind, message, job.recipient, reasons)
 
     def quarantine(self, message: Message, job: Job, reasons: Iterable[Text], *,
                    level: Level | None = None, notify: bool = True) -> Decision:
