@@ -9,7 +9,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,6 +20,7 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from siegel.addresses import Address, DomainSet, InvalidAddress, normalize_domain
+from siegel.localtime import DEFAULT_TIME_ZONE, UnknownTimeZone, format_moment, time_zone
 
 if TYPE_CHECKING:
     from siegel.manager import PluginRegistry
@@ -159,6 +162,8 @@ class TenantConfig:
     #: Channel for copies that may leave as they are, and for notices.
     delivery_channel: str = "smtp"
     language: Literal["de", "en"] = "de"
+    #: The IANA time zone in which times in mails and portal pages are shown.
+    time_zone: str = DEFAULT_TIME_ZONE
     #: Sender address of notices; default ``postmaster@`` the first own domain.
     notice_from: str | None = None
     settings: dict[str, dict[str, Any]] = attrs.field(factory=dict)
@@ -194,6 +199,12 @@ class Tenant:
     language: Literal["de", "en"]
     notice_from: str
     settings: Mapping[str, Any]
+    time_zone: zoneinfo.ZoneInfo = attrs.field(factory=lambda: zoneinfo.ZoneInfo(DEFAULT_TIME_ZONE))
+
+    def format_time(self, moment: datetime, language: str | None = None) -> str:
+        """``moment`` as a person of this tenant reads it, in its time zone with the zone named:
+        "3. Dezember 2026, 17:05 Uhr (MEZ)" / "3 December 2026, 17:05 CET"."""
+        return format_moment(moment, self.time_zone, language or self.language)
 
 
 @attrs.frozen(kw_only=True)
@@ -535,7 +546,12 @@ def _resolve_tenant(
             Address.parse(notice_from)
         except InvalidAddress as exc:
             problems.append(f"{prefix}.notice_from: {exc}")
-    if len(problems) > before:
+    zone: zoneinfo.ZoneInfo | None = None
+    try:
+        zone = time_zone(config.time_zone)
+    except UnknownTimeZone as exc:
+        problems.append(f"{prefix}.time_zone: {exc}")
+    if len(problems) > before or zone is None:
         return None
     own = domain_sets["domains"]
     internal = DomainSet(
@@ -553,6 +569,7 @@ def _resolve_tenant(
         language=config.language,
         notice_from=notice_from or "",
         settings=settings,
+        time_zone=zone,
     )
 
 

@@ -345,8 +345,7 @@ async def login(request: Request) -> Response:
 
 
 def _when(portal: PortalContext, moment: datetime) -> str:
-    return moment.strftime("%d.%m.%Y, %H:%M UTC" if portal.language == "de"
-                           else "%Y-%m-%d %H:%M UTC")
+    return portal.tenant.format_time(moment, portal.language)
 
 
 async def account(request: Request) -> Response:

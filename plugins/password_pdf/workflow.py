@@ -336,7 +336,7 @@ class Workflow:
     def _letterhead(self) -> Letterhead:
         return Letterhead(tenant_name=self.tenant.name,
                           address_lines=self.settings.letterhead_lines,
-                          logo_png=self.settings.logo_png)
+                          logo_png=self.settings.logo_png, time_zone=self.tenant.time_zone.key)
 
     async def _hold_for_registration(self, ctx: RecipientContext) -> datetime:
         key = _account_key(self.tenant.id, ctx.recipient)
@@ -363,8 +363,8 @@ class Workflow:
             token = await self.issue_token("register", ctx.recipient, ttl)
             await self._send(ctx.recipient, "invitation", {
                 "register_link": self.link(f"/register/{token}"),
-                "expires": until.strftime("%d.%m.%Y %H:%M UTC"),
-                "expires_en": until.strftime("%Y-%m-%d %H:%M UTC"),
+                "expires": self.tenant.format_time(until, "de"),
+                "expires_en": self.tenant.format_time(until, "en"),
             })
             return until
         raise RuntimeError(f"could not record the held message for {ctx.recipient}")
@@ -442,8 +442,8 @@ class Workflow:
         await self.accounts.put(_account_key(self.tenant.id, recipient), account.encode())
         if tell:
             await self._send(recipient, "password_changed", {
-                "when": self.now.strftime("%d.%m.%Y %H:%M UTC"),
-                "when_en": self.now.strftime("%Y-%m-%d %H:%M UTC"),
+                "when": self.tenant.format_time(self.now, "de"),
+                "when_en": self.tenant.format_time(self.now, "en"),
                 "password_link": self.link("/password")})
         await self._release_held(recipient)
 
@@ -463,8 +463,11 @@ class Workflow:
             return
         minutes = self.settings.reset_link_minutes
         token = await self.issue_token("reset", recipient, timedelta(minutes=minutes))
+        until = self.now + timedelta(minutes=minutes)
         await self._send(recipient, "reset", {"reset_link": self.link(f"/reset/{token}"),
-                                              "minutes": f"{minutes:g}"})
+                                              "minutes": f"{minutes:g}",
+                                              "expires": self.tenant.format_time(until, "de"),
+                                              "expires_en": self.tenant.format_time(until, "en")})
 
     async def reset(self, token: str, password: str) -> tuple[Address, list[Text]]:
         """Set a new password through a reset link; the recipient is told by mail."""
@@ -522,8 +525,8 @@ class Workflow:
             package="siegel.plugins.password_pdf", name="reply", languages=languages,
             values={"recipient": record.recipient, "message_id": record.message_id or "",
                     "subject": record.subject or "", "text": text,
-                    "when": received.strftime("%d.%m.%Y %H:%M UTC"),
-                    "when_en": received.strftime("%Y-%m-%d %H:%M UTC")},
+                    "when": self.tenant.format_time(received, "de"),
+                    "when_en": self.tenant.format_time(received, "en")},
             sender=email.utils.formataddr((f"{record.recipient} (über siegel)",
                                            self.tenant.notice_from)),
             to=record.reply_to, override=self.settings.templates)
