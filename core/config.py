@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from siegel.portal.settings import PortalSettings
 
 DEFAULT_CONFIG_NAME = "siegel.toml"
+#: The local part of a tenant's default ``bounce_address``.
+BOUNCE_LOCAL_PART = "siegel-bounce"
 CONFIG_ENV = "SIEGEL_CONFIG"
 
 
@@ -166,6 +168,9 @@ class TenantConfig:
     time_zone: str = DEFAULT_TIME_ZONE
     #: Sender address of notices; default ``postmaster@`` the first own domain.
     notice_from: str | None = None
+    #: Where bounces of invitations go back to (VERP, ``LOCAL+TOKEN@DOMAIN``); default
+    #: ``siegel-bounce@`` the first own domain; "" sends them with the null sender.
+    bounce_address: str | None = None
     settings: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
 
@@ -200,6 +205,8 @@ class Tenant:
     notice_from: str
     settings: Mapping[str, Any]
     time_zone: zoneinfo.ZoneInfo = attrs.field(factory=lambda: zoneinfo.ZoneInfo(DEFAULT_TIME_ZONE))
+    #: The base of VERP envelope senders for mails about held copies; None: null sender.
+    bounce_address: Address | None = None
 
     def format_time(self, moment: datetime, language: str | None = None) -> str:
         """``moment`` as a person of this tenant reads it, in its time zone with the zone named:
@@ -546,6 +553,19 @@ def _resolve_tenant(
             Address.parse(notice_from)
         except InvalidAddress as exc:
             problems.append(f"{prefix}.notice_from: {exc}")
+    bounce_address: Address | None = None
+    bounce_text = config.bounce_address
+    if bounce_text is None and config.domains:
+        bounce_text = f"{BOUNCE_LOCAL_PART}@{config.domains[0]}"
+    if bounce_text:
+        try:
+            bounce_address = Address.parse(bounce_text)
+        except InvalidAddress as exc:
+            problems.append(f"{prefix}.bounce_address: {exc}")
+        else:
+            if "+" in bounce_address.local:
+                problems.append(f"{prefix}.bounce_address: {bounce_text!r} must not contain '+' "
+                                "(siegel adds '+TOKEN' to it)")
     zone: zoneinfo.ZoneInfo | None = None
     try:
         zone = time_zone(config.time_zone)
@@ -570,6 +590,7 @@ def _resolve_tenant(
         notice_from=notice_from or "",
         settings=settings,
         time_zone=zone,
+        bounce_address=bounce_address,
     )
 
 

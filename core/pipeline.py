@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from siegel import mime
+from siegel import bounces, mime
 from siegel.addresses import Address
 from siegel.config import Config, Tenant
 from siegel.manager import PluginRegistry
@@ -268,6 +268,20 @@ class Pipeline:
             events=(self._event("expired", message, job),),
         )
 
+    def bounced(self, message: Message, job: Job, report: bounces.BounceReport) -> Decision:
+        """A held copy whose invitation came back for good: it fails now, not when the hold
+        ends, and its sender learns that the address does not exist."""
+        reason = report.reason(job.recipient)
+        return Decision(
+            update=RecipientUpdate(state=RecipientState.FAILED, detail="address does not exist"
+                                   if report.address_unknown or not report.status
+                                   else "refused permanently", reasons=[reason.en],
+                                   attempts=job.attempts),
+            notices=(self._notice(NoticeKind.BOUNCED, message, job, [reason]),),
+            events=(self._event("failed", message, job, reply=report.diagnostic[:500],
+                                status=report.status, cause="bounce"),),
+        )
+
     async def process(self, message: Message, job: Job) -> Decision:
         tenant = self.config.tenants.get(message.tenant)
         if tenant is None:
@@ -275,6 +289,10 @@ class Pipeline:
                 f"Mandant {message.tenant!r} ist nicht (mehr) konfiguriert",
                 f"tenant {message.tenant!r} is not configured (any more)")], notify=False)
         if job.state is RecipientState.HELD:
+            bounced = await self.services.state(bounces.FAILED).get(
+                bounces.failure_key(message.tenant, message.id, job.recipient))
+            if bounced is not None:
+                return self.bounced(message, job, bounces.BounceReport.decode(bounced.value))
             return self.expire(message, job)
         if message.origin is Origin.SYSTEM:
             outgoing = Outgoing(channel=message.channel or tenant.delivery_channel,

@@ -12,6 +12,9 @@ import logging
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
+import attrs
+
+from siegel import bounces
 from siegel.addresses import Address
 from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config, Tenant
@@ -90,6 +93,13 @@ class Runtime:
         return self._clock
 
     async def send_system_mail(self, tenant: str, mail: SystemMail) -> str:
+        owner = self.config.tenants.get(tenant)
+        if mail.about is not None and owner is not None and owner.bounce_address is not None:
+            # A bounce of this mail must find its way back to the held copy: VERP sender.
+            token = await bounces.issue(self.state(bounces.TOKENS), tenant=tenant,
+                                        message_id=mail.about.message_id,
+                                        recipient=mail.about.recipient)
+            mail = attrs.evolve(mail, mail_from=bounces.verp_address(owner.bounce_address, token))
         message = self._system_message(tenant, mail)
         await self.store.accept(message)
         self._wake.set()
@@ -106,6 +116,53 @@ class Runtime:
 
     def portal_link(self, tenant: str, path: str) -> str:
         return self.config.portal_link(tenant, path)
+
+    # -- bounces -----------------------------------------------------------------------------
+
+    def bounce_token(self, recipient: Address) -> str | None:
+        """The token if ``recipient`` is a tenant's VERP bounce address, else None."""
+        for tenant in self.config.tenants.values():
+            if tenant.bounce_address is not None:
+                token = bounces.token_in(recipient, tenant.bounce_address)
+                if token is not None:
+                    return token
+        return None
+
+    async def bounce_token_known(self, token: str) -> bool:
+        return await bounces.look_up(self.state(bounces.TOKENS), token) is not None
+
+    async def accept_bounce(self, raw: bytes, tokens: Iterable[str]) -> None:
+        """Act on a bounce sent to VERP addresses: a permanent failure ends the held copy its
+        token stands for (the worker fails it and tells the sender); a transient one is only
+        recorded. Everything is in the store when this returns. Raises
+        :class:`~siegel.StoreError`."""
+        tokens_state = self.state(bounces.TOKENS)
+        for token in dict.fromkeys(tokens):
+            found = await bounces.look_up(tokens_state, token)
+            if found is None:  # expired or used since RCPT
+                continue
+            recipient = Address.parse(found.recipient)
+            # Parsing is CPU work on untrusted input: not on the event loop.
+            report = await asyncio.to_thread(bounces.read_bounce, raw, recipient)
+            now = self._clock.now()
+            ended = False
+            if report.kind is bounces.BounceKind.PERMANENT:
+                await self.state(bounces.FAILED).put(
+                    bounces.failure_key(found.tenant, found.message_id, recipient),
+                    report.encode(), ttl=timedelta(days=bounces.TOKEN_DAYS))
+                ended = await self.store.end_hold(found.message_id, str(recipient), now)
+                await tokens_state.delete(found.key)  # single use: the copy has ended
+            event = AuditEvent(at=now, kind="bounce", tenant=found.tenant,
+                               message_id=found.message_id, recipient=found.recipient,
+                               detail={"kind": report.kind.value, "status": report.status,
+                                       "diagnostic": report.diagnostic,
+                                       "hold_ended": str(ended).lower()})
+            await self.store.record_events([event])
+            self.registry.audit(event)
+            log.info("bounce for message %s: %s %s%s", found.message_id, report.kind.value,
+                     report.status or "-", " (hold ended)" if ended else "")
+            if ended:
+                self._wake.set()
 
     # -- accepting ---------------------------------------------------------------------------
 

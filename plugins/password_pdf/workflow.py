@@ -33,6 +33,7 @@ from siegel import (
     Address,
     ConfigPath,
     Held,
+    HeldCopy,
     Outgoing,
     Protected,
     RecipientContext,
@@ -365,7 +366,7 @@ class Workflow:
                 "register_link": self.link(f"/register/{token}"),
                 "expires": self.tenant.format_time(until, "de"),
                 "expires_en": self.tenant.format_time(until, "en"),
-            })
+            }, about=HeldCopy(ctx.message.id, ctx.recipient))
             return until
         raise RuntimeError(f"could not record the held message for {ctx.recipient}")
 
@@ -399,7 +400,10 @@ class Workflow:
         carrier.attach(pdf, "application/pdf", "nachricht.pdf")
         return carrier.to_bytes()
 
-    async def _send(self, recipient: Address, template: str, values: dict[str, str]) -> None:
+    async def _send(self, recipient: Address, template: str, values: dict[str, str], *,
+                    about: HeldCopy | None = None) -> None:
+        """Send one of the plugin's mails to a recipient; ``about`` names the held copy an
+        invitation is for, so that a bounce of it ends that copy and tells its sender."""
         languages = ("de", "en") if self.tenant.language == "de" else ("en", "de")
         sender = self.settings.mail_from or self.tenant.notice_from
         message = mailtext.compose(
@@ -410,7 +414,7 @@ class Workflow:
         message.add("X-Siegel-Mail", f"password_pdf.{template}")
         await self.services.send_system_mail(self.tenant.id, SystemMail(
             mail_from="", recipients=[str(recipient)], raw=message.to_bytes(),
-            channel=self.tenant.delivery_channel))
+            channel=self.tenant.delivery_channel, about=about))
 
     # -- what the portal calls ------------------------------------------------------------------
 
