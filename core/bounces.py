@@ -252,6 +252,14 @@ def _from_heuristics(message: EmailMessage, recipient: Address) -> BounceReport:
     return BounceReport(kind=BounceKind.NONE)
 
 
+def report_from_reply(reply: str) -> BounceReport:
+    """A permanent failure as the relay answered it directly (``550 5.1.1 ...``)."""
+    match = _STATUS.search(reply)
+    # Without an enhanced status code the reply says only "permanent": RFC 3463's 5.0.0.
+    status = match.group(0) if match and match.group(1) == "5" else "5.0.0"
+    return BounceReport(kind=BounceKind.PERMANENT, status=status, diagnostic=_clean(reply))
+
+
 def read_bounce(raw: bytes, recipient: Address) -> BounceReport:
     """What the bounce ``raw`` says about ``recipient``. CPU work: call it off the event loop."""
     try:

@@ -144,25 +144,52 @@ class Runtime:
             recipient = Address.parse(found.recipient)
             # Parsing is CPU work on untrusted input: not on the event loop.
             report = await asyncio.to_thread(bounces.read_bounce, raw, recipient)
-            now = self._clock.now()
-            ended = False
-            if report.kind is bounces.BounceKind.PERMANENT:
-                await self.state(bounces.FAILED).put(
-                    bounces.failure_key(found.tenant, found.message_id, recipient),
-                    report.encode(), ttl=timedelta(days=bounces.TOKEN_DAYS))
-                ended = await self.store.end_hold(found.message_id, str(recipient), now)
-                await tokens_state.delete(found.key)  # single use: the copy has ended
-            event = AuditEvent(at=now, kind="bounce", tenant=found.tenant,
-                               message_id=found.message_id, recipient=found.recipient,
-                               detail={"kind": report.kind.value, "status": report.status,
-                                       "diagnostic": report.diagnostic,
-                                       "hold_ended": str(ended).lower()})
-            await self.store.record_events([event])
+            await self._bounced(found, report)
+
+    async def _bounced(self, found: bounces.BounceToken, report: bounces.BounceReport) -> None:
+        """Record what a bounce said; a permanent failure ends the held copy at once (and, when
+        the address itself does not exist, every other held copy for it in the tenant)."""
+        now = self._clock.now()
+        recipient = Address.parse(found.recipient)
+        ended: list[str] = []
+        if report.kind is bounces.BounceKind.PERMANENT:
+            copies = [found.message_id]
+            if report.address_unknown or not report.status:
+                held = await self.store.list(states=[RecipientState.HELD], tenant=found.tenant,
+                                             recipient=str(recipient), limit=10_000)
+                copies += [record.message_id for record in held]
+            failures = self.state(bounces.FAILED)
+            for message_id in dict.fromkeys(copies):
+                # The record first: should the next step not happen, the copy still ends as
+                # bounced, only later (when its hold runs out).
+                await failures.put(bounces.failure_key(found.tenant, message_id, recipient),
+                                   report.encode(), ttl=timedelta(days=bounces.TOKEN_DAYS))
+                if await self.store.end_hold(message_id, str(recipient), now):
+                    ended.append(message_id)
+            await self.state(bounces.TOKENS).delete(found.key)  # single use: the copy ended
+        events = [AuditEvent(at=now, kind="bounce", tenant=found.tenant, message_id=message_id,
+                             recipient=found.recipient,
+                             detail={"kind": report.kind.value, "status": report.status,
+                                     "diagnostic": report.diagnostic,
+                                     "hold_ended": str(message_id in ended).lower()})
+                  for message_id in dict.fromkeys([found.message_id, *ended])]
+        await self.store.record_events(events)
+        for event in events:
             self.registry.audit(event)
-            log.info("bounce for message %s: %s %s%s", found.message_id, report.kind.value,
-                     report.status or "-", " (hold ended)" if ended else "")
-            if ended:
-                self._wake.set()
+        log.info("bounce for message %s: %s %s; %d held copies ended", found.message_id,
+                 report.kind.value, report.status or "-", len(ended))
+        if ended:
+            self._wake.set()
+
+    async def _system_mail_refused(self, message: Message, detail: str) -> None:
+        """A system mail with a VERP sender that the relay itself refused for good is a bounce
+        that never left: act on it the same way."""
+        if message.envelope.mail_from is None:
+            return
+        token = self.bounce_token(message.envelope.mail_from)
+        found = await bounces.look_up(self.state(bounces.TOKENS), token) if token else None
+        if found is not None:
+            await self._bounced(found, bounces.report_from_reply(detail))
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -237,6 +264,11 @@ class Runtime:
                 f"Interner Fehler ({type(exc).__name__})", f"internal error ({type(exc).__name__})"
             )], level=Level.QUARANTINE)
         await self._finish(job, decision, tenant_id=message.tenant)
+        if message.origin is Origin.SYSTEM and decision.update.state is RecipientState.FAILED:
+            try:
+                await self._system_mail_refused(message, decision.update.detail)
+            except StoreError:  # the held copy then ends when its hold runs out
+                log.exception("could not act on the refused system mail %s", message.id)
 
     async def _finish(self, job: Job, decision: Decision, tenant_id: str | None) -> None:
         mails = await self._notices_to_mail(tenant_id, decision.notices) if tenant_id else []

@@ -423,9 +423,13 @@ class SQLiteStore(MessageStore):
         states: Iterable[RecipientState] | None = None,
         tenant: str | None = None,
         limit: int = 100,
+        recipient: str | None = None,
     ) -> builtins.list[RecipientRecord]:
         sql = self._RECORD_SQL + " WHERE 1=1"
         params: list[Any] = []
+        if recipient is not None:
+            sql += " AND r.address = ?"
+            params.append(str(Address.parse(recipient)))
         if states is not None:
             values = [s.value for s in states]
             sql += f" AND r.state IN ({','.join('?' * len(values))})"

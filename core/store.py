@@ -185,6 +185,7 @@ class MessageStore(abc.ABC):
         states: Iterable[RecipientState] | None = None,
         tenant: str | None = None,
         limit: int = 100,
+        recipient: str | None = None,
     ) -> builtins.list[RecipientRecord]: ...
 
     @abc.abstractmethod

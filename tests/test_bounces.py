@@ -522,3 +522,63 @@ def test_a_report_about_someone_else_is_read_for_the_tokens_recipient():
     raw = raw.replace(b"Final-Recipient: rfc822; " + CITIZEN.encode(), other, 1)
     assert read_bounce(raw, Address.parse(CITIZEN)).kind is BounceKind.PERMANENT
     assert read_bounce(b"\xff\xfe not a mail", Address.parse(CITIZEN)).kind is BounceKind.NONE
+
+
+async def test_every_message_waiting_for_the_unknown_address_ends(siegel_harness, relay, mx):
+    mx.rcpt_reply = lambda rcpt: "550 5.1.1 User unknown" if rcpt == CITIZEN else None
+    async with siegel_harness(config=config_for(relay)) as harness:
+        gateway, _ = await started(harness, relay)
+        try:
+            first = await send_to_citizen(harness)
+            second = await send_to_citizen(harness)  # waits for the same invitation
+            await harness.process()
+            assert len([1 for _, rcpts in relay.accepted if rcpts == [CITIZEN]]) == 1
+
+            async def bounced() -> bool:
+                return bool(await bounce_events(harness, first))
+            await eventually(bounced, "the bounce to reach siegel")
+            await harness.process()
+            states = [(await harness.states(m))[CITIZEN] for m in (first, second)]
+            [event] = await bounce_events(harness, second)
+
+            async def told() -> bool:
+                return len(harness.notices("bounced")) == 2
+            await eventually(told, "a notice for each message")
+        finally:
+            await gateway.stop()
+    assert states == [RecipientState.FAILED, RecipientState.FAILED]
+    assert event.detail["hold_ended"] == "true"
+
+
+async def test_an_invitation_the_relay_refuses_itself_ends_the_copy_too(siegel_harness):
+    # The tenant's relay checks recipients itself (Postfix reject_unverified_recipient): the
+    # invitation fails at siegel's own delivery, and no bounce will ever come.
+    config = {"tenants": {"test": {"plugin_set": "district", "domains": ["behoerde.example"]}},
+              "portal": {"public_base_url": "https://post.behoerde.example"}}
+    async with siegel_harness(config=config) as harness:
+        harness.sink.rcpt_reply = lambda rcpt: (
+            "550 5.1.1 <buerger@example.net>: Recipient address rejected: undeliverable address"
+            if rcpt == CITIZEN else None)
+        message_id = await send_to_citizen(harness)
+        await harness.process()
+        [record] = await harness.store.recipients(message_id)
+        [event] = await bounce_events(harness, message_id)
+    assert record.state is RecipientState.FAILED
+    assert record.detail == "address does not exist"
+    assert event.detail["status"] == "5.1.1"
+    [notice] = harness.notices("bounced")
+    assert "undeliverable address" in notice.get_content()
+
+
+async def test_a_verp_token_is_stored_hashed_and_expires(siegel_harness):
+    from siegel.bounces import TOKENS, issue, look_up
+
+    async with siegel_harness() as harness:
+        state = harness.runtime.state(TOKENS)
+        token = await issue(state, tenant="test", message_id="m1",
+                            recipient=Address.parse(CITIZEN))
+        assert await state.get(token) is None  # not stored as itself
+        found = await look_up(state, token)
+        assert found is not None and (found.message_id, found.recipient) == ("m1", CITIZEN)
+        harness.clock.advance(days=7, seconds=1)
+        assert await look_up(state, token) is None
