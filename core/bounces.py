@@ -67,14 +67,15 @@ class BounceReport:
 
     @property
     def address_unknown(self) -> bool:
-        """RFC 3463 X.1.x: the address (mailbox, system) is bad, rather than the message."""
-        return self.status.startswith("5.1.")
+        """The address (mailbox, system) is bad, rather than the message: RFC 3463 status
+        5.1.x, or no status at all (a detector named the address as failed for good)."""
+        return self.status.startswith("5.1.") or not self.status
 
     def reason(self, recipient: Address) -> Text:
         """Why the copy ended, for the clerk's notice."""
         said = f" ({self.diagnostic})" if self.diagnostic else (
             f" (Status {self.status})" if self.status else "")
-        if self.address_unknown or not self.status:
+        if self.address_unknown:
             return Text(f"Die Adresse {recipient} existiert nicht: der Mailserver des Empfängers "
                         f"hat die Einladung zurückgewiesen{said}",
                         f"the address {recipient} does not exist: the recipient's mail server "

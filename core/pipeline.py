@@ -274,8 +274,8 @@ class Pipeline:
         reason = report.reason(job.recipient)
         return Decision(
             update=RecipientUpdate(state=RecipientState.FAILED, detail="address does not exist"
-                                   if report.address_unknown or not report.status
-                                   else "refused permanently", reasons=[reason.en],
+                                   if report.address_unknown else "refused permanently",
+                                   reasons=[reason.en],
                                    attempts=job.attempts),
             notices=(self._notice(NoticeKind.BOUNCED, message, job, [reason]),),
             events=(self._event("failed", message, job, reply=report.diagnostic[:500],

@@ -154,7 +154,7 @@ class Runtime:
         ended: list[str] = []
         if report.kind is bounces.BounceKind.PERMANENT:
             copies = [found.message_id]
-            if report.address_unknown or not report.status:
+            if report.address_unknown:
                 held = await self.store.list(states=[RecipientState.HELD], tenant=found.tenant,
                                              recipient=str(recipient), limit=10_000)
                 copies += [record.message_id for record in held]
