@@ -92,6 +92,10 @@ async def test_notices_and_the_invitation_show_local_time_across_the_dst_change(
                                                      headers={"X-Siegel-Encrypt": "yes"}))
         await harness.process()
         assert (await harness.states(message_id))["buerger@example.net"] is RecipientState.HELD
+        harness.clock.advance(days=5, minutes=1)  # past the hold, after the change to MESZ
+        await harness.process()
+        assert (await harness.states(message_id))["buerger@example.net"] is (
+            RecipientState.EXPIRED)
     [invitation] = harness.sink.to("buerger@example.net")
     text = invitation.parsed.get_content()
     assert "bis zum 30. März 2026, 11:00 Uhr (MESZ) gültig" in text
@@ -99,6 +103,12 @@ async def test_notices_and_the_invitation_show_local_time_across_the_dst_change(
     assert "UTC" not in text
     [delayed] = harness.notices("delayed")
     assert delayed["Date"].datetime.utcoffset().total_seconds() == 3600  # MEZ, +0100
+    [expired] = harness.notices("expired")
+    assert expired["Date"].datetime.utcoffset().total_seconds() == 7200  # MESZ, +0200
+    for notice in (delayed, expired):
+        text = notice.get_content()
+        assert "Eingang:   25. März 2026, 10:00 Uhr (MEZ)" in text
+        assert "Received:  25 March 2026, 10:00 CET" in text
 
 
 async def test_a_quarantine_notice_shows_the_received_time_in_the_tenants_zone(siegel_harness):
