@@ -28,6 +28,7 @@ from datetime import timedelta
 from email.message import EmailMessage, Message
 
 import attrs
+from flufl.bounce import all_failures
 
 from siegel.addresses import Address, InvalidAddress
 from siegel.model import Text, parse_email
@@ -230,8 +231,6 @@ def _from_dsn(blocks: list[Message], recipient: Address) -> BounceReport:
 
 
 def _from_heuristics(message: EmailMessage, recipient: Address) -> BounceReport:
-    from flufl.bounce import all_failures
-
     try:
         temporary, permanent = all_failures(message)
     except Exception:  # a detector that trips over odd input recognises nothing
