@@ -9,7 +9,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,12 +20,15 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from siegel.addresses import Address, DomainSet, InvalidAddress, normalize_domain
+from siegel.localtime import DEFAULT_TIME_ZONE, UnknownTimeZone, format_moment, time_zone
 
 if TYPE_CHECKING:
     from siegel.manager import PluginRegistry
     from siegel.portal.settings import PortalSettings
 
 DEFAULT_CONFIG_NAME = "siegel.toml"
+#: The local part of a tenant's default ``bounce_address``.
+BOUNCE_LOCAL_PART = "siegel-bounce"
 CONFIG_ENV = "SIEGEL_CONFIG"
 
 
@@ -159,8 +164,13 @@ class TenantConfig:
     #: Channel for copies that may leave as they are, and for notices.
     delivery_channel: str = "smtp"
     language: Literal["de", "en"] = "de"
+    #: The IANA time zone in which times in mails and portal pages are shown.
+    time_zone: str = DEFAULT_TIME_ZONE
     #: Sender address of notices; default ``postmaster@`` the first own domain.
     notice_from: str | None = None
+    #: Where bounces of invitations go back to (VERP, ``LOCAL+TOKEN@DOMAIN``); default
+    #: ``siegel-bounce@`` the first own domain; "" sends them with the null sender.
+    bounce_address: str | None = None
     settings: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
 
@@ -194,6 +204,14 @@ class Tenant:
     language: Literal["de", "en"]
     notice_from: str
     settings: Mapping[str, Any]
+    time_zone: zoneinfo.ZoneInfo = attrs.field(factory=lambda: zoneinfo.ZoneInfo(DEFAULT_TIME_ZONE))
+    #: The base of VERP envelope senders for mails about held copies; None: null sender.
+    bounce_address: Address | None = None
+
+    def format_time(self, moment: datetime, language: str | None = None) -> str:
+        """``moment`` as a person of this tenant reads it, in its time zone with the zone named:
+        "3. Dezember 2026, 17:05 Uhr (MEZ)" / "3 December 2026, 17:05 CET"."""
+        return format_moment(moment, self.time_zone, language or self.language)
 
 
 @attrs.frozen(kw_only=True)
@@ -535,7 +553,25 @@ def _resolve_tenant(
             Address.parse(notice_from)
         except InvalidAddress as exc:
             problems.append(f"{prefix}.notice_from: {exc}")
-    if len(problems) > before:
+    bounce_address: Address | None = None
+    bounce_text = config.bounce_address
+    if bounce_text is None and config.domains:
+        bounce_text = f"{BOUNCE_LOCAL_PART}@{config.domains[0]}"
+    if bounce_text:
+        try:
+            bounce_address = Address.parse(bounce_text)
+        except InvalidAddress as exc:
+            problems.append(f"{prefix}.bounce_address: {exc}")
+        else:
+            if "+" in bounce_address.local:
+                problems.append(f"{prefix}.bounce_address: {bounce_text!r} must not contain '+' "
+                                "(siegel adds '+TOKEN' to it)")
+    zone: zoneinfo.ZoneInfo | None = None
+    try:
+        zone = time_zone(config.time_zone)
+    except UnknownTimeZone as exc:
+        problems.append(f"{prefix}.time_zone: {exc}")
+    if len(problems) > before or zone is None:
         return None
     own = domain_sets["domains"]
     internal = DomainSet(
@@ -553,6 +589,8 @@ def _resolve_tenant(
         language=config.language,
         notice_from=notice_from or "",
         settings=settings,
+        time_zone=zone,
+        bounce_address=bounce_address,
     )
 
 

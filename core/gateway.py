@@ -78,6 +78,9 @@ class GatewayHandler:
         self.listener = listener
         self.networks = [ipaddress.ip_network(n, strict=False) for n in listener.allowed_clients]
         self.storing = _Storing()
+        #: Bounce tokens of the transaction (RCPT to a VERP bounce address), per envelope.
+        self.bounce_tokens: weakref.WeakKeyDictionary[Envelope, list[str]] = (
+            weakref.WeakKeyDictionary())
 
     def _client_allowed(self, session: Session) -> bool:
         peer: object = session.peer  # aiosmtpd's annotation is narrower than what it stores
@@ -115,6 +118,10 @@ class GatewayHandler:
             return f"553 5.1.3 Invalid recipient address: {exc}"
         if len(envelope.rcpt_tos) >= self.listener.max_recipients:
             return "452 4.5.3 Too many recipients; send the rest in another transaction"
+        token = self.runtime.bounce_token(recipient)
+        bounce_tokens = self.bounce_tokens.setdefault(envelope, [])
+        if token is not None or bounce_tokens:
+            return await self._bounce_rcpt(envelope, address, token, bounce_tokens)
         mail_from = _sender(envelope)
         sender = Address.parse(mail_from) if mail_from else None
         config = self.runtime.config
@@ -131,10 +138,37 @@ class GatewayHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
 
+    async def _bounce_rcpt(self, envelope: Envelope, address: str, token: str | None,
+                           bounce_tokens: list[str]) -> str:
+        """RCPT to a VERP bounce address (any sender, the null sender included): accepted while
+        its token is known. Bounces are not mail to store and deliver, so a transaction has
+        either bounce addresses or other recipients."""
+        if token is None or (envelope.rcpt_tos and not bounce_tokens):
+            return "452 4.5.3 Bounces and other mail: send them in separate transactions"
+        try:
+            known = await self.runtime.bounce_token_known(token)
+        except StoreError:
+            log.exception("could not look up a bounce address; answering 451")
+            return "451 4.3.0 Temporary problem; please try again later"
+        if not known:
+            return "550 5.1.1 Unknown or expired bounce address"
+        bounce_tokens.append(token)
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK (bounce address)"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content
         if not isinstance(raw, bytes):
             raw = str(raw or "").encode("utf-8", "surrogateescape")
+        bounce_tokens = self.bounce_tokens.pop(envelope, None)
+        if bounce_tokens:
+            try:
+                with self.storing:
+                    await self.runtime.accept_bounce(raw, bounce_tokens)
+            except Exception:
+                log.exception("could not record a bounce; answering 451")
+                return "451 4.3.0 Bounce not recorded (temporary problem); please try again later"
+            return "250 2.0.0 OK bounce recorded"
         try:
             with self.storing:
                 message_id = await self.runtime.submit(raw, _sender(envelope),

@@ -309,6 +309,9 @@ class NoticeKind(enum.StrEnum):
     #: A classifier asked for the sender to be warned (e.g. content not fit for e-mail).
     WARNING = "warning"
     EXPIRED = "expired"
+    #: A system mail about the held copy (an invitation) came back: the address does not exist
+    #: (or refuses the mail for good), so the copy ended early.
+    BOUNCED = "bounced"
 
 
 def _texts(values: Iterable[Text]) -> tuple[Text, ...]:
@@ -331,18 +334,32 @@ class Notice:
     received_at: datetime
 
 
+@attrs.frozen
+class HeldCopy:
+    """One recipient's held copy of a message: what a system mail (an invitation) is about."""
+
+    message_id: str
+    recipient: Address
+
+
 @attrs.frozen(kw_only=True)
 class SystemMail:
     """A mail that siegel or a plugin writes (a notice, an invitation), to be stored and delivered.
 
     System mails skip classification: the plugin that writes one is responsible for what is in it
     and must put no message content into mail that leaves the authority.
+
+    ``about`` names the held copy the mail concerns (for one recipient: an invitation to choose
+    a password). Where the tenant has a ``bounce_address``, the runtime then sends the mail with
+    a VERP envelope sender instead of ``mail_from``, so that a bounce ends that copy at once and
+    its sender is told (:mod:`siegel.bounces`).
     """
 
     mail_from: str
     recipients: tuple[str, ...] = attrs.field(converter=_strings)
     raw: bytes = attrs.field(repr=False)
     channel: str = "smtp"
+    about: HeldCopy | None = None
 
 
 @attrs.frozen(kw_only=True)

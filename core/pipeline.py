@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from siegel import mime
+from siegel import bounces, mime
 from siegel.addresses import Address
 from siegel.config import Config, Tenant
 from siegel.manager import PluginRegistry
@@ -218,16 +218,30 @@ class Pipeline:
         return AuditEvent(at=self.now, kind=kind, tenant=message.tenant, message_id=message.id,
                           recipient=str(job.recipient), detail=detail)
 
+    def notice_subject(self, message: Message, recipient: Address) -> str | None:
+        """The subject as ``recipient``'s copy leaves, for notices: the tenant's rewriters remove
+        what was meant for the gateway (a trigger tag), in notices exactly as in the copy. None
+        when it cannot be read, or a rewriter fails (then no subject is better than one that
+        repeats an instruction)."""
+        tenant = self.config.tenants.get(message.tenant)
+        try:
+            if tenant is None:
+                return mime.subject_of(message.parsed)
+            return self.rewrite(self.context(message, tenant, recipient)).subject
+        except Exception:
+            return None
+
+    def notice(self, kind: NoticeKind, message: Message, recipient: Address,
+               reasons: Iterable[Text]) -> Notice:
+        """A notice about ``recipient``'s copy of ``message``."""
+        return Notice(kind=kind, tenant=message.tenant, message_id=message.id,
+                      sender=message.envelope.mail_from, recipient=recipient,
+                      subject=self.notice_subject(message, recipient), reasons=tuple(reasons),
+                      at=self.now, received_at=message.received_at)
+
     def _notice(self, kind: NoticeKind, message: Message, job: Job,
                 reasons: Iterable[Text]) -> Notice:
-        try:
-            subject: str | None = mime.subject_of(message.parsed)
-        except Exception:
-            subject = None
-        return Notice(kind=kind, tenant=message.tenant, message_id=message.id,
-                      sender=message.envelope.mail_from, recipient=job.recipient,
-                      subject=subject, reasons=tuple(reasons), at=self.now,
-                      received_at=message.received_at)
+        return self.notice(kind, message, job.recipient, reasons)
 
     def quarantine(self, message: Message, job: Job, reasons: Iterable[Text], *,
                    level: Level | None = None, notify: bool = True) -> Decision:
@@ -254,6 +268,20 @@ class Pipeline:
             events=(self._event("expired", message, job),),
         )
 
+    def bounced(self, message: Message, job: Job, report: bounces.BounceReport) -> Decision:
+        """A held copy whose invitation came back for good: it fails now, not when the hold
+        ends, and its sender learns that the address does not exist."""
+        reason = report.reason(job.recipient)
+        return Decision(
+            update=RecipientUpdate(state=RecipientState.FAILED, detail="address does not exist"
+                                   if report.address_unknown else "refused permanently",
+                                   reasons=[reason.en],
+                                   attempts=job.attempts),
+            notices=(self._notice(NoticeKind.BOUNCED, message, job, [reason]),),
+            events=(self._event("failed", message, job, reply=report.diagnostic[:500],
+                                status=report.status, cause="bounce"),),
+        )
+
     async def process(self, message: Message, job: Job) -> Decision:
         tenant = self.config.tenants.get(message.tenant)
         if tenant is None:
@@ -261,6 +289,10 @@ class Pipeline:
                 f"Mandant {message.tenant!r} ist nicht (mehr) konfiguriert",
                 f"tenant {message.tenant!r} is not configured (any more)")], notify=False)
         if job.state is RecipientState.HELD:
+            bounced = await self.services.state(bounces.FAILED).get(
+                bounces.failure_key(message.tenant, message.id, job.recipient))
+            if bounced is not None:
+                return self.bounced(message, job, bounces.BounceReport.decode(bounced.value))
             return self.expire(message, job)
         if message.origin is Origin.SYSTEM:
             outgoing = Outgoing(channel=message.channel or tenant.delivery_channel,

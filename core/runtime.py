@@ -12,6 +12,9 @@ import logging
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
+import attrs
+
+from siegel import bounces
 from siegel.addresses import Address
 from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config, Tenant
@@ -90,6 +93,13 @@ class Runtime:
         return self._clock
 
     async def send_system_mail(self, tenant: str, mail: SystemMail) -> str:
+        owner = self.config.tenants.get(tenant)
+        if mail.about is not None and owner is not None and owner.bounce_address is not None:
+            # A bounce of this mail must find its way back to the held copy: VERP sender.
+            token = await bounces.issue(self.state(bounces.TOKENS), tenant=tenant,
+                                        message_id=mail.about.message_id,
+                                        recipient=mail.about.recipient)
+            mail = attrs.evolve(mail, mail_from=bounces.verp_address(owner.bounce_address, token))
         message = self._system_message(tenant, mail)
         await self.store.accept(message)
         self._wake.set()
@@ -106,6 +116,80 @@ class Runtime:
 
     def portal_link(self, tenant: str, path: str) -> str:
         return self.config.portal_link(tenant, path)
+
+    # -- bounces -----------------------------------------------------------------------------
+
+    def bounce_token(self, recipient: Address) -> str | None:
+        """The token if ``recipient`` is a tenant's VERP bounce address, else None."""
+        for tenant in self.config.tenants.values():
+            if tenant.bounce_address is not None:
+                token = bounces.token_in(recipient, tenant.bounce_address)
+                if token is not None:
+                    return token
+        return None
+
+    async def bounce_token_known(self, token: str) -> bool:
+        return await bounces.look_up(self.state(bounces.TOKENS), token) is not None
+
+    async def accept_bounce(self, raw: bytes, tokens: Iterable[str]) -> None:
+        """Act on a bounce sent to VERP addresses: a permanent failure ends the held copy its
+        token stands for (the worker fails it and tells the sender); a transient one is only
+        recorded. Everything is in the store when this returns. Raises
+        :class:`~siegel.StoreError`."""
+        tokens_state = self.state(bounces.TOKENS)
+        for token in dict.fromkeys(tokens):
+            found = await bounces.look_up(tokens_state, token)
+            if found is None:  # expired or used since RCPT
+                continue
+            recipient = Address.parse(found.recipient)
+            # Parsing is CPU work on untrusted input: not on the event loop.
+            report = await asyncio.to_thread(bounces.read_bounce, raw, recipient)
+            await self._bounced(found, report)
+
+    async def _bounced(self, found: bounces.BounceToken, report: bounces.BounceReport) -> None:
+        """Record what a bounce said; a permanent failure ends the held copy at once (and, when
+        the address itself does not exist, every other held copy for it in the tenant)."""
+        now = self._clock.now()
+        recipient = Address.parse(found.recipient)
+        ended: list[str] = []
+        if report.kind is bounces.BounceKind.PERMANENT:
+            copies = [found.message_id]
+            if report.address_unknown:
+                held = await self.store.list(states=[RecipientState.HELD], tenant=found.tenant,
+                                             recipient=str(recipient), limit=10_000)
+                copies += [record.message_id for record in held]
+            failures = self.state(bounces.FAILED)
+            for message_id in dict.fromkeys(copies):
+                # The record first: should the next step not happen, the copy still ends as
+                # bounced, only later (when its hold runs out).
+                await failures.put(bounces.failure_key(found.tenant, message_id, recipient),
+                                   report.encode(), ttl=timedelta(days=bounces.TOKEN_DAYS))
+                if await self.store.end_hold(message_id, str(recipient), now):
+                    ended.append(message_id)
+            await self.state(bounces.TOKENS).delete(found.key)  # single use: the copy ended
+        events = [AuditEvent(at=now, kind="bounce", tenant=found.tenant, message_id=message_id,
+                             recipient=found.recipient,
+                             detail={"kind": report.kind.value, "status": report.status,
+                                     "diagnostic": report.diagnostic,
+                                     "hold_ended": str(message_id in ended).lower()})
+                  for message_id in dict.fromkeys([found.message_id, *ended])]
+        await self.store.record_events(events)
+        for event in events:
+            self.registry.audit(event)
+        log.info("bounce for message %s: %s %s; %d held copies ended", found.message_id,
+                 report.kind.value, report.status or "-", len(ended))
+        if ended:
+            self._wake.set()
+
+    async def _system_mail_refused(self, message: Message, detail: str) -> None:
+        """A system mail with a VERP sender that the relay itself refused for good is a bounce
+        that never left: act on it the same way."""
+        if message.envelope.mail_from is None:
+            return
+        token = self.bounce_token(message.envelope.mail_from)
+        found = await bounces.look_up(self.state(bounces.TOKENS), token) if token else None
+        if found is not None:
+            await self._bounced(found, bounces.report_from_reply(detail))
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -180,6 +264,11 @@ class Runtime:
                 f"Interner Fehler ({type(exc).__name__})", f"internal error ({type(exc).__name__})"
             )], level=Level.QUARANTINE)
         await self._finish(job, decision, tenant_id=message.tenant)
+        if message.origin is Origin.SYSTEM and decision.update.state is RecipientState.FAILED:
+            try:
+                await self._system_mail_refused(message, decision.update.detail)
+            except StoreError:  # the held copy then ends when its hold runs out
+                log.exception("could not act on the refused system mail %s", message.id)
 
     async def _finish(self, job: Job, decision: Decision, tenant_id: str | None) -> None:
         mails = await self._notices_to_mail(tenant_id, decision.notices) if tenant_id else []

@@ -381,6 +381,17 @@ class SQLiteStore(MessageStore):
 
         return await self._run(lambda db: self._transaction(db, lambda: work(db)))
 
+    async def end_hold(self, message_id: str, recipient: str, now: datetime) -> bool:
+        address = str(Address.parse(recipient))
+
+        def work(db: sqlite3.Connection) -> bool:
+            return db.execute(
+                "UPDATE recipients SET hold_until = ?, updated_at = ? WHERE message_id = ?"
+                " AND address = ? AND state = 'held'",
+                (_ts(now), _ts(now), message_id, address)).rowcount == 1
+
+        return await self._run(lambda db: self._transaction(db, lambda: work(db)))
+
     _RECORD_SQL = (
         "SELECT r.message_id, m.tenant, m.origin, m.mail_from, r.address, m.received_at, m.size,"
         " r.state, r.attempts, r.next_attempt_at, r.hold_until, r.released, r.level, r.method,"
@@ -412,9 +423,13 @@ class SQLiteStore(MessageStore):
         states: Iterable[RecipientState] | None = None,
         tenant: str | None = None,
         limit: int = 100,
+        recipient: str | None = None,
     ) -> builtins.list[RecipientRecord]:
         sql = self._RECORD_SQL + " WHERE 1=1"
         params: list[Any] = []
+        if recipient is not None:
+            sql += " AND r.address = ?"
+            params.append(str(Address.parse(recipient)))
         if states is not None:
             values = [s.value for s in states]
             sql += f" AND r.state IN ({','.join('?' * len(values))})"

@@ -171,6 +171,11 @@ class MessageStore(abc.ABC):
         Returns how many copies were requeued."""
 
     @abc.abstractmethod
+    async def end_hold(self, message_id: str, recipient: str, now: datetime) -> bool:
+        """Make a held copy's hold end now, so the worker takes it up at once (as when it
+        expires; the pipeline then decides how it ends). False if the copy is not held."""
+
+    @abc.abstractmethod
     async def recipients(self, message_id: str) -> list[RecipientRecord]: ...
 
     @abc.abstractmethod
@@ -180,6 +185,7 @@ class MessageStore(abc.ABC):
         states: Iterable[RecipientState] | None = None,
         tenant: str | None = None,
         limit: int = 100,
+        recipient: str | None = None,
     ) -> builtins.list[RecipientRecord]: ...
 
     @abc.abstractmethod

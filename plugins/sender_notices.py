@@ -64,8 +64,7 @@ def render(notice: Notice, tenant: Tenant, settings: SenderNoticeSettings) -> ma
         values[language] = {
             "recipient": notice.recipient.display,
             "subject": (notice.subject or "") if settings.include_subject else withheld,
-            "received": notice.received_at.strftime("%d.%m.%Y %H:%M UTC") if language == "de"
-            else notice.received_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "received": tenant.format_time(notice.received_at, language),
             "message_id": notice.message_id,
             "reasons": "\n".join(f"  - {r.get(language)}" for r in notice.reasons) or "  -",
         }
@@ -75,7 +74,7 @@ def render(notice: Notice, tenant: Tenant, settings: SenderNoticeSettings) -> ma
         to=notice.sender.display, override=settings.templates,
         subject_suffix=f": {notice.subject}" if settings.include_subject and notice.subject else "",
         message_id_domain=tenant.notice_from.rpartition("@")[2])
-    message.set("Date", email.utils.format_datetime(notice.at))
+    message.set("Date", email.utils.format_datetime(notice.at.astimezone(tenant.time_zone)))
     message.add("X-Siegel-Notice", notice.kind.value)
     message.add("X-Siegel-Message-Id", notice.message_id)
     return message

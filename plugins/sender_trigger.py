@@ -3,7 +3,9 @@
 Like the district's Outlook button "Automatisch verschlüsseln" (seed 000_1253fbd76cd12a7e.txt): a
 header set by the mail client, or a tag in the subject, makes every external recipient's copy
 ``PROTECT``. The header and the tag are instructions to the gateway, so they are removed before the
-copy is protected or delivered (internal copies included).
+copy is protected or delivered (internal copies included). Notices to the sender repeat the subject
+as the copy left: the pipeline runs the tenant's rewriters for it, so :func:`remove_tags` is the one
+place that decides what a subject looks like without its tags.
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ def _tag_pattern(tags: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(tag) for tag in tags), re.IGNORECASE)
 
 
+def remove_tags(subject: str, tags: tuple[str, ...]) -> str:
+    """``subject`` without the trigger ``tags`` (case-insensitive) and the spaces they leave."""
+    pattern = _tag_pattern(tags)
+    if pattern is None or not pattern.search(subject):
+        return subject
+    return re.sub(r"\s{2,}", " ", pattern.sub("", subject)).strip()
+
+
 def requested(ctx: RecipientContext) -> str | None:
     """How the sender asked for protection (for the reason), or None."""
     settings: SenderTriggerSettings = ctx.settings(SECTION)
@@ -76,10 +86,9 @@ def rewrite(raw: mime.RawMessage, ctx: RecipientContext) -> None:
     settings: SenderTriggerSettings = ctx.settings(SECTION)
     if settings.header:
         raw.remove(settings.header)
-    pattern = _tag_pattern(settings.subject_tags)
     subject = ctx.subject
-    if pattern and pattern.search(subject):
-        cleaned = re.sub(r"\s{2,}", " ", pattern.sub("", subject)).strip()
+    cleaned = remove_tags(subject, settings.subject_tags)
+    if cleaned != subject:
         raw.replace("Subject", cleaned)
 
 

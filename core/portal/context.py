@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from siegel.config import Tenant
 from siegel.plugin import Clock, PortalRoute, Services
 from siegel.portal.i18n import LANGUAGES, Language, Translator
+from siegel.portal.security import SECURE_KEY
 from siegel.portal.sessions import Session, SessionProblem, StateChangeOnGet
 from siegel.portal.settings import PortalSettings
 from siegel.portal.throttle import NAMESPACE as THROTTLE_NAMESPACE
@@ -140,6 +141,12 @@ class PortalContext:
     def may_change_state(self) -> bool:
         """False on GET and HEAD: links are followed by mail scanners and prefetchers."""
         return self.request.method not in SAFE_METHODS
+
+    @property
+    def secure(self) -> bool:
+        """Whether the visitor reached this page over TLS (directly or, with ``behind_tls``,
+        through the proxy): pages that say how a form travels must say it truthfully."""
+        return bool(self.request.scope.get(SECURE_KEY, False))
 
     @property
     def csrf_token(self) -> str:

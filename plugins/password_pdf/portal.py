@@ -269,7 +269,7 @@ async def reply(request: Request) -> Response:
             return portal.redirect("password_pdf.reply-sent")
     return portal.render("pdf_reply.html", {
         "errors": errors, "text": text, "max_chars": MAX_REPLY_CHARS, "max_files": MAX_REPLY_FILES,
-        "max_kb": portal.settings.max_form_bytes // 1024,
+        "max_kb": portal.settings.max_form_bytes // 1024, "secure": portal.secure,
     }, status=422 if errors else 200)
 
 
@@ -345,8 +345,7 @@ async def login(request: Request) -> Response:
 
 
 def _when(portal: PortalContext, moment: datetime) -> str:
-    return moment.strftime("%d.%m.%Y, %H:%M UTC" if portal.language == "de"
-                           else "%Y-%m-%d %H:%M UTC")
+    return portal.tenant.format_time(moment, portal.language)
 
 
 async def account(request: Request) -> Response:

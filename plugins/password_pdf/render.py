@@ -31,6 +31,7 @@ import time
 import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from importlib import resources
@@ -64,6 +65,8 @@ from reportlab.platypus import (
     Table,
     TableStyle,
 )
+
+from siegel.localtime import DEFAULT_TIME_ZONE, UnknownTimeZone, format_moment, time_zone
 
 __all__ = ["DEFAULT_MAX_BODY_CHARS", "Language", "Letterhead", "html_to_text", "render_message"]
 
@@ -161,6 +164,13 @@ def _optional_png(value: bytes | None) -> bytes | None:
 def _lines(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(values)
 
+
+def _known_zone(_instance: object, _attribute: object, value: str) -> None:
+    try:
+        time_zone(value)
+    except UnknownTimeZone as exc:
+        raise ValueError(f"Letterhead.time_zone: {exc}") from None
+
 @attrs.frozen(kw_only=True)
 class Letterhead:
     """Who sends: shown at the top of the first page.
@@ -175,6 +185,8 @@ class Letterhead:
         validator=attrs.validators.deep_iterable(attrs.validators.instance_of(str)),
     )
     logo_png: bytes | None = attrs.field(default=None, converter=_optional_png, repr=False)
+    #: The tenant's time zone (IANA name): the message's date is shown in it, with its name.
+    time_zone: str = attrs.field(default=DEFAULT_TIME_ZONE, validator=_known_zone)
 
 
 @attrs.frozen
@@ -378,7 +390,7 @@ def _header(message: EmailMessage, name: str) -> str:
     return _raw_header(message, name)
 
 
-def _date(message: EmailMessage, language: str) -> str:
+def _date(message: EmailMessage, language: str, zone: str) -> str:
     try:
         header = message["Date"]
         moment = getattr(header, "datetime", None)
@@ -386,9 +398,12 @@ def _date(message: EmailMessage, language: str) -> str:
         return _header(message, "Date")
     if moment is None:
         return _header(message, "Date")
-    if language == "de":
-        return str(moment.strftime("%d.%m.%Y, %H:%M Uhr %z")).rstrip()
-    return str(moment.strftime("%Y-%m-%d %H:%M %z")).rstrip()
+    if moment.tzinfo is None:  # "-0000": the sender did not say its zone; RFC 5322 means UTC
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return format_moment(moment, time_zone(zone), language)
+    except (ValueError, OverflowError):  # a date the calendar functions cannot show
+        return _header(message, "Date")
 
 
 def _leaves(part: Message) -> Iterator[Message]:
@@ -635,14 +650,15 @@ def _letterhead_flowables(letterhead: Letterhead, styles: dict[str, ParagraphSty
 
 
 def _header_table(
-    message: EmailMessage, language: str, labels: dict[str, str], styles: dict[str, ParagraphStyle]
+    message: EmailMessage, language: str, labels: dict[str, str], styles: dict[str, ParagraphStyle],
+    zone: str,
 ) -> Flowable:
     rows = []
     for key, value in (
         ("from", _header(message, "From")),
         ("to", _header(message, "To")),
         ("cc", _header(message, "Cc")),
-        ("date", _date(message, language)),
+        ("date", _date(message, language, zone)),
     ):
         if value or key in ("from", "to"):
             rows.append(
@@ -919,7 +935,7 @@ def _render_writer(
         story: list[Flowable] = [
             _letterhead_flowables(letterhead, styles),
             Spacer(1, 6 * mm),
-            _header_table(message, language, labels, styles),
+            _header_table(message, language, labels, styles, letterhead.time_zone),
             Spacer(1, 5 * mm),
         ]
         if text.strip():

@@ -33,6 +33,7 @@ from siegel import (
     Address,
     ConfigPath,
     Held,
+    HeldCopy,
     Outgoing,
     Protected,
     RecipientContext,
@@ -336,7 +337,7 @@ class Workflow:
     def _letterhead(self) -> Letterhead:
         return Letterhead(tenant_name=self.tenant.name,
                           address_lines=self.settings.letterhead_lines,
-                          logo_png=self.settings.logo_png)
+                          logo_png=self.settings.logo_png, time_zone=self.tenant.time_zone.key)
 
     async def _hold_for_registration(self, ctx: RecipientContext) -> datetime:
         key = _account_key(self.tenant.id, ctx.recipient)
@@ -363,9 +364,9 @@ class Workflow:
             token = await self.issue_token("register", ctx.recipient, ttl)
             await self._send(ctx.recipient, "invitation", {
                 "register_link": self.link(f"/register/{token}"),
-                "expires": until.strftime("%d.%m.%Y %H:%M UTC"),
-                "expires_en": until.strftime("%Y-%m-%d %H:%M UTC"),
-            })
+                "expires": self.tenant.format_time(until, "de"),
+                "expires_en": self.tenant.format_time(until, "en"),
+            }, about=HeldCopy(ctx.message.id, ctx.recipient))
             return until
         raise RuntimeError(f"could not record the held message for {ctx.recipient}")
 
@@ -399,7 +400,10 @@ class Workflow:
         carrier.attach(pdf, "application/pdf", "nachricht.pdf")
         return carrier.to_bytes()
 
-    async def _send(self, recipient: Address, template: str, values: dict[str, str]) -> None:
+    async def _send(self, recipient: Address, template: str, values: dict[str, str], *,
+                    about: HeldCopy | None = None) -> None:
+        """Send one of the plugin's mails to a recipient; ``about`` names the held copy an
+        invitation is for, so that a bounce of it ends that copy and tells its sender."""
         languages = ("de", "en") if self.tenant.language == "de" else ("en", "de")
         sender = self.settings.mail_from or self.tenant.notice_from
         message = mailtext.compose(
@@ -410,7 +414,7 @@ class Workflow:
         message.add("X-Siegel-Mail", f"password_pdf.{template}")
         await self.services.send_system_mail(self.tenant.id, SystemMail(
             mail_from="", recipients=[str(recipient)], raw=message.to_bytes(),
-            channel=self.tenant.delivery_channel))
+            channel=self.tenant.delivery_channel, about=about))
 
     # -- what the portal calls ------------------------------------------------------------------
 
@@ -442,8 +446,8 @@ class Workflow:
         await self.accounts.put(_account_key(self.tenant.id, recipient), account.encode())
         if tell:
             await self._send(recipient, "password_changed", {
-                "when": self.now.strftime("%d.%m.%Y %H:%M UTC"),
-                "when_en": self.now.strftime("%Y-%m-%d %H:%M UTC"),
+                "when": self.tenant.format_time(self.now, "de"),
+                "when_en": self.tenant.format_time(self.now, "en"),
                 "password_link": self.link("/password")})
         await self._release_held(recipient)
 
@@ -463,8 +467,11 @@ class Workflow:
             return
         minutes = self.settings.reset_link_minutes
         token = await self.issue_token("reset", recipient, timedelta(minutes=minutes))
+        until = self.now + timedelta(minutes=minutes)
         await self._send(recipient, "reset", {"reset_link": self.link(f"/reset/{token}"),
-                                              "minutes": f"{minutes:g}"})
+                                              "minutes": f"{minutes:g}",
+                                              "expires": self.tenant.format_time(until, "de"),
+                                              "expires_en": self.tenant.format_time(until, "en")})
 
     async def reset(self, token: str, password: str) -> tuple[Address, list[Text]]:
         """Set a new password through a reset link; the recipient is told by mail."""
@@ -522,8 +529,8 @@ class Workflow:
             package="siegel.plugins.password_pdf", name="reply", languages=languages,
             values={"recipient": record.recipient, "message_id": record.message_id or "",
                     "subject": record.subject or "", "text": text,
-                    "when": received.strftime("%d.%m.%Y %H:%M UTC"),
-                    "when_en": received.strftime("%Y-%m-%d %H:%M UTC")},
+                    "when": self.tenant.format_time(received, "de"),
+                    "when_en": self.tenant.format_time(received, "en")},
             sender=email.utils.formataddr((f"{record.recipient} (über siegel)",
                                            self.tenant.notice_from)),
             to=record.reply_to, override=self.settings.templates)

@@ -89,7 +89,9 @@ def test_header_labels_follow_the_language(
         assert label in text
     assert absent not in text
     assert "Jörg Müller <joerg.mueller@example.org>" in text
-    assert ("21.03.2025, 14:05 Uhr +0100" if language == "de" else "2025-03-21 14:05 +0100") in text
+    # In the tenant's zone (the letterhead's default, Europe/Berlin), with the zone named.
+    assert ("21. März 2025, 14:05 Uhr (MEZ)" if language == "de"
+            else "21 March 2025, 14:05 CET") in text
 
 
 def test_unknown_language_is_refused(letterhead: Letterhead) -> None:

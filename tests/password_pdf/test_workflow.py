@@ -132,12 +132,17 @@ async def test_reset_needs_the_mailbox_and_tells_the_recipient(siegel_harness, t
         [reset_mail] = [m for m in harness.sink.to(CITIZEN)
                         if m.parsed.get("X-Siegel-Mail") == "password_pdf.reset"]
         token = link_from(reset_mail, "reset")
+        reset_text = reset_mail.parsed.get_content()
+        # Requested at the harness clock's 09:00 UTC; valid 60 minutes, until 11:00 MEZ.
+        assert "60 Minuten gültig (bis 5. Januar 2026, 11:00 Uhr (MEZ))" in reset_text
+        assert "60 minutes (until 5 January 2026, 11:00 CET)" in reset_text
         harness.clock.advance(minutes=30)
         _, problems = await workflow.reset(token, "Neues-Passwort-2026!")
         assert problems == []
         await harness.process()
-        assert [m for m in harness.sink.to(CITIZEN)
-                if m.parsed.get("X-Siegel-Mail") == "password_pdf.password_changed"]
+        [changed] = [m for m in harness.sink.to(CITIZEN)
+                     if m.parsed.get("X-Siegel-Mail") == "password_pdf.password_changed"]
+        assert "am 5. Januar 2026, 10:30 Uhr (MEZ) geändert" in changed.parsed.get_content()
         await send_customer_mail(harness, subject="Nach dem Wechsel")
         await harness.process()
     carrier = [m for m in harness.sink.to(CITIZEN) if m.parsed.get("X-Siegel-Protection")][-1]
@@ -182,7 +187,11 @@ async def test_reply_reaches_the_sender_and_cannot_read_anything(siegel_harness)
     parsed = reply.parsed
     assert parsed["X-Siegel-Reply-To-Message"] == message_id
     assert parsed["Reply-To"] == CITIZEN
-    assert "Vielen Dank, ich reiche die Unterlagen nach." in parsed.get_body(("plain",)).get_content()
+    text = parsed.get_body(("plain",)).get_content()
+    assert "Vielen Dank, ich reiche die Unterlagen nach." in text
+    # The harness clock's 5 January 2026, 09:00 UTC, as the clerk reads it.
+    assert "eingegangen 5. Januar 2026, 10:00 Uhr (MEZ)" in text
+    assert "received 5 January 2026, 10:00 CET" in text
     [attachment] = list(parsed.iter_attachments())
     assert attachment.get_filename() == "Nachweis.pdf"
     assert attachment.get_content() == b"%PDF-1.4 nachweis"
