@@ -194,6 +194,75 @@ def config_check(config_path: Path) -> None:
     click.echo(f"{config_path}: OK")
 
 
+@cli.group("listener")
+def listener_group() -> None:
+    """The SMTP listener's users (SMTP AUTH)."""
+
+
+#: Shortest password ``siegel listener passwd`` accepts.
+MIN_PASSWORD_LENGTH = 12
+
+
+@listener_group.command("passwd")
+@click.argument("users_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("user")
+@click.option("--tenant", default=None,
+              help="The tenant the user sends for (needed for a new user).")
+@click.option("--sender", "senders", multiple=True,
+              help="An envelope sender the user may use (repeatable; default: any address of "
+                   "the tenant's own domains).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of "
+                                                     "standard input instead of asking.")
+@click.option("--delete", is_flag=True, help="Remove the user.")
+def listener_passwd(users_file: Path, user: str, tenant: str | None, senders: tuple[str, ...],
+                    password_stdin: bool, delete: bool) -> None:
+    """Add a user to USERS_FILE (a listener's ``auth_users_file``), or set its password.
+
+    The file keeps an Argon2id hash, never the password. A running gateway reads the changed
+    file at the next AUTH; check it with ``siegel config check``.
+    """
+    from siegel import smtp_auth
+
+    try:
+        users = smtp_auth.read_users(users_file) if users_file.exists() else {}
+    except smtp_auth.UsersFileError as exc:
+        _fail("\n".join([f"{exc.path}: cannot be read"] + [f"  {p}" for p in exc.problems]), 2)
+    existing = users.get(user)
+    if delete:
+        if existing is None:
+            _fail(f"{users_file}: no user {user!r}")
+        del users[user]
+        smtp_auth.write_users(users_file, users.values())
+        click.echo(f"{users_file}: removed {user}")
+        return
+    problem = smtp_auth.check_user_name(user)
+    if problem:
+        _fail(f"USER: {problem}")
+    if existing is None and tenant is None:
+        _fail(f"--tenant: {user!r} is a new user; say which tenant it sends for")
+    try:
+        allowed = tuple(smtp_auth.normalize_sender(s) for s in senders)
+    except InvalidAddress as exc:
+        _fail(f"--sender: {exc}")
+        return
+    if tenant is not None and (":" in tenant or not tenant.strip()):
+        _fail(f"--tenant: {tenant!r} is not a tenant id")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        _fail(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    users[user] = smtp_auth.SmtpUser(
+        name=user, password_hash=smtp_auth.hash_password(password),
+        tenant=tenant if tenant is not None else existing.tenant if existing else "",
+        senders=allowed or (existing.senders if existing and tenant is None else ()))
+    smtp_auth.write_users(users_file, users.values())
+    click.echo(f"{users_file}: {'changed' if existing else 'added'} {user} "
+               f"(tenant {users[user].tenant}; senders "
+               f"{', '.join(users[user].senders) or 'any of the tenant'})")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:

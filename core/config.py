@@ -92,9 +92,22 @@ class ListenerConfig:
     )
     #: "off", "optional" (offered) or "required" (no MAIL before STARTTLS).
     starttls: Literal["off", "optional", "required"] = "off"
+    #: TLS from the first byte (SMTPS, usually port 465) instead of STARTTLS.
+    implicit_tls: bool = False
     tls_certificate: ConfigPath | None = None
     tls_key: ConfigPath | None = None
     hostname: str | None = None
+    #: Users who may authenticate (SMTP AUTH PLAIN/LOGIN, only over TLS) and then send from
+    #: outside ``allowed_clients`` as their tenant's senders; see :mod:`siegel.smtp_auth`.
+    auth_users_file: ConfigPath | None = None
+    #: Failed AUTH attempts per client address within the window before AUTH is refused.
+    auth_max_failures: int = attrs.field(default=5, validator=_positive)
+    auth_failure_window_seconds: float = attrs.field(default=900.0, validator=_positive)
+
+    @property
+    def tls(self) -> bool:
+        """Whether this listener can speak TLS (STARTTLS or implicit)."""
+        return self.implicit_tls or self.starttls != "off"
 
 
 # Relative to the configuration file's folder (resolved by Config.path).
@@ -387,10 +400,7 @@ def config_from_mapping(
     if not file.tenants:
         problems.append("tenants: at least one tenant is needed ([tenants.ID] with name and domains)")
     for index, listener in enumerate(file.listeners):
-        if listener.starttls != "off" and not (listener.tls_certificate and listener.tls_key):
-            problems.append(
-                f"listeners[{index}].starttls: {listener.starttls!r} needs tls_certificate and tls_key"
-            )
+        _check_listener(f"listeners[{index}]", listener, tenants, problems)
     portal = _portal_settings(file, base_dir, problems)
     if problems:
         raise ConfigError(source, problems)
@@ -411,6 +421,41 @@ def _portal_settings(file: FileConfig, base_dir: Path, problems: list[str]) -> P
         problems += exc.problems
         return None
     return settings
+
+
+def _check_listener(where: str, listener: ListenerConfig, tenants: Mapping[str, Tenant],
+                    problems: list[str]) -> None:
+    from siegel.smtp_auth import UsersFileError, read_users
+
+    if listener.starttls != "off" and not (listener.tls_certificate and listener.tls_key):
+        problems.append(
+            f"{where}.starttls: {listener.starttls!r} needs tls_certificate and tls_key")
+    if listener.implicit_tls:
+        if not (listener.tls_certificate and listener.tls_key):
+            problems.append(f"{where}.implicit_tls: needs tls_certificate and tls_key")
+        if listener.starttls != "off":
+            problems.append(f"{where}.implicit_tls: the connection is encrypted from the start; "
+                            "set starttls = \"off\"")
+    if listener.auth_users_file is None:
+        return
+    if not listener.tls:
+        problems.append(f"{where}.auth_users_file: SMTP AUTH is offered only over TLS; set "
+                        "starttls (with tls_certificate and tls_key) or implicit_tls")
+    try:
+        users = read_users(Path(listener.auth_users_file))
+    except UsersFileError as exc:
+        problems += [f"{where}.auth_users_file: {exc.path}: {p}" for p in exc.problems]
+        return
+    for user in users.values():
+        tenant = tenants.get(user.tenant)
+        if tenant is None:
+            problems.append(f"{where}.auth_users_file: user {user.name!r}: unknown tenant "
+                            f"{user.tenant!r} (known: {', '.join(tenants) or 'none'})")
+            continue
+        for sender in user.senders:
+            if not tenant.own_domains.match(Address.parse(sender).domain):
+                problems.append(f"{where}.auth_users_file: user {user.name!r}: sender {sender} "
+                                f"is not in a domain of tenant {tenant.id!r}")
 
 
 def _check_globals(file: FileConfig, registry: PluginRegistry, problems: list[str]) -> None:
