@@ -59,6 +59,15 @@ class SettingError(ValueError):
         super().__init__(message)
 
 
+def raise_all(problems: list[SettingError]) -> None:
+    """Raise every problem a settings class found (in ``__attrs_post_init__``), not only the
+    first: one :class:`SettingError`, or an :class:`ExceptionGroup` of several."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ExceptionGroup("settings problems", problems)
+
+
 def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
         raise SettingError(attribute.name, f"must be greater than 0, not {value}")
@@ -616,4 +625,5 @@ __all__ = [
     "TenantConfig",
     "load_config",
     "normalize_domain",
+    "raise_all",
 ]
