@@ -9,6 +9,7 @@ import logging
 import signal
 import smtplib
 import sys
+import tomllib
 from collections.abc import Awaitable, Callable, Coroutine
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -20,10 +21,17 @@ import click
 
 from siegel import __version__
 from siegel.addresses import Address, InvalidAddress
-from siegel.bootstrap import bootstrap
+from siegel.bootstrap import blocked_plugins, bootstrap
 from siegel.clock import SystemClock
-from siegel.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, Config, ConfigError
-from siegel.crypto import KeyFileError, create_key_file
+from siegel.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_NAME,
+    Config,
+    ConfigError,
+    StoreConfig,
+    load_config,
+)
+from siegel.crypto import ContentCipher, KeyFileError, create_key_file
 from siegel.malloc import pin_mmap_threshold
 from siegel.manager import PluginError, PluginRegistry
 from siegel.model import RecipientState
@@ -177,21 +185,60 @@ def config_group() -> None:
 @config_group.command("check")
 @config_option
 def config_check(config_path: Path) -> None:
-    """Validate the configuration file against the installed plugins."""
-    config, registry = _load(config_path)
+    """Validate the configuration file against the installed plugins.
+
+    Every problem is reported, not only the first: the file's tables, every tenant and every
+    plugin's settings, the listeners' users files and the store key."""
     try:
-        open_store(config)
-    except KeyFileError as exc:
-        _fail(f"{config_path}: {exc}", 2)
+        registry = PluginRegistry.load(blocked=blocked_plugins(config_path))
+    except (ConfigError, PluginError) as exc:
+        _fail(str(exc), 2)
+        return
+    for failure in registry.failures.values():
+        click.secho(f"warning: plugin {failure.name!r} failed to load: {failure.error}",
+                    fg="yellow")
+    config: Config | None = None
+    problems: list[str] = []
+    try:
+        config = load_config(config_path, registry)
+    except ConfigError as exc:
+        problems += exc.problems
+    key_problem = _store_key_problem(config_path, config)
+    if key_problem:
+        problems.append(key_problem)
+    if problems or config is None:
+        _fail(str(ConfigError(str(config_path), problems)), 2)
+        return
     for tenant in config.tenants.values():
         click.echo(f"tenant {tenant.id} ({tenant.name}): domains {', '.join(tenant.own_domains)}; "
                    f"internal {', '.join(tenant.internal) or '-'}; "
                    f"plugins {', '.join(sorted(tenant.enabled_plugins))}; "
                    f"protection {', '.join(tenant.protection) or 'none (such mail is quarantined)'}")
-    for failure in registry.failures.values():
-        click.secho(f"warning: plugin {failure.name!r} failed to load: {failure.error}",
-                    fg="yellow")
     click.echo(f"{config_path}: OK")
+
+
+def _store_key_problem(config_path: Path, config: Config | None) -> str | None:
+    """Whether the store key can be read; also when the rest of the file has problems (then the
+    key file is taken from ``[store] key_file`` as written, if that is a string)."""
+    if config is not None:
+        key_file = config.path(config.store.key_file)
+    else:
+        try:
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return None  # reported already
+        store = data.get("store", {})
+        written = store.get("key_file", StoreConfig().key_file) if isinstance(store, dict) else None
+        if not isinstance(written, str):
+            return None  # reported already
+        key_file = Path(written).expanduser()
+        if not key_file.is_absolute():
+            key_file = config_path.resolve().parent / key_file
+    try:
+        ContentCipher.from_key_file(key_file)
+    except KeyFileError as exc:
+        return f"store.key_file: {exc}"
+    return None
 
 
 @cli.group("listener")

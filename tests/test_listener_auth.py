@@ -358,7 +358,7 @@ def test_config_check_names_every_auth_problem(tmp_path, hashes_):
     ]})
     with pytest.raises(ConfigError) as info:
         config_from_mapping(data, PluginRegistry.load(), source="siegel.toml", base_dir=tmp_path)
-    assert info.value.problems == [
+    assert sorted(info.value.problems) == sorted([
         "listeners[0].auth_users_file: SMTP AUTH is offered only over TLS; set starttls (with "
         "tls_certificate and tls_key) or implicit_tls",
         "listeners[0].auth_users_file: user 'a': unknown tenant 'nope' (known: test)",
@@ -372,7 +372,7 @@ def test_config_check_names_every_auth_problem(tmp_path, hashes_):
         "listeners[2].implicit_tls: needs tls_certificate and tls_key",
         "listeners[2].implicit_tls: the connection is encrypted from the start; set starttls = "
         '"off"',
-    ]
+    ])
 
 
 # -- siegel listener passwd ----------------------------------------------------------------------
