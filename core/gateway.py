@@ -173,19 +173,23 @@ class GatewayHandler:
             name = login.decode("utf-8")
         except UnicodeDecodeError:
             name = ""
-        if self.throttle.blocked(client, name):
-            log.warning("AUTH from %s refused: too many failed attempts", server.session.peer)
-            return AuthResult(success=False, handled=False, message=_AUTH_THROTTLED)
         users = self.users.users()
         if users is None:
             log.error("SMTP AUTH unavailable: %s", self.users.error)
             return AuthResult(success=False, handled=False,
                               message="454 4.7.0 Temporary authentication failure")
+        if not self.throttle.begin(client, name):
+            log.warning("AUTH from %s refused: too many failed attempts", server.session.peer)
+            return AuthResult(success=False, handled=False, message=_AUTH_THROTTLED)
         user = users.get(name)
-        if await verify_password(user, password) and user is not None:
+        verified = False
+        try:
+            verified = await verify_password(user, password) and user is not None
+        finally:
+            self.throttle.end(client, name, failed=not verified)
+        if verified and user is not None:
             log.info("client %s authenticated as %s", server.session.peer, user.name)
             return AuthResult(success=True, auth_data=user)
-        self.throttle.record_failure(client, name)
         log.warning("failed AUTH from %s", server.session.peer)  # the name may be a password
         return AuthResult(success=False, handled=False, message=_AUTH_INVALID)
 

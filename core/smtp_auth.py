@@ -237,10 +237,16 @@ class UsersFile:
 class _Window:
     failures: int
     ends: float
+    #: Attempts being checked right now: they count against the limit until they end, so that
+    #: parallel connections cannot guess more often than the limit allows.
+    pending: int = 0
 
 
 class FailureThrottle:
-    """Failed AUTH attempts per client address and per user name, in fixed windows."""
+    """Failed AUTH attempts per client address and per user name, in fixed windows.
+
+    An attempt is let through with :meth:`begin` (which counts it as pending) and ended with
+    :meth:`end`; a pending attempt counts like a failure until it ends."""
 
     def __init__(self, max_failures: int, window_seconds: float) -> None:
         self.max_failures = max_failures
@@ -255,25 +261,39 @@ class FailureThrottle:
             keys.append((f"u:{user.casefold()}", self.max_failures * USER_LIMIT_FACTOR))
         return keys
 
-    def _count(self, key: str, now: float) -> int:
+    def _window(self, key: str, now: float) -> _Window:
         window = self._windows.get(key)
-        if window is None or window.ends <= now:
-            self._windows.pop(key, None)
-            return 0
-        return window.failures
+        if window is not None and window.ends <= now:
+            # Expired: start again, but attempts still being checked stay counted.
+            window.failures, window.ends = 0, now + self.window_seconds
+        if window is None:
+            if len(self._windows) > 100_000:  # many addresses: forget the idle expired ones
+                self._windows = {k: w for k, w in self._windows.items()
+                                 if w.ends > now or w.pending}
+            window = self._windows[key] = _Window(0, now + self.window_seconds)
+        return window
 
     def blocked(self, client: str | None, user: str | None = None) -> bool:
         now = time.monotonic()
-        return any(self._count(key, now) >= limit for key, limit in self._keys(client, user))
+        return any(self._window(key, now).failures + self._window(key, now).pending >= limit
+                   for key, limit in self._keys(client, user))
 
-    def record_failure(self, client: str | None, user: str | None) -> None:
+    def begin(self, client: str | None, user: str | None) -> bool:
+        """Let an attempt through (True, counted as pending) unless a limit is reached."""
+        if self.blocked(client, user):
+            return False
         now = time.monotonic()
-        if len(self._windows) > 100_000:  # many addresses: forget the expired windows
-            self._windows = {k: w for k, w in self._windows.items() if w.ends > now}
         for key, _limit in self._keys(client, user):
-            count = self._count(key, now)
-            window = self._windows.setdefault(key, _Window(count, now + self.window_seconds))
-            window.failures += 1
+            self._window(key, now).pending += 1
+        return True
+
+    def end(self, client: str | None, user: str | None, *, failed: bool) -> None:
+        now = time.monotonic()
+        for key, _limit in self._keys(client, user):
+            window = self._window(key, now)
+            window.pending = max(0, window.pending - 1)
+            if failed:
+                window.failures += 1
 
 
 def sender_allowed(user: SmtpUser, sender: Address | None, tenant_of_sender: str | None) -> bool:

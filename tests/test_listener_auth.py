@@ -289,6 +289,22 @@ async def test_wrong_passwords_are_refused_then_throttled_and_never_logged(liste
         assert secret not in logged
 
 
+async def test_parallel_guesses_cannot_exceed_the_limit(listener, users_file):
+    """Attempts being checked count against the limit: eight connections guessing at the same
+    moment get three answers 535 and five 454, however the checks interleave."""
+    async with listener(auth_max_failures=3) as lst:
+        clients = [await lst.connect_tls() for _ in range(8)]
+        bystander = await lst.connect()
+        guessing = asyncio.gather(*(
+            auth_error(client.auth_plain("clerk", f"geraten-{number}"))
+            for number, client in enumerate(clients)))
+        # Password checks run beside the event loop: another client is answered meanwhile.
+        assert (await asyncio.wait_for(bystander.noop(), 5)).code == 250
+        assert sorted(await guessing) == [454] * 5 + [535] * 3
+        for client in [*clients, bystander]:
+            client.close()
+
+
 async def test_malformed_auth_gets_501_and_counts_nothing(listener, users_file):
     async with listener(auth_max_failures=1) as lst:
         client = await lst.connect_tls()
