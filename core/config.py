@@ -524,7 +524,9 @@ def config_from_mapping(
     for index, listener in enumerate(listeners_data if isinstance(listeners_data, list) else []):
         users_file = listener.get("auth_users_file") if isinstance(listener, Mapping) else None
         if isinstance(users_file, str):
-            _check_users_file(f"listeners[{index}].auth_users_file", base_dir / users_file,
+            path = Path(users_file).expanduser()
+            _check_users_file(f"listeners[{index}].auth_users_file",
+                              path if path.is_absolute() else base_dir / path,
                               tenant_ids, tenants, problems)
     portal = _portal_settings(file, base_dir, problems)
     if problems:
@@ -554,7 +556,7 @@ def _check_users_file(where: str, path: Path, tenant_ids: list[str],
     from siegel.smtp_auth import UsersFileError, read_users
 
     try:
-        users = read_users(path.expanduser())
+        users = read_users(path)
     except UsersFileError as exc:
         problems += [f"{where}: {exc.path}: {p}" for p in exc.problems]
         return
