@@ -4,7 +4,8 @@ It answers ``250`` for a message only after the store has committed it to disk, 
 cannot store it, and refuses what no tenant owns (siegel is never an open relay). Clients outside
 ``allowed_clients`` may send only after SMTP AUTH, which a listener offers only when it has an
 ``auth_users_file`` and only on an encrypted connection (:mod:`siegel.smtp_auth`); an
-authenticated user sends only as the senders its line of that file allows. It checks the
+authenticated user sends only as the senders its line of that file allows (envelope sender and
+``From:``). It checks the
 envelope (client network, sender and recipient syntax, tenant ownership, size) before DATA, so
 nothing it has answered 250 for is ever refused later: a message that is merely strange is
 quarantined by the pipeline with the reason.
@@ -28,7 +29,14 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 from siegel.addresses import Address, InvalidAddress
 from siegel.config import ListenerConfig, Tenant
 from siegel.runtime import NoTenant, Runtime
-from siegel.smtp_auth import FailureThrottle, SmtpUser, UsersFile, sender_allowed, verify_password
+from siegel.smtp_auth import (
+    FailureThrottle,
+    SmtpUser,
+    UsersFile,
+    header_senders,
+    sender_allowed,
+    verify_password,
+)
 from siegel.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -213,6 +221,26 @@ class GatewayHandler:
         log.warning("user %s may not send as %s", user.name, address or "<>")
         return f"553 5.7.1 User {user.name} may not send as <{address.strip('<>')}>"
 
+    async def _header_sender_refusal(self, session: Session, raw: bytes) -> str | None:
+        """An authenticated user's ``From:`` must name only senders it may use, as the envelope
+        sender must."""
+        user: object = session.auth_data if session.authenticated else None
+        if not isinstance(user, SmtpUser):
+            return None
+        senders = await asyncio.to_thread(header_senders, raw)
+        if not senders:
+            return "550 5.7.1 The From header is missing or cannot be read"
+        config = self.runtime.config
+        for text in senders:
+            try:
+                sender = _parse(text)
+            except InvalidAddress as exc:
+                return f"550 5.7.1 Invalid address in the From header: {exc}"
+            if not sender_allowed(user, sender, _tenant_id(config.tenant_of_sender(sender))):
+                log.warning("user %s may not send with From: %s", user.name, sender)
+                return f"550 5.7.1 User {user.name} may not send as {sender} (From header)"
+        return None
+
     # -- the envelope -------------------------------------------------------------------------
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
@@ -261,6 +289,9 @@ class GatewayHandler:
         raw = envelope.original_content or envelope.content
         if not isinstance(raw, bytes):
             raw = str(raw or "").encode("utf-8", "surrogateescape")
+        refusal = await self._header_sender_refusal(session, raw)
+        if refusal is not None:
+            return refusal
         try:
             with self.storing:
                 message_id = await self.runtime.submit(raw, _sender(envelope),

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.parser
+import email.policy
 import functools
 import os
 import secrets
@@ -296,6 +298,24 @@ class FailureThrottle:
                 window.failures += 1
 
 
+def header_senders(raw: bytes) -> list[str] | None:
+    """The addresses of every ``From:`` field of a message (None if one cannot be read). Only
+    the header block is parsed; it is CPU work, so callers on the event loop run it in a thread."""
+    end = len(raw)
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        found = raw.find(separator)
+        if found != -1:
+            end = min(end, found + len(separator))
+    headers = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(raw[:end])
+    addresses: list[str] = []
+    for field in headers.get_all("from", []):
+        found_addresses = getattr(field, "addresses", ())
+        if getattr(field, "defects", ()) or not found_addresses:
+            return None
+        addresses += [a.addr_spec for a in found_addresses]
+    return addresses
+
+
 def sender_allowed(user: SmtpUser, sender: Address | None, tenant_of_sender: str | None) -> bool:
     """Whether ``user`` may use ``sender`` as envelope sender (``tenant_of_sender``: the tenant
     whose own domain the sender is in)."""
@@ -311,6 +331,7 @@ __all__ = [
     "UsersFileError",
     "check_user_name",
     "hash_password",
+    "header_senders",
     "normalize_sender",
     "parse_users",
     "read_users",

@@ -252,6 +252,26 @@ async def test_a_user_sends_only_as_its_tenant_and_listed_senders(listener, user
         await client.quit()
 
 
+async def test_the_from_header_is_held_to_the_same_senders(listener, users_file):
+    async with listener(config=TWO_TENANTS) as lst:
+        client = await lst.connect_tls()
+        assert await auth_error(client.auth_login("scanner", SCANNER_PASSWORD)) == 235
+        without_from = b"To: kollegin@behoerde.example\r\nSubject: x\r\n\r\nText\r\n"
+        two_from = make_message(sender=f"{SCANNER}, {SENDER}", to=COLLEAGUE)
+        for raw in (make_message(sender=SENDER, to=COLLEAGUE),
+                    make_message(sender=OTHER_TENANT, to=COLLEAGUE), two_from, without_from):
+            await client.rset()
+            assert (await command(client, f"MAIL FROM:<{SCANNER}>"))[0] == 250
+            assert (await command(client, f"RCPT TO:<{COLLEAGUE}>"))[0] == 250
+            with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+                await client.data(raw)
+            assert (refused.value.code, refused.value.message.split()[0]) == (550, "5.7.1")
+        assert await stored(lst.harness) == []
+        await client.sendmail(SCANNER, [COLLEAGUE], make_message(sender=SCANNER, to=COLLEAGUE))
+        assert len(await stored(lst.harness)) == 1
+        await client.quit()
+
+
 async def test_auth_over_implicit_tls(listener, users_file):
     async with listener(starttls="off", implicit_tls=True) as lst:
         client = await lst.connect(implicit=True)
