@@ -1,14 +1,15 @@
 """The SMTP listener (aiosmtpd).
 
 It answers ``250`` for a message only after the store has committed it to disk, ``451`` when it
-cannot store it, and refuses what no tenant owns (siegel is never an open relay). Clients outside
-``allowed_clients`` may send only after SMTP AUTH, which a listener offers only when it has an
-``auth_users_file`` and only on an encrypted connection (:mod:`siegel.smtp_auth`); an
-authenticated user sends only as the senders its line of that file allows (envelope sender and
-``From:``). It checks the
+cannot store it, and refuses what no tenant owns (siegel is never an open relay). It checks the
 envelope (client network, sender and recipient syntax, tenant ownership, size) before DATA, so
 nothing it has answered 250 for is ever refused later: a message that is merely strange is
 quarantined by the pipeline with the reason.
+
+Clients outside ``allowed_clients`` may send only after SMTP AUTH, which a listener offers only
+when it has an ``auth_users_file`` and only on an encrypted connection (:mod:`siegel.smtp_auth`);
+an authenticated user sends only as the senders its line of that file allows (envelope sender and
+``From:``).
 """
 
 from __future__ import annotations
