@@ -431,11 +431,8 @@ def _section(data: Any, cls: type[Any], where: str, base_dir: Path,
     if isinstance(data, Mapping) and attrs.has(cls):
         # Named here, not by cattrs: it reports unknown keys instead of the other problems.
         names = {field.name for field in attrs.fields(cls)}
-        unknown = [key for key in data if key not in names]
-        problems += [f"{where}.{key}: unknown key" for key in unknown]
+        problems += [f"{where}.{key}: unknown key" for key in data if key not in names]
         data = {key: value for key, value in data.items() if key in names}
-    else:
-        unknown = []
     before = len(problems)
     _strict_types(data, where, problems, cls)
     if len(problems) > before:
@@ -445,7 +442,7 @@ def _section(data: Any, cls: type[Any], where: str, base_dir: Path,
     except _StructureError as exc:
         problems += exc.problems
         return None
-    return None if unknown else section
+    return section  # without its unknown keys: what it says is still checked further
 
 
 def _table(data: Mapping[str, Any], key: str, problems: list[str]) -> Mapping[str, Any]:

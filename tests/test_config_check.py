@@ -12,7 +12,7 @@ from siegel.cli import cli
 from siegel.config import ConfigError, config_from_mapping
 from siegel.manager import PluginRegistry
 
-# Ten independent mistakes, in every kind of table the file has.
+# Independent mistakes, in every kind of table the file has.
 SEVERAL_MISTAKES = """\
 colour = "blue"
 
@@ -39,6 +39,7 @@ enabled = true
 name = "Stadtverwaltung"
 domains = ["stadt.example"]
 plugin_set = "school"
+protect = ["smime"]
 
 [tenants.kreis]
 name = "Landkreis"
@@ -66,6 +67,7 @@ EXPECTED = [
     "listeners[1].max_recipients: must be greater than 0, not 0",
     "tenants.schule.domain: unknown key",
     "tenants.schule.domains: required key is missing",
+    "tenants.amt.protect: unknown key",
     "tenants.amt.plugin_set: unknown plugin set 'school' (known: baseline, city, district)",
     "tenants.kreis.settings.relay.idle_seconds: must be 0 or more, not -5.0",
     "tenants.kreis.settings.relay.port: must be between 1 and 65535, not 0",
@@ -111,7 +113,7 @@ def test_fixing_every_reported_problem_leaves_a_valid_file(tmp_path: Path):
              .replace('key_file = "keys/nowhere.key"\n', "")
              .replace("concurrency = 0\npoll_seconds = -1", "concurrency = 2")
              .replace("[settings.virus_scan]\nenabled = true\n", "")
-             .replace('plugin_set = "school"', 'plugin_set = "baseline"')
+             .replace('plugin_set = "school"\nprotect = ["smime"]', 'plugin_set = "baseline"')
              .replace("port = 0\ntls = \"none\"\nidle_seconds = -5", "port = 25")
              .replace('domain = ["schule.example"]',
                       'domains = ["schule.example"]\nplugin_set = "baseline"'))
