@@ -6,7 +6,15 @@ here; the modules behind it are implementation detail unless documented.
 
 from siegel import mailtext, mime
 from siegel.addresses import Address, DomainMatch, DomainSet, InvalidAddress
-from siegel.config import Config, ConfigError, ConfigPath, SettingError, Tenant, load_config
+from siegel.config import (
+    Config,
+    ConfigError,
+    ConfigPath,
+    SettingError,
+    Tenant,
+    load_config,
+    raise_all,
+)
 from siegel.manager import PluginError, PluginRegistry
 from siegel.model import (
     AuditEvent,
@@ -99,4 +107,5 @@ __all__ = [
     "load_config",
     "mailtext",
     "mime",
+    "raise_all",
 ]

@@ -9,6 +9,7 @@ import logging
 import signal
 import smtplib
 import sys
+import tomllib
 from collections.abc import Awaitable, Callable, Coroutine
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -20,10 +21,17 @@ import click
 
 from siegel import __version__
 from siegel.addresses import Address, InvalidAddress
-from siegel.bootstrap import bootstrap
+from siegel.bootstrap import blocked_plugins, bootstrap
 from siegel.clock import SystemClock
-from siegel.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, Config, ConfigError
-from siegel.crypto import KeyFileError, create_key_file
+from siegel.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_NAME,
+    Config,
+    ConfigError,
+    StoreConfig,
+    load_config,
+)
+from siegel.crypto import ContentCipher, KeyFileError, create_key_file
 from siegel.malloc import pin_mmap_threshold
 from siegel.manager import PluginError, PluginRegistry
 from siegel.model import RecipientState
@@ -177,21 +185,129 @@ def config_group() -> None:
 @config_group.command("check")
 @config_option
 def config_check(config_path: Path) -> None:
-    """Validate the configuration file against the installed plugins."""
-    config, registry = _load(config_path)
+    """Validate the configuration file against the installed plugins.
+
+    Every problem is reported, not only the first: the file's tables, every tenant and every
+    plugin's settings, the listeners' users files and the store key."""
     try:
-        open_store(config)
-    except KeyFileError as exc:
-        _fail(f"{config_path}: {exc}", 2)
+        registry = PluginRegistry.load(blocked=blocked_plugins(config_path))
+    except (ConfigError, PluginError) as exc:
+        _fail(str(exc), 2)
+        return
+    for failure in registry.failures.values():
+        click.secho(f"warning: plugin {failure.name!r} failed to load: {failure.error}",
+                    fg="yellow")
+    config: Config | None = None
+    problems: list[str] = []
+    try:
+        config = load_config(config_path, registry)
+    except ConfigError as exc:
+        problems += exc.problems
+    key_problem = _store_key_problem(config_path, config)
+    if key_problem:
+        problems.append(key_problem)
+    if problems or config is None:
+        _fail(str(ConfigError(str(config_path), problems)), 2)
+        return
     for tenant in config.tenants.values():
         click.echo(f"tenant {tenant.id} ({tenant.name}): domains {', '.join(tenant.own_domains)}; "
                    f"internal {', '.join(tenant.internal) or '-'}; "
                    f"plugins {', '.join(sorted(tenant.enabled_plugins))}; "
                    f"protection {', '.join(tenant.protection) or 'none (such mail is quarantined)'}")
-    for failure in registry.failures.values():
-        click.secho(f"warning: plugin {failure.name!r} failed to load: {failure.error}",
-                    fg="yellow")
     click.echo(f"{config_path}: OK")
+
+
+def _store_key_problem(config_path: Path, config: Config | None) -> str | None:
+    """Whether the store key can be read; also when the rest of the file has problems (then the
+    key file is taken from ``[store] key_file`` as written, if that is a string)."""
+    if config is not None:
+        key_file = config.path(config.store.key_file)
+    else:
+        try:
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return None  # reported already
+        store = data.get("store", {})
+        written = store.get("key_file", StoreConfig().key_file) if isinstance(store, dict) else None
+        if not isinstance(written, str):
+            return None  # reported already
+        key_file = Path(written).expanduser()
+        if not key_file.is_absolute():
+            key_file = config_path.resolve().parent / key_file
+    try:
+        ContentCipher.from_key_file(key_file)
+    except KeyFileError as exc:
+        return f"store.key_file: {exc}"
+    return None
+
+
+@cli.group("listener")
+def listener_group() -> None:
+    """The SMTP listener's users (SMTP AUTH)."""
+
+
+#: Shortest password ``siegel listener passwd`` accepts.
+MIN_PASSWORD_LENGTH = 12
+
+
+@listener_group.command("passwd")
+@click.argument("users_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("user")
+@click.option("--tenant", default=None,
+              help="The tenant the user sends for (needed for a new user).")
+@click.option("--sender", "senders", multiple=True,
+              help="An envelope sender the user may use (repeatable; default: any address of "
+                   "the tenant's own domains).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of "
+                                                     "standard input instead of asking.")
+@click.option("--delete", is_flag=True, help="Remove the user.")
+def listener_passwd(users_file: Path, user: str, tenant: str | None, senders: tuple[str, ...],
+                    password_stdin: bool, delete: bool) -> None:
+    """Add a user to USERS_FILE (a listener's ``auth_users_file``), or set its password.
+
+    The file keeps an Argon2id hash, never the password. A running gateway reads the changed
+    file at the next AUTH; check it with ``siegel config check``.
+    """
+    from siegel import smtp_auth
+
+    try:
+        users = smtp_auth.read_users(users_file) if users_file.exists() else {}
+    except smtp_auth.UsersFileError as exc:
+        _fail("\n".join([f"{exc.path}: cannot be read"] + [f"  {p}" for p in exc.problems]), 2)
+    existing = users.get(user)
+    if delete:
+        if existing is None:
+            _fail(f"{users_file}: no user {user!r}")
+        del users[user]
+        smtp_auth.write_users(users_file, users.values())
+        click.echo(f"{users_file}: removed {user}")
+        return
+    problem = smtp_auth.check_user_name(user)
+    if problem:
+        _fail(f"USER: {problem}")
+    if existing is None and tenant is None:
+        _fail(f"--tenant: {user!r} is a new user; say which tenant it sends for")
+    try:
+        allowed = tuple(smtp_auth.normalize_sender(s) for s in senders)
+    except InvalidAddress as exc:
+        _fail(f"--sender: {exc}")
+        return
+    if tenant is not None and (":" in tenant or not tenant.strip()):
+        _fail(f"--tenant: {tenant!r} is not a tenant id")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        _fail(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    users[user] = smtp_auth.SmtpUser(
+        name=user, password_hash=smtp_auth.hash_password(password),
+        tenant=tenant if tenant is not None else existing.tenant if existing else "",
+        senders=allowed or (existing.senders if existing and tenant is None else ()))
+    smtp_auth.write_users(users_file, users.values())
+    click.echo(f"{users_file}: {'changed' if existing else 'added'} {user} "
+               f"(tenant {users[user].tenant}; senders "
+               f"{', '.join(users[user].senders) or 'any of the tenant'})")
 
 
 @cli.command()

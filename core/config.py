@@ -64,6 +64,36 @@ class SettingError(ValueError):
         super().__init__(message)
 
 
+def raise_all(problems: list[SettingError]) -> None:
+    """Raise every problem a settings class found (in ``__attrs_post_init__``), not only the
+    first: one :class:`SettingError`, or an :class:`ExceptionGroup` of several."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ExceptionGroup("settings problems", problems)
+
+
+def _check_fields(instance: Any, problems: list[SettingError] | None = None) -> None:
+    """Run every field's check (``metadata["check"]``) and raise all problems found (with
+    ``problems`` found by the class itself), so that a table with two wrong values gets two
+    messages."""
+    problems = list(problems or ())
+    for field in attrs.fields(type(instance)):
+        check = field.metadata.get("check")
+        if check is None:
+            continue
+        try:
+            check(instance, field, getattr(instance, field.name))
+        except SettingError as exc:
+            problems.append(exc)
+    raise_all(problems)
+
+
+def _checked(default: Any, check: Any) -> Any:
+    """A field whose value ``check`` validates in :func:`_check_fields`."""
+    return attrs.field(default=default, metadata={"check": check})
+
+
 def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
         raise SettingError(attribute.name, f"must be greater than 0, not {value}")
@@ -87,19 +117,49 @@ class ListenerConfig:
     """An SMTP listener (``[[listeners]]``)."""
 
     host: str = "127.0.0.1"
-    port: int = attrs.field(default=10025, validator=_port)
+    port: int = _checked(10025, _port)
     #: Largest message accepted, in bytes; larger ones get 552 before anything is stored.
-    max_message_size: int = attrs.field(default=50 * 1024 * 1024, validator=_positive)
-    max_recipients: int = attrs.field(default=100, validator=_positive)
+    max_message_size: int = _checked(50 * 1024 * 1024, _positive)
+    max_recipients: int = _checked(100, _positive)
     #: Client networks allowed to send; everyone else gets 554. siegel is never an open relay.
-    allowed_clients: tuple[str, ...] = attrs.field(
-        default=("127.0.0.0/8", "::1/128"), validator=_networks
-    )
+    allowed_clients: tuple[str, ...] = _checked(("127.0.0.0/8", "::1/128"), _networks)
     #: "off", "optional" (offered) or "required" (no MAIL before STARTTLS).
     starttls: Literal["off", "optional", "required"] = "off"
+    #: TLS from the first byte (SMTPS, usually port 465) instead of STARTTLS.
+    implicit_tls: bool = False
     tls_certificate: ConfigPath | None = None
     tls_key: ConfigPath | None = None
     hostname: str | None = None
+    #: Users who may authenticate (SMTP AUTH PLAIN/LOGIN, only over TLS) and then send from
+    #: outside ``allowed_clients`` as their tenant's senders; see :mod:`siegel.smtp_auth`.
+    auth_users_file: ConfigPath | None = None
+    #: Failed AUTH attempts per client address within the window before AUTH is refused.
+    auth_max_failures: int = _checked(5, _positive)
+    auth_failure_window_seconds: float = _checked(900.0, _positive)
+
+    def __attrs_post_init__(self) -> None:
+        problems = []
+        has_keys = bool(self.tls_certificate and self.tls_key)
+        if self.starttls != "off" and not has_keys:
+            problems.append(SettingError(
+                "starttls", f"{self.starttls!r} needs tls_certificate and tls_key"))
+        if self.implicit_tls:
+            if not has_keys:
+                problems.append(SettingError("implicit_tls", "needs tls_certificate and tls_key"))
+            if self.starttls != "off":
+                problems.append(SettingError(
+                    "implicit_tls", 'the connection is encrypted from the start; set starttls = '
+                    '"off"'))
+        if self.auth_users_file is not None and not self.tls:
+            problems.append(SettingError(
+                "auth_users_file", "SMTP AUTH is offered only over TLS; set starttls (with "
+                "tls_certificate and tls_key) or implicit_tls"))
+        _check_fields(self, problems)
+
+    @property
+    def tls(self) -> bool:
+        """Whether this listener can speak TLS (STARTTLS or implicit)."""
+        return self.implicit_tls or self.starttls != "off"
 
 
 # Relative to the configuration file's folder (resolved by Config.path).
@@ -117,24 +177,30 @@ class StoreConfig:
     #: The key that encrypts message content at rest; created by ``siegel init``.
     key_file: ConfigPath = _DEFAULT_KEY_FILE
     #: Content of finished (delivered, failed, expired) messages is destroyed after this many days.
-    retention_days: float = attrs.field(default=7.0, validator=_positive)
+    retention_days: float = _checked(7.0, _positive)
+
+    def __attrs_post_init__(self) -> None:
+        _check_fields(self)
 
 
 @attrs.frozen(kw_only=True)
 class DeliveryConfig:
     """Retries, concurrency and time-outs of the pipeline (``[delivery]``)."""
 
-    concurrency: int = attrs.field(default=8, validator=_positive)
-    first_retry_seconds: float = attrs.field(default=60.0, validator=_positive)
-    max_retry_seconds: float = attrs.field(default=3600.0, validator=_positive)
+    concurrency: int = _checked(8, _positive)
+    first_retry_seconds: float = _checked(60.0, _positive)
+    max_retry_seconds: float = _checked(3600.0, _positive)
     #: A copy still undeliverable after this long fails and the sender is told.
-    give_up_after_hours: float = attrs.field(default=120.0, validator=_positive)
-    classify_timeout_seconds: float = attrs.field(default=30.0, validator=_positive)
-    protect_timeout_seconds: float = attrs.field(default=120.0, validator=_positive)
-    deliver_timeout_seconds: float = attrs.field(default=300.0, validator=_positive)
+    give_up_after_hours: float = _checked(120.0, _positive)
+    classify_timeout_seconds: float = _checked(30.0, _positive)
+    protect_timeout_seconds: float = _checked(120.0, _positive)
+    deliver_timeout_seconds: float = _checked(300.0, _positive)
     #: How long a worker may hold a claimed job before another may take it over.
-    lease_seconds: float = attrs.field(default=900.0, validator=_positive)
-    poll_seconds: float = attrs.field(default=5.0, validator=_positive)
+    lease_seconds: float = _checked(900.0, _positive)
+    poll_seconds: float = _checked(5.0, _positive)
+
+    def __attrs_post_init__(self) -> None:
+        _check_fields(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -377,24 +443,89 @@ def load_config(path: str | os.PathLike[str], registry: PluginRegistry) -> Confi
     return config_from_mapping(data, registry, source=source, base_dir=Path(path).resolve().parent)
 
 
+def _section(data: Any, cls: type[Any], where: str, base_dir: Path,
+             problems: list[str]) -> Any | None:
+    """One table structured into ``cls``, or None with its problems added to ``problems``."""
+    if isinstance(data, Mapping) and attrs.has(cls):
+        # Named here, not by cattrs: it reports unknown keys instead of the other problems.
+        names = {field.name for field in attrs.fields(cls)}
+        problems += [f"{where}.{key}: unknown key" for key in data if key not in names]
+        data = {key: value for key, value in data.items() if key in names}
+    before = len(problems)
+    _strict_types(data, where, problems, cls)
+    if len(problems) > before:
+        return None
+    try:
+        section = structure(data, cls, where, base_dir)
+    except _StructureError as exc:
+        problems += exc.problems
+        return None
+    return section  # without its unknown keys: what it says is still checked further
+
+
+def _table(data: Mapping[str, Any], key: str, problems: list[str]) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if isinstance(value, Mapping):
+        return value
+    problems.append(f"{key}: expected a table ([{key}]), got {type(value).__name__} {value!r}")
+    return {}
+
+
+def _file_config(data: Mapping[str, Any], base_dir: Path, problems: list[str]) -> FileConfig:
+    """The file's tables, each checked on its own: a mistake in one does not hide the others.
+    What cannot be used is left out (or left at its default); its problems are in ``problems``."""
+    known = {field.name for field in attrs.fields(FileConfig)}
+    problems += [f"{key}: unknown key" for key in data if key not in known]
+    sections: dict[str, Any] = {}
+    for key, cls in (("store", StoreConfig), ("delivery", DeliveryConfig),
+                     ("plugins", PluginsConfig)):
+        section = _section(_table(data, key, problems), cls, key, base_dir, problems)
+        if section is not None:
+            sections[key] = section
+    listeners_data = data.get("listeners", None)
+    if listeners_data is not None:
+        listeners: list[ListenerConfig] = []
+        if not isinstance(listeners_data, list):
+            problems.append("listeners: expected an array of tables ([[listeners]]), got "
+                            f"{type(listeners_data).__name__}")
+            listeners_data = []
+        for index, item in enumerate(listeners_data):
+            where = f"listeners[{index}]"
+            if not isinstance(item, Mapping):
+                problems.append(f"{where}: expected a table, got {type(item).__name__}")
+                continue
+            listener = _section(item, ListenerConfig, where, base_dir, problems)
+            if listener is not None:
+                listeners.append(listener)
+        sections["listeners"] = tuple(listeners)
+    sections["portal"] = dict(_table(data, "portal", problems))
+    settings: dict[str, dict[str, Any]] = {}
+    for name, value in _table(data, "settings", problems).items():
+        if isinstance(value, Mapping):
+            settings[name] = dict(value)
+        else:
+            problems.append(f"settings.{name}: expected a table, got {type(value).__name__}")
+    sections["settings"] = settings
+    tenants: dict[str, TenantConfig] = {}
+    for tenant_id, value in _table(data, "tenants", problems).items():
+        where = f"tenants.{tenant_id}"
+        if not isinstance(value, Mapping):
+            problems.append(f"{where}: expected a table, got {type(value).__name__}")
+            continue
+        tenant = _section(value, TenantConfig, where, base_dir, problems)
+        if tenant is not None:
+            tenants[tenant_id] = tenant
+    sections["tenants"] = tenants
+    return FileConfig(**sections)
+
+
 def config_from_mapping(
     data: Mapping[str, Any], registry: PluginRegistry, *, source: str, base_dir: Path
 ) -> Config:
+    """Check everything and raise one :class:`ConfigError` listing every problem found."""
     problems: list[str] = []
-    for key, cls in (("store", StoreConfig), ("delivery", DeliveryConfig), ("plugins", PluginsConfig)):
-        _strict_types(data.get(key, {}), key, problems, cls)
-    for index, listener in enumerate(data.get("listeners", []) or []):
-        _strict_types(listener, f"listeners[{index}]", problems, ListenerConfig)
-    tenants_data = data.get("tenants", {})
-    if isinstance(tenants_data, Mapping):
-        for tenant_id, tenant in tenants_data.items():
-            _strict_types(tenant, f"tenants.{tenant_id}", problems, TenantConfig)
-    if problems:
-        raise ConfigError(source, problems)
-    try:
-        file = structure(data, FileConfig, "", base_dir)
-    except _StructureError as exc:
-        raise ConfigError(source, [p.lstrip(".") for p in exc.problems]) from None
+    file = _file_config(data, base_dir, problems)
+    tenant_ids = list(_table(data, "tenants", []))
     tenants: dict[str, Tenant] = {}
     for tenant_id, tenant_config in file.tenants.items():
         tenant = _resolve_tenant(tenant_id, tenant_config, file, registry, problems, base_dir)
@@ -402,13 +533,16 @@ def config_from_mapping(
             tenants[tenant_id] = tenant
     _check_globals(file, registry, problems)
     _check_overlaps(tenants, problems)
-    if not file.tenants:
+    if not tenant_ids:
         problems.append("tenants: at least one tenant is needed ([tenants.ID] with name and domains)")
-    for index, listener in enumerate(file.listeners):
-        if listener.starttls != "off" and not (listener.tls_certificate and listener.tls_key):
-            problems.append(
-                f"listeners[{index}].starttls: {listener.starttls!r} needs tls_certificate and tls_key"
-            )
+    listeners_data = data.get("listeners", [])
+    for index, listener in enumerate(listeners_data if isinstance(listeners_data, list) else []):
+        users_file = listener.get("auth_users_file") if isinstance(listener, Mapping) else None
+        if isinstance(users_file, str):
+            path = Path(users_file).expanduser()
+            _check_users_file(f"listeners[{index}].auth_users_file",
+                              path if path.is_absolute() else base_dir / path,
+                              tenant_ids, tenants, problems)
     portal = _portal_settings(file, base_dir, problems)
     if problems:
         raise ConfigError(source, problems)
@@ -429,6 +563,30 @@ def _portal_settings(file: FileConfig, base_dir: Path, problems: list[str]) -> P
         problems += exc.problems
         return None
     return settings
+
+
+def _check_users_file(where: str, path: Path, tenant_ids: list[str],
+                      tenants: Mapping[str, Tenant], problems: list[str]) -> None:
+    """A listener's ``auth_users_file``: every line, and the tenants and senders it names."""
+    from siegel.smtp_auth import UsersFileError, read_users
+
+    try:
+        users = read_users(path)
+    except UsersFileError as exc:
+        problems += [f"{where}: {exc.path}: {p}" for p in exc.problems]
+        return
+    for user in users.values():
+        if user.tenant not in tenant_ids:
+            problems.append(f"{where}: user {user.name!r}: unknown tenant "
+                            f"{user.tenant!r} (known: {', '.join(tenant_ids) or 'none'})")
+            continue
+        tenant = tenants.get(user.tenant)
+        if tenant is None:
+            continue  # the tenant's own problems are reported
+        for sender in user.senders:
+            if not tenant.own_domains.match(Address.parse(sender).domain):
+                problems.append(f"{where}: user {user.name!r}: sender {sender} "
+                                f"is not in a domain of tenant {tenant.id!r}")
 
 
 def _check_globals(file: FileConfig, registry: PluginRegistry, problems: list[str]) -> None:
@@ -609,4 +767,5 @@ __all__ = [
     "TenantConfig",
     "load_config",
     "normalize_domain",
+    "raise_all",
 ]

@@ -5,11 +5,18 @@ cannot store it, and refuses what no tenant owns (siegel is never an open relay)
 envelope (client network, sender and recipient syntax, tenant ownership, size) before DATA, so
 nothing it has answered 250 for is ever refused later: a message that is merely strange is
 quarantined by the pipeline with the reason.
+
+Clients outside ``allowed_clients`` may send only after SMTP AUTH, which a listener offers only
+when it has an ``auth_users_file`` and only on an encrypted connection (:mod:`siegel.smtp_auth`);
+an authenticated user sends only as the senders its line of that file allows (envelope sender and
+``From:``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import ipaddress
 import logging
@@ -18,11 +25,19 @@ import ssl
 import weakref
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
 from siegel.addresses import Address, InvalidAddress
 from siegel.config import ListenerConfig, Tenant
 from siegel.runtime import NoTenant, Runtime
+from siegel.smtp_auth import (
+    FailureThrottle,
+    SmtpUser,
+    UsersFile,
+    header_senders,
+    sender_allowed,
+    verify_password,
+)
 from siegel.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -70,8 +85,24 @@ class _Storing:
             self.idle.set()
 
 
+def _peer_host(session: Session) -> str | None:
+    peer: object = session.peer  # aiosmtpd's annotation is narrower than what it stores
+    return str(peer[0]) if isinstance(peer, tuple) else None
+
+
+def _encrypted(server: SMTP) -> bool:
+    """Whether this connection is encrypted now (after STARTTLS, or implicit TLS)."""
+    transport = server.transport
+    return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+
+#: What aiosmtpd answers for a failed AUTH (RFC 4954).
+_AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
+_AUTH_THROTTLED = "454 4.7.0 Too many failed authentication attempts; try again later"
+
+
 class GatewayHandler:
-    """aiosmtpd handler: envelope checks and durable acceptance."""
+    """aiosmtpd handler: envelope checks, SMTP AUTH and durable acceptance."""
 
     def __init__(self, runtime: Runtime, listener: ListenerConfig) -> None:
         self.runtime = runtime
@@ -81,10 +112,14 @@ class GatewayHandler:
         #: Bounce tokens of the transaction (RCPT to a VERP bounce address), per envelope.
         self.bounce_tokens: weakref.WeakKeyDictionary[Envelope, list[str]] = (
             weakref.WeakKeyDictionary())
+        self.users = (None if listener.auth_users_file is None else
+                      UsersFile(runtime.config.path(listener.auth_users_file),
+                                runtime.config.tenants))
+        self.throttle = FailureThrottle(listener.auth_max_failures,
+                                        listener.auth_failure_window_seconds)
 
     def _client_allowed(self, session: Session) -> bool:
-        peer: object = session.peer  # aiosmtpd's annotation is narrower than what it stores
-        host = peer[0] if isinstance(peer, tuple) else None
+        host = _peer_host(session)
         if host is None:  # a Unix socket: local by definition
             return True
         try:
@@ -95,16 +130,136 @@ class GatewayHandler:
             address = address.ipv4_mapped
         return any(address in network for network in self.networks)
 
+    # -- SMTP AUTH ----------------------------------------------------------------------------
+
+    def _auth_offered(self, server: SMTP) -> bool:
+        return self.users is not None and _encrypted(server)
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd does itself when there is no hook
+        if self._auth_offered(server):
+            return responses
+        return [r for r in responses if not r[4:].upper().startswith("AUTH")]
+
+    async def handle_AUTH(self, server: SMTP, session: Session, envelope: Envelope,
+                          args: list[str]) -> object:
+        if self.users is None:
+            return "502 5.5.1 AUTH is not available on this listener"
+        if not _encrypted(server):
+            return "538 5.7.11 Encryption required for requested authentication mechanism"
+        if self.throttle.blocked(_peer_host(session)):
+            log.warning("AUTH from %s refused: too many failed attempts", session.peer)
+            return _AUTH_THROTTLED
+        return MISSING  # go on with the mechanism (auth_PLAIN, auth_LOGIN below)
+
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        """RFC 4616; the authorization identity, if given, must be the user itself."""
+        blob: object = (await server.challenge_auth("") if len(args) == 1
+                        else _b64decode(args[1]))
+        if not isinstance(blob, bytes):
+            if blob is None:  # challenge_auth answers its own failures (MISSING)
+                await server.push("501 5.5.2 Can't decode base64")
+            return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3 or parts[0] not in (b"", parts[1]):
+            await server.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        return await self._authenticate(server, parts[1], parts[2])
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        login: object = (await server.challenge_auth(server.AuthLoginUsernameChallenge)
+                         if len(args) == 1 else _b64decode(args[1]))
+        if isinstance(login, bytes):
+            password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
+            if isinstance(password, bytes):
+                return await self._authenticate(server, login, password)
+        elif login is None:
+            await server.push("501 5.5.2 Can't decode base64")
+        return AuthResult(success=False, handled=True)
+
+    async def _authenticate(self, server: SMTP, login: bytes, password: bytes) -> AuthResult:
+        assert self.users is not None and server.session is not None
+        client = _peer_host(server.session)
+        try:
+            name = login.decode("utf-8")
+        except UnicodeDecodeError:
+            name = ""
+        users = self.users.users()
+        if users is None:
+            log.error("SMTP AUTH unavailable: %s", self.users.error)
+            return AuthResult(success=False, handled=False,
+                              message="454 4.7.0 Temporary authentication failure")
+        if not self.throttle.begin(client, name):
+            log.warning("AUTH from %s refused: too many failed attempts", server.session.peer)
+            return AuthResult(success=False, handled=False, message=_AUTH_THROTTLED)
+        user = users.get(name)
+        verified = False
+        try:
+            verified = await verify_password(user, password) and user is not None
+        finally:
+            self.throttle.end(client, name, failed=not verified)
+        if verified and user is not None:
+            log.info("client %s authenticated as %s", server.session.peer, user.name)
+            return AuthResult(success=True, auth_data=user)
+        log.warning("failed AUTH from %s", server.session.peer)  # the name may be a password
+        return AuthResult(success=False, handled=False, message=_AUTH_INVALID)
+
+    def _client_refusal(self, session: Session) -> str | None:
+        """Why this client may not send at all, or None."""
+        if session.authenticated or self._client_allowed(session):
+            return None
+        if self.users is not None:
+            return "530 5.7.0 Authentication required"
+        log.warning("refused client %s: not in allowed_clients", session.peer)
+        return "554 5.7.1 Client not allowed to send through this gateway"
+
+    def _sender_refusal(self, session: Session, address: str) -> str | None:
+        """Why an authenticated user may not use ``address`` as sender, or None."""
+        user: object = session.auth_data if session.authenticated else None
+        if not isinstance(user, SmtpUser):
+            return None
+        sender = None if address in ("", NULL_SENDER) else _parse(address)
+        if sender_allowed(user, sender, _tenant_id(self.runtime.config.tenant_of_sender(sender))):
+            return None
+        log.warning("user %s may not send as %s", user.name, address or "<>")
+        return f"553 5.7.1 User {user.name} may not send as <{address.strip('<>')}>"
+
+    async def _header_sender_refusal(self, session: Session, raw: bytes) -> str | None:
+        """An authenticated user's ``From:`` must name only senders it may use, as the envelope
+        sender must."""
+        user: object = session.auth_data if session.authenticated else None
+        if not isinstance(user, SmtpUser):
+            return None
+        senders = await asyncio.to_thread(header_senders, raw)
+        if not senders:
+            return "550 5.7.1 The From header is missing or cannot be read"
+        config = self.runtime.config
+        for text in senders:
+            try:
+                sender = _parse(text)
+            except InvalidAddress as exc:
+                return f"550 5.7.1 Invalid address in the From header: {exc}"
+            if not sender_allowed(user, sender, _tenant_id(config.tenant_of_sender(sender))):
+                log.warning("user %s may not send with From: %s", user.name, sender)
+                return f"550 5.7.1 User {user.name} may not send as {sender} (From header)"
+        return None
+
+    # -- the envelope -------------------------------------------------------------------------
+
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
-        if not self._client_allowed(session):
-            log.warning("refused client %s: not in allowed_clients", session.peer)
-            return "554 5.7.1 Client not allowed to send through this gateway"
+        refusal = self._client_refusal(session)
+        if refusal is not None:
+            return refusal
         if address and address != NULL_SENDER:
             try:
                 _parse(address)
             except InvalidAddress as exc:
                 return f"553 5.1.7 Invalid sender address: {exc}"
+        refusal = self._sender_refusal(session, address)
+        if refusal is not None:
+            return refusal
         # The null sender stays "<>" here: aiosmtpd refuses RCPT while mail_from is empty.
         envelope.mail_from = address or NULL_SENDER
         envelope.mail_options.extend(mail_options)
@@ -169,6 +324,9 @@ class GatewayHandler:
                 log.exception("could not record a bounce; answering 451")
                 return "451 4.3.0 Bounce not recorded (temporary problem); please try again later"
             return "250 2.0.0 OK bounce recorded"
+        refusal = await self._header_sender_refusal(session, raw)
+        if refusal is not None:
+            return refusal
         try:
             with self.storing:
                 message_id = await self.runtime.submit(raw, _sender(envelope),
@@ -188,8 +346,15 @@ class GatewayHandler:
         return f"250 2.0.0 OK queued as {message_id}"
 
 
+def _b64decode(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return None
+
+
 def server_tls_context(listener: ListenerConfig, base: Any) -> ssl.SSLContext | None:
-    if listener.starttls == "off":
+    if not listener.tls:
         return None
     assert listener.tls_certificate and listener.tls_key
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -235,13 +400,17 @@ class SmtpGateway:
                     decode_data=False,
                     hostname=hostname,
                     ident="siegel ESMTP",
-                    tls_context=tls,
+                    tls_context=None if listener.implicit_tls else tls,
                     require_starttls=listener.starttls == "required",
+                    # siegel decides itself (handle_EHLO, handle_AUTH): aiosmtpd's own check
+                    # does not see implicit TLS.
+                    auth_require_tls=False,
                 )
                 self.sessions.add(session)
                 return session
 
-            server = await loop.create_server(factory, listener.host, listener.port)
+            server = await loop.create_server(factory, listener.host, listener.port,
+                                              ssl=tls if listener.implicit_tls else None)
             self.servers.append(server)
             self.handlers.append(handler)
             sockname = server.sockets[0].getsockname()

@@ -6,6 +6,11 @@ SMTP is allowed only to a loopback address (Postfix's re-injection port in a con
 unless the administrator says the network is trusted. 4xx answers and connection problems are
 temporary failures (retried with back-off by the pipeline); 5xx answers are permanent.
 
+With ``credentials_file`` siegel logs in (SMTP AUTH) after TLS is up; the user name and password
+come from that file, never from the configuration. Credentials are sent only over TLS unless
+``allow_auth_without_tls`` says otherwise. A refused login (``535``) is a temporary failure: the
+copies wait and are retried while the administrator fixes the file, instead of being bounced.
+
 The message is handed to the connection a piece at a time (:func:`_send`), not with
 ``aiosmtplib.SMTP.sendmail``: that one normalises line endings and dot-stuffs a whole copy of the
 message, appends the final dot to another, and computes the SIZE parameter from a third, so a
@@ -18,12 +23,14 @@ import asyncio
 import contextlib
 import functools
 import ipaddress
+import logging
 import re
 import socket
 import ssl
 import time
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import aiosmtplib
@@ -38,9 +45,11 @@ from siegel import (
     SettingError,
     Tenant,
     hookimpl,
+    raise_all,
 )
 
 SECTION = "relay"
+log = logging.getLogger(__name__)
 
 
 def _is_loopback(host: str) -> bool:
@@ -70,19 +79,88 @@ class RelaySettings:
     #: How long a session to the relay is kept open for the next message; 0 closes each one
     #: after its message.
     idle_seconds: float = 5.0
+    #: A file whose first line is ``user:password`` for SMTP AUTH at the relay.
+    credentials_file: ConfigPath | None = None
+    #: Send the credentials even where the session is not encrypted (tls = "none" or a relay
+    #: that does not offer STARTTLS with "starttls-opportunistic").
+    allow_auth_without_tls: bool = False
 
     def __attrs_post_init__(self) -> None:
+        problems = []
         if self.idle_seconds < 0:
-            raise SettingError("idle_seconds", f"must be 0 or more, not {self.idle_seconds}")
+            problems.append(SettingError("idle_seconds",
+                                         f"must be 0 or more, not {self.idle_seconds}"))
         if not 0 < self.port < 65536:
-            raise SettingError("port", f"must be between 1 and 65535, not {self.port}")
+            problems.append(SettingError("port", f"must be between 1 and 65535, not {self.port}"))
         if self.tls == "none" and not _is_loopback(self.host) and not self.allow_plaintext_remote:
-            raise SettingError(
+            problems.append(SettingError(
                 "tls", f"tls = 'none' would send mail unencrypted to {self.host}; use TLS, or set "
-                "allow_plaintext_remote = true if that network segment is trusted")
+                "allow_plaintext_remote = true if that network segment is trusted"))
+        if self.credentials_file is not None:
+            if self.tls in ("none", "starttls-opportunistic") and not self.allow_auth_without_tls:
+                problems.append(SettingError(
+                    "credentials_file", f"with tls = {self.tls!r} the password could go to "
+                    f"{self.host} unencrypted; use tls = 'starttls-required' or 'implicit', or "
+                    "set allow_auth_without_tls = true"))
+            try:
+                read_credentials(self.credentials_file)
+            except RelayCredentialsError as exc:
+                problems.append(SettingError("credentials_file", str(exc)))
+        raise_all(problems)
 
     def tls_context(self) -> ssl.SSLContext:
         return _tls_context(self.ca_file, self.verify_certificate)
+
+
+class RelayCredentialsError(Exception):
+    """The credentials file cannot be used (the message names the file, never its content)."""
+
+
+def read_credentials(path: str) -> tuple[str, str]:
+    """``(user, password)`` from the first line of ``path`` (``user:password``; the password may
+    contain ``:``). Read for every new session, so a changed file needs no restart."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RelayCredentialsError(f"cannot read {path}: "
+                                    f"{getattr(exc, 'strerror', None) or type(exc).__name__}"
+                                    ) from None
+    line = text.splitlines()[0] if text else ""
+    user, colon, password = line.partition(":")
+    if not colon or not user or not password:
+        raise RelayCredentialsError(f"{path}: the first line must be user:password")
+    return user, password
+
+
+class RelayLoginFailed(Exception):
+    """The relay did not let siegel log in, or siegel would not send the password."""
+
+
+async def _log_in(client: aiosmtplib.SMTP, settings: RelaySettings) -> None:
+    assert settings.credentials_file is not None
+    target = f"{settings.host}:{settings.port}"
+    try:
+        user, password = read_credentials(settings.credentials_file)
+    except RelayCredentialsError as exc:
+        raise RelayLoginFailed(f"{target}: no login possible: {exc}") from None
+    if client.get_transport_info("ssl_object") is None and not settings.allow_auth_without_tls:
+        raise RelayLoginFailed(f"{target}: the session is not encrypted (no STARTTLS offered?); "
+                               "the password is sent only over TLS")
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    if not client.supports_extension("auth"):
+        raise RelayLoginFailed(f"{target} does not offer SMTP AUTH (on this connection); "
+                               f"credentials_file {settings.credentials_file} cannot be used")
+    try:
+        await client.login(user, password)
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        raise RelayLoginFailed(
+            f"{target} refused the login of {user!r} from {settings.credentials_file}: "
+            f"{_reply(exc)}; check the user name and password in that file") from None
+    except aiosmtplib.SMTPException as exc:
+        if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+            raise
+        raise RelayLoginFailed(f"{target}: login of {user!r} failed: {exc}") from None
 
 
 # Loading the CA certificates takes about 50 ms, more than rendering a PDF; a context serves any
@@ -248,6 +326,8 @@ class _Connections:
         client = _new_client(self.settings)
         try:
             await client.connect()
+            if self.settings.credentials_file is not None:
+                await _log_in(client, self.settings)
         except BaseException:
             client.close()  # a refused STARTTLS or certificate leaves the connection open
             raise
@@ -347,6 +427,10 @@ async def deliver(outgoing: Outgoing, tenant: Tenant) -> DeliveryResult:
     target = f"{settings.host}:{settings.port}"
     try:
         refused, reply = await _send_on_a_session(settings, outgoing)
+    except RelayLoginFailed as exc:
+        # Not the message's fault: it waits (retried with back-off) until the login works.
+        log.error("%s", exc)
+        return DeliveryResult.temporary_failure(str(exc))
     except aiosmtplib.SMTPRecipientsRefused as exc:
         codes = [r.code for r in exc.recipients]
         detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
