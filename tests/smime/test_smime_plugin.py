@@ -54,7 +54,7 @@ def config(pki: Pki, parties, **smime) -> dict:
         "settings": {"smime": {"certificate": str(parties["tenant_chain"]),
                                "private_key": str(pki.rsa.key_path),
                                "trust_anchors": [str(pki.root_path)], "revocation": "off",
-                               **smime}}}}}
+                               "profile": "interoperable", **smime}}}}}
 
 
 def now() -> FrozenClock:
@@ -95,7 +95,8 @@ async def test_outgoing_is_signed_then_encrypted_and_openssl_opens_it(
     [mail] = harness.sink.to(address)
     assert not leaked(harness)
     assert mail.parsed.get_content_type() == "application/pkcs7-mime"
-    assert mail.parsed.get_param("smime-type") == "authEnveloped-data"  # GCM: nothing announced
+    # Nothing announced, profile interoperable: AES-256-CBC EnvelopedData (NSS and gpgsm read it)
+    assert mail.parsed.get_param("smime-type") == "enveloped-data"
     (tmp_path / "mail.eml").write_bytes(mail.raw)
     decrypted = openssl("cms", "-decrypt", "-in", tmp_path / "mail.eml", "-recip",
                         party.cert_path, "-inkey", party.key_path).stdout
@@ -223,9 +224,9 @@ def test_tenant_identity_problems_are_config_errors(pki, parties, tmp_path):
     (tmp_path / "other.key").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
-    data = config(pki, parties, allow_aes128=False, content_cipher="aes128")
+    data = config(pki, parties, profile="loose")
     data["tenants"]["test"]["name"] = "Stadt"
-    with pytest.raises(ConfigError, match="content_cipher"):
+    with pytest.raises(ConfigError, match=r"smime\.profile"):
         config_from_mapping(data, registry, source="x", base_dir=tmp_path)
     assert Path(parties["tenant_chain"]).exists()
 
