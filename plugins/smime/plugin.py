@@ -15,6 +15,7 @@ certificate and capabilities from a valid signature are harvested into the direc
 
 from __future__ import annotations
 
+import re
 import ssl
 import weakref
 from pathlib import Path
@@ -54,6 +55,7 @@ from .directory import (
 )
 from .envelope import EncryptOptions
 from .errors import SmimeError
+from .inbound import merge as merge_inbound
 from .keys import PrivateKey
 from .ldap import LDAP_CACHE_NAMESPACE, LdapCertificateSource, LdapConfig, read_password_file
 from .mime import PKCS7_MIME_TYPES, assemble_message, body_part, encrypt_entity, sign_and_encrypt_entity
@@ -337,7 +339,10 @@ def _is_smime(ctx: RecipientContext) -> bool:
 
 
 async def inbound(ctx: RecipientContext) -> bytes | None:
-    """Decrypt and verify S/MIME for the tenant's own addresses; record the result in headers."""
+    """Decrypt and verify S/MIME for the tenant's own addresses; record the result in headers.
+
+    The delivered header block follows :mod:`.inbound`: ``X-Siegel-*`` fields come only from
+    siegel, and signed inner fields win over the outer ones only with a valid signature."""
     settings: SmimeSettings | None = ctx.tenant.settings.get(SECTION)
     if settings is None or not settings.inbound:
         return None
@@ -356,21 +361,28 @@ async def inbound(ctx: RecipientContext) -> bytes | None:
         # marked so that the clerk knows.
         raw.replace(STATUS_HEADER, f"not verified: {str(exc)[:300]}")
         return raw.to_bytes()
-    outer = parse_email(raw.to_bytes())
-    for name in (STATUS_HEADER, SIGNER_HEADER):
-        del outer[name]
     status = ["decrypted" if unwrapped.encrypted else "not encrypted"]
     signature = unwrapped.signature
+    fields: list[tuple[str, str]] = []
     if signature is not None:
         status.append("signature valid")
-        outer[SIGNER_HEADER] = ", ".join(signature.signer_emails) or signature.signer.subject.rfc4514_string()
+        signer = ", ".join(signature.signer_emails) or signature.signer.subject.rfc4514_string()
+        fields.append((SIGNER_HEADER, _ascii(signer)))
         directory = directory_for(ctx.services, ctx.tenant.id, settings)
         await harvest(directory, signature.signer, signature.chain, signature.capabilities,
                       signature.signing_time or ctx.services.clock.now())
     else:
         status.append("not signed")
-    outer[STATUS_HEADER] = "; ".join(status)
-    return assemble_message(outer, unwrapped.entity)
+    delivered = merge_inbound(
+        ctx.raw, unwrapped.entity, signed=signature is not None,
+        signer_addresses=signature.signer_emails if signature is not None else ())
+    return delivered.with_status([(STATUS_HEADER, "; ".join([*status, *delivered.notes])),
+                                  *fields])
+
+
+def _ascii(text: str) -> str:
+    """A header value siegel writes: ASCII, no line breaks, bounded."""
+    return re.sub(r"[^ -~]", "?", text)[:300]
 
 
 @hookimpl
