@@ -396,20 +396,37 @@ class SmimeDirectorySettings:
                 anchors += load_anchor_file(path)
             except ValueError as exc:
                 raise SettingError("trust_anchors", str(exc)) from None
+        crls: list[x509.CertificateRevocationList] = []
         for path in self.crl_files:
             try:
-                load_crls(Path(path).read_bytes(), str(path))
+                crls += load_crls(Path(path).read_bytes(), str(path))
             except OSError as exc:
                 raise SettingError("crl_files", f"{path}: cannot read: {exc.strerror or exc}"
                                    ) from None
             except ValueError as exc:
                 raise SettingError("crl_files", str(exc)) from None
+        gaps = unchecked_anchors(anchors, crls) if (
+            self.revocation in ("crl", "crl-or-ocsp") and not self.fetch_revocation) else []
+        if gaps:
+            raise SettingError("crl_files", "no CRL of " + "; ".join(gaps) + ": without "
+                               "fetch_revocation nothing tells whether the certificates these CAs "
+                               "issued are revoked, so S/MIME would be skipped for all their "
+                               "holders; add their CRLs, set fetch_revocation = true, or "
+                               "revocation = 'off'")
         object.__setattr__(self, "_anchors", tuple(anchors))
 
     @property
     def anchors(self) -> tuple[x509.Certificate, ...]:
         """The certificates of ``trust_anchors``, read when the settings were validated."""
         return self._anchors
+
+
+def unchecked_anchors(anchors: Sequence[x509.Certificate],
+                      crls: Sequence[x509.CertificateRevocationList]) -> list[str]:
+    """The trust anchors (described) that issued none of ``crls``: without fetching, the
+    revocation of what they issue cannot be checked."""
+    issuers = {crl.issuer for crl in crls}
+    return [describe(anchor) for anchor in anchors if anchor.subject not in issuers]
 
 
 def policy_from_settings(settings: SmimeDirectorySettings) -> DirectoryPolicy:

@@ -183,3 +183,19 @@ def test_register_certs_command_adds_the_group(workdir: Path) -> None:
     assert result.exit_code == 0, result.output
     listed = CliRunner().invoke(cli, ["certs", "list", "-c", str(workdir / "siegel.toml")])
     assert listed.output.startswith("ec@example.net ")
+
+
+def test_config_check_names_a_ca_whose_revocation_cannot_be_checked(
+        workdir: Path, cli_pki: DirectoryPki) -> None:
+    """issue 9: a CA without CRL (and no fetching, so no OCSP either) is reported by
+    ``siegel config check``, not found out when S/MIME is skipped for all its holders."""
+    check = ["config", "check", "--config", str(workdir / "siegel.toml")]
+    result = CliRunner().invoke(siegel_cli, check)
+    assert result.exit_code == 0, result.output
+    (workdir / "anchors.pem").write_bytes(pem(cli_pki.root) + pem(cli_pki.other_root))
+    result = CliRunner().invoke(siegel_cli, check)
+    assert result.exit_code != 0
+    assert "tenants.demo.settings.smime.crl_files: no CRL of " in result.output
+    other = cli_pki.other_root.subject.rfc4514_string()
+    assert other in result.output and "Test Root CA" not in result.output.split("no CRL of")[1]
+    assert "add their CRLs, set fetch_revocation = true, or revocation = 'off'" in result.output
