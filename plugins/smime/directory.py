@@ -36,7 +36,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,6 +66,7 @@ from siegel.store import StateConflict
 from .capabilities import SmimeCapabilities
 from .keys import SUPPORTED_CURVES
 from .pki import MAX_CHAIN_DEPTH, validate_path
+from .profiles import AlgorithmChoice, Declined
 from .revocation import (
     REVOCATION_MODES,
     RevocationChecker,
@@ -419,6 +420,11 @@ class SmimeDirectorySettings:
     def anchors(self) -> tuple[x509.Certificate, ...]:
         """The certificates of ``trust_anchors``, read when the settings were validated."""
         return self._anchors
+
+
+AlgorithmChooser = Callable[[str, x509.Certificate, "tuple[str, ...] | None"],
+                            "AlgorithmChoice | Declined"]
+"""``(address, certificate, harvested capabilities) -> choice``, see :mod:`.profiles`."""
 
 
 def unchecked_anchors(anchors: Sequence[x509.Certificate],
@@ -879,8 +885,11 @@ class CertificateDirectory:
 
     def __init__(self, certificates: PluginState, intermediates: PluginState, clock: Clock,
                  policy: DirectoryPolicy, *, revocation: RevocationChecker | None = None,
-                 lookup: CertificateLookup | None = None) -> None:
+                 lookup: CertificateLookup | None = None,
+                 algorithms: AlgorithmChooser | None = None) -> None:
         self.certificates = certificates
+        #: The tenant's choice of algorithms per recipient (``siegel certs check`` shows it).
+        self.algorithms = algorithms
         self.intermediates_state = intermediates
         self.clock = clock
         self.policy = policy

@@ -199,3 +199,33 @@ def test_config_check_names_a_ca_whose_revocation_cannot_be_checked(
     other = cli_pki.other_root.subject.rfc4514_string()
     assert other in result.output and "Test Root CA" not in result.output.split("no CRL of")[1]
     assert "add their CRLs, set fetch_revocation = true, or revocation = 'off'" in result.output
+
+
+def test_check_and_show_name_the_algorithms_and_why(workdir: Path, cli_pki: DirectoryPki) -> None:
+    """issue 15: which algorithms a recipient gets, from which evidence, and the deviations from
+    TR-02102-1 they cause."""
+    assert run(workdir, "import", str(workdir / "chain.pem"), str(workdir / "local.pem"),
+               str(workdir / "alice.p12"), "--password-file",
+               str(workdir / "password.txt")).exit_code == 0
+    default = run(workdir, "check", "alice@example.net")
+    assert default.exit_code == 0, default.output
+    assert ("algorithms: AES-256-CBC, RSAES-PKCS1-v1_5, RSASSA-PSS (profile 'interoperable' for "
+            "recipients whose capabilities are unknown)") in default.output
+    assert "TR-02102-1: RSAES-PKCS1-v1_5 instead of RSAES-OAEP" in default.output
+    shown = run(workdir, "show", "alice@example.net")
+    assert "algorithms: AES-256-CBC, RSAES-PKCS1-v1_5, RSASSA-PSS" in shown.output
+
+    config = workdir / "siegel.toml"
+    config.write_text(CONFIG + 'profile = "strict"\n', encoding="utf-8")
+    strict = run(workdir, "check", "alice@example.net")
+    assert "S/MIME declined: profile 'strict': not known whether" in strict.output
+
+    config.write_text(CONFIG + 'profile = "strict"\n\n[tenants.demo.settings.smime.recipients.'
+                      '"example.net"]\ncontent_cipher = "aes256-gcm"\n', encoding="utf-8")
+    configured = run(workdir, "check", "alice@example.net")
+    assert ("algorithms: AES-256-GCM, RSAES-OAEP, RSASSA-PSS (configured for example.net)"
+            in configured.output), configured.output
+    assert "TR-02102-1" not in configured.output
+    german = run(workdir, "check", "alice@example.net", "--lang", "de")
+    assert "Algorithmen: AES-256-GCM, RSAES-OAEP, RSASSA-PSS (eingestellt für example.net)" in (
+        german.output)

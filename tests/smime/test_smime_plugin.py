@@ -127,6 +127,10 @@ async def test_explain_names_why_smime_cannot_serve(siegel_harness, pki, parties
     assert name == "smime" and not availability.available
     assert "expired" in availability.reason.en
     assert lawyer.outcome == "protect with smime"
+    [(name, availability), *_] = lawyer.choice.tried
+    assert name == "smime" and availability.available
+    assert ("algorithms: AES-256-CBC, RSAES-PKCS1-v1_5, RSASSA-PSS (profile 'interoperable'"
+            in availability.reason.en)
 
 
 async def test_inbound_smime_is_decrypted_verified_and_the_signer_harvested(
