@@ -108,6 +108,10 @@ async def test_without_a_usable_certificate_the_password_pdf_follows(siegel_harn
             [record] = await harness.store.recipients(message_id)
             assert record.state is RecipientState.HELD  # password PDF: first contact
             assert record.method == "password_pdf"
+            # issue 9: why S/MIME was skipped stays with the copy (siegel queue show prints it)
+            [skipped] = [r for r in record.reasons if r.startswith("smime: ")]
+            assert ("expired" in skipped) if message_id == expired_id else (
+                "no S/MIME certificate for neu@example.net" in skipped)
     assert not leaked(harness)
 
 
