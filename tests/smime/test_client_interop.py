@@ -358,3 +358,37 @@ def _pkcs7_mime(der: bytes) -> bytes:
     return (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n"
             b"Content-Transfer-Encoding: base64\r\n\r\n"
             + base64.encodebytes(der).replace(b"\n", b"\r\n"))
+
+
+# --- a real Thunderbird message ------------------------------------------------------------------
+
+THUNDERBIRD_SAMPLE = Path(__file__).parent / "data" / "mimekit" / "thunderbird-signed.txt"
+"""Signed by Thunderbird 24.1.0 in 2013 (SHA-1); from MimeKit's test data, MIT licence: see
+data/mimekit/README.md for the source and data/mimekit/LICENSE."""
+
+
+def test_real_thunderbird_sample_is_read_and_its_sha1_signature_refused_precisely() -> None:
+    """siegel finds the signed part of a real Thunderbird message byte for byte (the digest the
+    signature carries matches it) and refuses the signature only for its SHA-1, by name."""
+    import hashlib
+
+    from asn1crypto import cms
+
+    from siegel.plugins.smime import PolicyError, canonicalize
+
+    raw = THUNDERBIRD_SAMPLE.read_bytes()
+    with pytest.raises(PolicyError, match=r"digestAlgorithm: sha1 signatures are refused"):
+        unwrap(raw, trust_roots=[client_pki_root_placeholder()],
+               at=dt.datetime(2013, 11, 2, 20, 28, tzinfo=dt.UTC))
+    content, signature = split_signed(canonicalize(raw))
+    signer_info = cms.ContentInfo.load(signature)["content"]["signer_infos"][0]
+    [digest] = [attribute["values"][0].native for attribute in signer_info["signed_attrs"]
+                if attribute["type"].native == "message_digest"]
+    assert hashlib.sha1(content).digest() == digest  # the bytes Thunderbird signed
+
+
+def client_pki_root_placeholder() -> x509.Certificate:
+    """Any certificate: the SHA-1 refusal comes before any chain is built."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return make_certificate(subject="unused root", key=key, issuer=None, issuer_key=key, ca=True,
+                            key_usage=key_usage(key_cert_sign=True))
