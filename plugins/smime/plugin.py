@@ -3,13 +3,15 @@ decryption and signature checks for the tenant's own addresses, and ``siegel cer
 
 Outgoing: signed by the tenant (RSA-PSS or ECDSA), then encrypted for the recipient's certificate
 from the directory (looked up in LDAP when ``ldap_url`` is set and none stored is usable, see
-:mod:`.ldap`): AES-256-GCM (AuthEnvelopedData) unless the recipient announced it cannot, then
-AES-256-CBC; RSA-OAEP-SHA-256 or ECDH key management. Where no usable certificate exists,
+:mod:`.ldap`) with the algorithms chosen for that recipient from evidence (harvested
+capabilities, ``recipients`` setting, the tenant's ``profile``; see :mod:`.profiles`). Where no
+usable certificate exists or the profile cannot promise that the recipient reads S/MIME,
 ``can_serve`` says why and the tenant's next method is tried; never plain text.
 
 Inbound: mail for the tenant's own addresses that is encrypted or signed is decrypted and verified
-before classification; the result goes into ``X-Siegel-SMIME`` headers the clerk can see (headers
-of that name that arrive from outside are removed first, so they cannot be forged). The signer's
+before classification; the result goes into ``X-Siegel-SMIME`` headers the clerk can see. Which
+header fields the clerk sees follows :mod:`.inbound` (``X-Siegel-*`` only from siegel, one of
+each single-instance field, signed inner fields win only with a valid signature). The signer's
 certificate and capabilities from a valid signature are harvested into the directory.
 """
 
@@ -350,6 +352,9 @@ async def inbound(ctx: RecipientContext) -> bytes | None:
     forged = raw.remove(STATUS_HEADER) + raw.remove(SIGNER_HEADER)
     if ctx.tenant.own_domains.match(ctx.recipient.domain) is None or not _is_smime(ctx):
         return raw.to_bytes() if forged else None
+    # An S/MIME message from outside: no X-Siegel-* field of its own survives, decrypted or not.
+    for name in {key.lower() for key in ctx.email if key.lower().startswith("x-siegel-")}:
+        raw.remove(name)
     identity = settings.identity
     try:
         unwrapped = unwrap_smime(

@@ -184,12 +184,14 @@ async def test_undecryptable_inbound_goes_on_marked(siegel_harness, pki, parties
     (tmp_path / "c.txt").write_bytes(b"Content-Type: text/plain\r\n\r\nsecret\r\n")
     encrypted = openssl("cms", "-encrypt", "-in", tmp_path / "c.txt", "-aes-256-cbc", "-recip",
                         parties["office"].cert_path).stdout  # not for the tenant's key
-    raw = f"From: {LAWYER}\r\nTo: {CLERK}\r\nSubject: x\r\n".encode() + encrypted
+    raw = (f"From: {LAWYER}\r\nTo: {CLERK}\r\nSubject: x\r\n"
+           "X-Siegel-Notice: forged\r\n").encode() + encrypted
     async with siegel_harness(config=config(pki, parties), clock=now()) as harness:
         await harness.send(raw, mail_from=LAWYER, rcpt_to=[CLERK])
         await harness.process()
     [delivered] = harness.sink.to(CLERK)
     assert delivered.parsed["X-Siegel-SMIME"].startswith("not verified:")
+    assert "X-Siegel-Notice" not in delivered.parsed
     assert b"secret" not in delivered.raw
 
 
