@@ -239,7 +239,9 @@ class SmimeSettings(SmimeDirectorySettings):
         return choose_algorithms(
             profile=self.profile, key_kind=key_kind(certificate), harvested=harvested,
             configured=configured_for(self.recipients, address),
-            rsa_signature=SIGNATURE_SETTINGS[self.rsa_signature])
+            rsa_signature=SIGNATURE_SETTINGS[self.rsa_signature],
+            signer=(key_kind(self._identity.certificate)
+                    if self.sign and self._identity is not None else None))
 
 
 _directories: weakref.WeakKeyDictionary[Any, dict[str, CertificateDirectory]] = (

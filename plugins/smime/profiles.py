@@ -92,16 +92,23 @@ class AlgorithmChoice:
     key_kind: KeyKind
     rsa_key_transport: RsaKeyTransport
     signature: SignaturePadding
+    #: The tenant's signing key: RSA (``signature`` applies), EC (ECDSA) or None (not signing).
+    signer: KeyKind | None = "rsa"
     source: Source
     #: Why, for ``siegel explain``, ``queue show`` and ``certs show``.
     why: Text
 
     @property
     def label(self) -> str:
-        """e.g. ``AES-256-CBC, RSAES-PKCS1-v1_5, RSASSA-PSS``."""
+        """e.g. ``AES-256-CBC, RSAES-PKCS1-v1_5, RSASSA-PSS`` (``unsigned`` when not signing)."""
+        return self._label("unsigned")
+
+    def _label(self, unsigned: str) -> str:
         transport = (_TRANSPORT_LABELS[self.rsa_key_transport] if self.key_kind == "rsa"
                      else "ECDH")
-        return f"{_CIPHER_LABELS[self.content_cipher]}, {transport}, {_SIGNATURE_LABELS[self.signature]}"
+        signature = {"rsa": _SIGNATURE_LABELS[self.signature], "ec": "ECDSA",
+                     None: unsigned}[self.signer]
+        return f"{_CIPHER_LABELS[self.content_cipher]}, {transport}, {signature}"
 
     @property
     def tr02102_deviations(self) -> tuple[Text, ...]:
@@ -117,14 +124,14 @@ class AlgorithmChoice:
                                    "Signatur schützt den Inhalt)",
                                    "AES-CBC without integrity protection of the encryption (only "
                                    "the signature protects the content)"))
-        if self.signature is SignaturePadding.RSASSA_PKCS1_V15:
+        if self.signer == "rsa" and self.signature is SignaturePadding.RSASSA_PKCS1_V15:
             deviations.append(Text("RSASSA-PKCS1-v1_5-Signatur statt RSASSA-PSS",
                                    "RSASSA-PKCS1-v1_5 signature instead of RSASSA-PSS"))
         return tuple(deviations)
 
     def describe(self) -> Text:
         """``algorithms: AES-256-GCM, RSAES-OAEP, RSASSA-PSS (harvested: ...)``."""
-        return Text(f"Algorithmen: {self.label} ({self.why.de})",
+        return Text(f"Algorithmen: {self._label('unsigniert')} ({self.why.de})",
                     f"algorithms: {self.label} ({self.why.en})")
 
 
@@ -157,6 +164,7 @@ def choose_algorithms(
     harvested: tuple[str, ...] | None,
     configured: tuple[str, RecipientAlgorithms] | None,
     rsa_signature: SignaturePadding,
+    signer: KeyKind | None = "rsa",
 ) -> AlgorithmChoice | Declined:
     """The algorithms for one recipient, from the strongest evidence there is (module doc)."""
     strict = profile == "strict"
@@ -181,7 +189,7 @@ def choose_algorithms(
                 content_cipher=cipher, key_kind=key_kind,
                 rsa_key_transport=(RsaKeyTransport.RSAES_OAEP_SHA256 if oaep
                                    else RsaKeyTransport.RSAES_PKCS1_V15),
-                signature=signature, source="harvested",
+                signature=signature, signer=signer, source="harvested",
                 why=Text(f"vom Empfänger in signierter Post angekündigt: {names}",
                          f"harvested from the recipient's signed mail: {names}"))
     if configured is not None:
@@ -189,7 +197,7 @@ def choose_algorithms(
         return AlgorithmChoice(
             content_cipher=_CIPHER_SETTINGS[entry.content_cipher], key_kind=key_kind,
             rsa_key_transport=_TRANSPORT_SETTINGS[entry.rsa_key_transport],
-            signature=signature, source="configured",
+            signature=signature, signer=signer, source="configured",
             why=Text(f"eingestellt für {key}", f"configured for {key}"))
     if refusal is not None:
         return Declined(refusal)
@@ -201,7 +209,7 @@ def choose_algorithms(
             "RSAES-OAEP/ECDH (no signed mail announcing capabilities, no setting)"))
     return AlgorithmChoice(
         content_cipher=ContentCipher.AES256_CBC, key_kind=key_kind,
-        rsa_key_transport=RsaKeyTransport.RSAES_PKCS1_V15, signature=signature,
+        rsa_key_transport=RsaKeyTransport.RSAES_PKCS1_V15, signature=signature, signer=signer,
         source="tenant-default",
         why=Text("Profil 'interoperable' für Empfänger ohne bekannte Fähigkeiten",
                  "profile 'interoperable' for recipients whose capabilities are unknown"))

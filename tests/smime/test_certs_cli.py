@@ -209,11 +209,11 @@ def test_check_and_show_name_the_algorithms_and_why(workdir: Path, cli_pki: Dire
                str(workdir / "password.txt")).exit_code == 0
     default = run(workdir, "check", "alice@example.net")
     assert default.exit_code == 0, default.output
-    assert ("algorithms: AES-256-CBC, RSAES-PKCS1-v1_5, RSASSA-PSS (profile 'interoperable' for "
+    assert ("algorithms: AES-256-CBC, RSAES-PKCS1-v1_5, unsigned (profile 'interoperable' for "
             "recipients whose capabilities are unknown)") in default.output
     assert "TR-02102-1: RSAES-PKCS1-v1_5 instead of RSAES-OAEP" in default.output
     shown = run(workdir, "show", "alice@example.net")
-    assert "algorithms: AES-256-CBC, RSAES-PKCS1-v1_5, RSASSA-PSS" in shown.output
+    assert "algorithms: AES-256-CBC, RSAES-PKCS1-v1_5, unsigned" in shown.output
 
     config = workdir / "siegel.toml"
     config.write_text(CONFIG + 'profile = "strict"\n', encoding="utf-8")
@@ -223,9 +223,9 @@ def test_check_and_show_name_the_algorithms_and_why(workdir: Path, cli_pki: Dire
     config.write_text(CONFIG + 'profile = "strict"\n\n[tenants.demo.settings.smime.recipients.'
                       '"example.net"]\ncontent_cipher = "aes256-gcm"\n', encoding="utf-8")
     configured = run(workdir, "check", "alice@example.net")
-    assert ("algorithms: AES-256-GCM, RSAES-OAEP, RSASSA-PSS (configured for example.net)"
+    assert ("algorithms: AES-256-GCM, RSAES-OAEP, unsigned (configured for example.net)"
             in configured.output), configured.output
     assert "TR-02102-1" not in configured.output
     german = run(workdir, "check", "alice@example.net", "--lang", "de")
-    assert "Algorithmen: AES-256-GCM, RSAES-OAEP, RSASSA-PSS (eingestellt für example.net)" in (
+    assert "Algorithmen: AES-256-GCM, RSAES-OAEP, unsigniert (eingestellt für example.net)" in (
         german.output)

@@ -33,6 +33,12 @@ def test_unknown_recipients_by_profile() -> None:
     assert (rsa.content_cipher, rsa.rsa_key_transport) == (ContentCipher.AES256_CBC,
                                                            RsaKeyTransport.RSAES_PKCS1_V15)
     assert choose(kind="ec").label == "AES-256-CBC, ECDH, RSASSA-PSS"
+    ecdsa = choose_algorithms(profile="interoperable", key_kind="rsa", harvested=None,
+                              configured=None, rsa_signature=SignaturePadding.RSASSA_PKCS1_V15,
+                              signer="ec")
+    assert isinstance(ecdsa, AlgorithmChoice)
+    assert ecdsa.label == "AES-256-CBC, RSAES-PKCS1-v1_5, ECDSA"
+    assert len(ecdsa.tr02102_deviations) == 2  # the RSA signature setting does not apply
     for kind in ("rsa", "ec"):
         declined = choose("strict", kind)
         assert isinstance(declined, Declined)
