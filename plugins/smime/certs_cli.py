@@ -227,6 +227,11 @@ def certs_group(open_directory: OpenDirectory) -> click.Group:
                         click.echo(f"{path.name}: intermediate {subject}")
                     for note in report.skipped:
                         click.secho(f"{path.name}: skipped: {note}", fg="yellow")
+                    for label in report.unchecked:
+                        click.secho(f"{path.name}: warning: {label} names no CRL distribution "
+                                    "point or OCSP responder the settings can use, and no CRL "
+                                    "file covers it: it is refused (revocation-unknown) until "
+                                    "its issuer's CRL is in crl_files", fg="yellow")
             return failures
 
         if _run(work()):

@@ -71,9 +71,11 @@ from .revocation import (
     REVOCATION_MODES,
     RevocationChecker,
     RevocationMode,
+    crl_urls,
     describe,
     format_time,
     load_crls,
+    ocsp_urls,
 )
 
 log = logging.getLogger(__name__)
@@ -638,6 +640,9 @@ class ImportReport:
     intermediates: tuple[str, ...] = ()
     #: Certificates not taken, and other notes (private keys ignored, ...).
     skipped: tuple[str, ...] = ()
+    #: Certificates taken whose revocation the tenant's settings cannot check (no CRL
+    #: distribution point, OCSP responder or CRL file for them): they will be refused.
+    unchecked: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -947,8 +952,30 @@ class CertificateDirectory:
             for address in addresses:
                 entry, is_new = await self.add_for_address(certificate, address, source)
                 (added if is_new else present).append(entry)
+        taken = [c for c in dict.fromkeys(certificates) if not _self_signed(c) and (
+            is_ca(c) or mentioned_addresses(c))]
+        unchecked = await asyncio.to_thread(  # reads the CRL files
+            lambda: [_label(c) for c in taken if not self._revocation_checkable(c)])
         return ImportReport(source=source, added=tuple(added), present=tuple(present),
-                            intermediates=tuple(intermediates), skipped=tuple(skipped))
+                            intermediates=tuple(intermediates), skipped=tuple(skipped),
+                            unchecked=tuple(unchecked))
+
+    def _revocation_checkable(self, certificate: x509.Certificate) -> bool:
+        """Whether the policy has a way to learn that ``certificate`` is revoked: a CRL file of
+        its issuer, or (when fetching) a CRL distribution point or OCSP responder it names."""
+        policy = self.policy
+        if policy.revocation == "off":
+            return True
+        local = False
+        for path in policy.crl_files:
+            try:
+                local = local or any(crl.issuer == certificate.issuer
+                                     for crl in load_crls(path.read_bytes(), str(path)))
+            except (OSError, ValueError):
+                continue
+        crl = local or (policy.fetch_revocation and bool(crl_urls(certificate)[0]))
+        ocsp = policy.fetch_revocation and bool(ocsp_urls(certificate))
+        return {"crl": crl, "ocsp": ocsp, "crl-or-ocsp": crl or ocsp}[policy.revocation]
 
     async def add_intermediate(self, certificate: x509.Certificate, *, source: Source) -> bool:
         """Keep a CA certificate for chain building; False if it was there already."""

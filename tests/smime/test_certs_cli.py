@@ -229,3 +229,17 @@ def test_check_and_show_name_the_algorithms_and_why(workdir: Path, cli_pki: Dire
     german = run(workdir, "check", "alice@example.net", "--lang", "de")
     assert "Algorithmen: AES-256-GCM, RSAES-OAEP, unsigniert (eingestellt für example.net)" in (
         german.output)
+
+
+def test_import_warns_about_a_certificate_whose_revocation_cannot_be_checked(
+        workdir: Path, cli_pki: DirectoryPki) -> None:
+    """issue 9: a CA (or a holder) without CRL or OCSP is named when it is imported, not found
+    out when S/MIME is skipped for its holders."""
+    covered = run(workdir, "import", str(workdir / "chain.pem"), str(workdir / "local.pem"))
+    assert covered.exit_code == 0 and "warning" not in covered.output, covered.output
+    (workdir / "ca.crl").write_bytes(cli_pki.root_crl.public_bytes(serialization.Encoding.PEM))
+    uncovered = run(workdir, "import", str(workdir / "ec.pem"))
+    assert uncovered.exit_code == 0, uncovered.output
+    assert ("ec.pem: warning: " in uncovered.output
+            and "is refused (revocation-unknown) until its issuer's CRL is in crl_files"
+            in uncovered.output), uncovered.output
