@@ -5,6 +5,10 @@ do not have. We model the city as: the same internal domains and the same rule f
 mail as the district, protected with S/MIME where a valid certificate of the recipient is known,
 otherwise with the password PDF. Never plain text: if neither can serve, the copy is quarantined.
 
+S/MIME uses the ``strict`` profile (TR-02102-1 algorithms, only for recipients whose program is
+known to read them, from harvested capabilities or ``[settings.smime.recipients]``): every other
+recipient gets the password PDF, which every citizen can open.
+
 A city tenant must name its S/MIME identity and trust anchors in ``[tenants.ID.settings.smime]``
 (``pkcs12`` or ``certificate`` + ``private_key``, and ``trust_anchors``).
 """
@@ -26,5 +30,5 @@ def siegel_register_plugin_sets() -> list[PluginSet]:
         ),
         protection=("smime", "password_pdf"),
         internal_domains=DISTRICT_INTERNAL_DOMAINS,
-        settings=district_settings(),
+        settings={**district_settings(), "smime": {"profile": "strict"}},
     )]

@@ -373,7 +373,10 @@ class Pipeline:
                 method.protect(ctx), self.config.delivery.protect_timeout_seconds, what)
         except StageFailure as failure:
             return self.quarantine(message, job, [failure.reason], level=verdict.level)
-        reasons = (*(f.reason for f in verdict.deciding),)
+        # Why a method before the chosen one could not serve stays with the copy (queue show).
+        skipped = tuple(Text(f"{name}: {a.reason.de}", f"{name}: {a.reason.en}")
+                        for name, a in choice.tried if not a.available)
+        reasons = (*(f.reason for f in verdict.deciding), *skipped)
         if isinstance(result, Held):
             first_time = job.hold_until is None
             return Decision(

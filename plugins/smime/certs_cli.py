@@ -44,6 +44,7 @@ from .directory import (
     policy_from_settings,
     san_addresses,
 )
+from .profiles import AlgorithmChoice, Declined
 from .revocation import describe, format_time
 
 _T = TypeVar("_T")
@@ -162,6 +163,15 @@ lang_option = click.option("--lang", type=click.Choice(["en", "de"]), default="e
                            show_default=True, help="Language of the reasons.")
 
 
+def _echo_algorithms(choice: AlgorithmChoice | Declined, lang: str) -> None:
+    if isinstance(choice, Declined):
+        click.secho(f"  S/MIME declined: {choice.reason.get(lang)}", fg="yellow")
+        return
+    click.echo(f"  {choice.describe().get(lang)}")
+    for deviation in choice.tr02102_deviations:
+        click.echo(f"    - TR-02102-1: {deviation.get(lang)}")
+
+
 def _prefix(value: str) -> str:
     wanted = value.replace(":", "").lower()
     if len(wanted) < MIN_FINGERPRINT_PREFIX or any(c not in "0123456789abcdef" for c in wanted):
@@ -217,6 +227,11 @@ def certs_group(open_directory: OpenDirectory) -> click.Group:
                         click.echo(f"{path.name}: intermediate {subject}")
                     for note in report.skipped:
                         click.secho(f"{path.name}: skipped: {note}", fg="yellow")
+                    for label in report.unchecked:
+                        click.secho(f"{path.name}: warning: {label} names no CRL distribution "
+                                    "point or OCSP responder the settings can use, and no CRL "
+                                    "file covers it: it is refused (revocation-unknown) until "
+                                    "its issuer's CRL is in crl_files", fg="yellow")
             return failures
 
         if _run(work()):
@@ -281,7 +296,11 @@ def certs_group(open_directory: OpenDirectory) -> click.Group:
                                    f"{_when(entry.added_at)}, seen {_when(entry.seen_at)}, last "
                                    f"used {_when(entry.last_used)}")
                         click.echo(f"    capabilities: {_capabilities(entry.capabilities)}")
-                        _echo_result(await directory.evaluate(entry), lang)
+                        result = await directory.evaluate(entry)
+                        _echo_result(result, lang)
+                        if isinstance(result, UsableCertificate) and directory.algorithms:
+                            _echo_algorithms(directory.algorithms(
+                                entry.address, entry.certificate, entry.capabilities), lang)
                 for certificate in intermediates:
                     _echo_certificate(certificate)
                     click.echo("  kept as an intermediate CA certificate")
@@ -342,6 +361,9 @@ def certs_group(open_directory: OpenDirectory) -> click.Group:
                             fg="green")
                 click.echo(f"  chain: {' <- '.join(describe(c) for c in best.chain)}")
                 click.echo(f"  capabilities: {_capabilities(selection.capabilities)}")
+                if directory.algorithms is not None:
+                    _echo_algorithms(directory.algorithms(selection.address, best.certificate,
+                                                          selection.capabilities), lang)
                 for other in selection.usable[1:]:
                     click.echo(f"  also usable: {other.fingerprint} ({other.entry.subject})")
             for refusal in selection.refused:
@@ -408,7 +430,8 @@ def config_directory_opener(section: str = "smime", *, clock: Clock | None = Non
                       if ldap is not None else None)
             yield CertificateDirectory(PluginState(store, CERTIFICATES_NAMESPACE, now),
                                        PluginState(store, INTERMEDIATES_NAMESPACE, now), now,
-                                       policy_from_settings(settings), lookup=lookup)
+                                       policy_from_settings(settings), lookup=lookup,
+                                       algorithms=getattr(settings, "choose_algorithms", None))
 
     return open_directory
 

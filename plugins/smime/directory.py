@@ -36,7 +36,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,13 +66,16 @@ from siegel.store import StateConflict
 from .capabilities import SmimeCapabilities
 from .keys import SUPPORTED_CURVES
 from .pki import MAX_CHAIN_DEPTH, validate_path
+from .profiles import AlgorithmChoice, Declined
 from .revocation import (
     REVOCATION_MODES,
     RevocationChecker,
     RevocationMode,
+    crl_urls,
     describe,
     format_time,
     load_crls,
+    ocsp_urls,
 )
 
 log = logging.getLogger(__name__)
@@ -396,20 +399,42 @@ class SmimeDirectorySettings:
                 anchors += load_anchor_file(path)
             except ValueError as exc:
                 raise SettingError("trust_anchors", str(exc)) from None
+        crls: list[x509.CertificateRevocationList] = []
         for path in self.crl_files:
             try:
-                load_crls(Path(path).read_bytes(), str(path))
+                crls += load_crls(Path(path).read_bytes(), str(path))
             except OSError as exc:
                 raise SettingError("crl_files", f"{path}: cannot read: {exc.strerror or exc}"
                                    ) from None
             except ValueError as exc:
                 raise SettingError("crl_files", str(exc)) from None
+        gaps = unchecked_anchors(anchors, crls) if (
+            self.revocation in ("crl", "crl-or-ocsp") and not self.fetch_revocation) else []
+        if gaps:
+            raise SettingError("crl_files", "no CRL of " + "; ".join(gaps) + ": without "
+                               "fetch_revocation nothing tells whether the certificates these CAs "
+                               "issued are revoked, so S/MIME would be skipped for all their "
+                               "holders; add their CRLs, set fetch_revocation = true, or "
+                               "revocation = 'off'")
         object.__setattr__(self, "_anchors", tuple(anchors))
 
     @property
     def anchors(self) -> tuple[x509.Certificate, ...]:
         """The certificates of ``trust_anchors``, read when the settings were validated."""
         return self._anchors
+
+
+AlgorithmChooser = Callable[[str, x509.Certificate, "tuple[str, ...] | None"],
+                            "AlgorithmChoice | Declined"]
+"""``(address, certificate, harvested capabilities) -> choice``, see :mod:`.profiles`."""
+
+
+def unchecked_anchors(anchors: Sequence[x509.Certificate],
+                      crls: Sequence[x509.CertificateRevocationList]) -> list[str]:
+    """The trust anchors (described) that issued none of ``crls``: without fetching, the
+    revocation of what they issue cannot be checked."""
+    issuers = {crl.issuer for crl in crls}
+    return [describe(anchor) for anchor in anchors if anchor.subject not in issuers]
 
 
 def policy_from_settings(settings: SmimeDirectorySettings) -> DirectoryPolicy:
@@ -615,6 +640,9 @@ class ImportReport:
     intermediates: tuple[str, ...] = ()
     #: Certificates not taken, and other notes (private keys ignored, ...).
     skipped: tuple[str, ...] = ()
+    #: Certificates taken whose revocation the tenant's settings cannot check (no CRL
+    #: distribution point, OCSP responder or CRL file for them): they will be refused.
+    unchecked: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -862,8 +890,11 @@ class CertificateDirectory:
 
     def __init__(self, certificates: PluginState, intermediates: PluginState, clock: Clock,
                  policy: DirectoryPolicy, *, revocation: RevocationChecker | None = None,
-                 lookup: CertificateLookup | None = None) -> None:
+                 lookup: CertificateLookup | None = None,
+                 algorithms: AlgorithmChooser | None = None) -> None:
         self.certificates = certificates
+        #: The tenant's choice of algorithms per recipient (``siegel certs check`` shows it).
+        self.algorithms = algorithms
         self.intermediates_state = intermediates
         self.clock = clock
         self.policy = policy
@@ -921,8 +952,30 @@ class CertificateDirectory:
             for address in addresses:
                 entry, is_new = await self.add_for_address(certificate, address, source)
                 (added if is_new else present).append(entry)
+        taken = [c for c in dict.fromkeys(certificates) if not _self_signed(c) and (
+            is_ca(c) or mentioned_addresses(c))]
+        unchecked = await asyncio.to_thread(  # reads the CRL files
+            lambda: [_label(c) for c in taken if not self._revocation_checkable(c)])
         return ImportReport(source=source, added=tuple(added), present=tuple(present),
-                            intermediates=tuple(intermediates), skipped=tuple(skipped))
+                            intermediates=tuple(intermediates), skipped=tuple(skipped),
+                            unchecked=tuple(unchecked))
+
+    def _revocation_checkable(self, certificate: x509.Certificate) -> bool:
+        """Whether the policy has a way to learn that ``certificate`` is revoked: a CRL file of
+        its issuer, or (when fetching) a CRL distribution point or OCSP responder it names."""
+        policy = self.policy
+        if policy.revocation == "off":
+            return True
+        local = False
+        for path in policy.crl_files:
+            try:
+                local = local or any(crl.issuer == certificate.issuer
+                                     for crl in load_crls(path.read_bytes(), str(path)))
+            except (OSError, ValueError):
+                continue
+        crl = local or (policy.fetch_revocation and bool(crl_urls(certificate)[0]))
+        ocsp = policy.fetch_revocation and bool(ocsp_urls(certificate))
+        return {"crl": crl, "ocsp": ocsp, "crl-or-ocsp": crl or ocsp}[policy.revocation]
 
     async def add_intermediate(self, certificate: x509.Certificate, *, source: Source) -> bool:
         """Keep a CA certificate for chain building; False if it was there already."""

@@ -3,18 +3,21 @@ decryption and signature checks for the tenant's own addresses, and ``siegel cer
 
 Outgoing: signed by the tenant (RSA-PSS or ECDSA), then encrypted for the recipient's certificate
 from the directory (looked up in LDAP when ``ldap_url`` is set and none stored is usable, see
-:mod:`.ldap`): AES-256-GCM (AuthEnvelopedData) unless the recipient announced it cannot, then
-AES-256-CBC; RSA-OAEP-SHA-256 or ECDH key management. Where no usable certificate exists,
+:mod:`.ldap`) with the algorithms chosen for that recipient from evidence (harvested
+capabilities, ``recipients`` setting, the tenant's ``profile``; see :mod:`.profiles`). Where no
+usable certificate exists or the profile cannot promise that the recipient reads S/MIME,
 ``can_serve`` says why and the tenant's next method is tried; never plain text.
 
 Inbound: mail for the tenant's own addresses that is encrypted or signed is decrypted and verified
-before classification; the result goes into ``X-Siegel-SMIME`` headers the clerk can see (headers
-of that name that arrive from outside are removed first, so they cannot be forged). The signer's
+before classification; the result goes into ``X-Siegel-SMIME`` headers the clerk can see. Which
+header fields the clerk sees follows :mod:`.inbound` (``X-Siegel-*`` only from siegel, one of
+each single-instance field, signed inner fields win only with a valid signature). The signer's
 certificate and capabilities from a valid signature are harvested into the directory.
 """
 
 from __future__ import annotations
 
+import re
 import ssl
 import weakref
 from pathlib import Path
@@ -43,21 +46,33 @@ from siegel import (
 )
 from siegel.model import parse_email
 
-from .algorithms import ContentCipher, RsaKeyTransport, SignaturePadding
-from .capabilities import Capability, SmimeCapabilities
+from .algorithms import RsaKeyTransport
 from .certs_cli import config_directory_opener, register_certs_command
 from .directory import (
     CertificateDirectory,
+    Selection,
     SmimeDirectorySettings,
     harvest,
     policy_from_settings,
 )
 from .envelope import EncryptOptions
 from .errors import SmimeError
+from .inbound import merge as merge_inbound
 from .keys import PrivateKey
 from .ldap import LDAP_CACHE_NAMESPACE, LdapCertificateSource, LdapConfig, read_password_file
 from .mime import PKCS7_MIME_TYPES, assemble_message, body_part, encrypt_entity, sign_and_encrypt_entity
 from .mime import unwrap as unwrap_smime
+from .profiles import (
+    PROFILES,
+    SIGNATURE_SETTINGS,
+    AlgorithmChoice,
+    Declined,
+    Profile,
+    RecipientAlgorithms,
+    choose_algorithms,
+    configured_for,
+    key_kind,
+)
 from .signing import SignOptions
 
 SECTION = "smime"
@@ -124,12 +139,14 @@ class SmimeSettings(SmimeDirectorySettings):
     sign: bool = True
     #: RSA signatures: "rsa-pss" (TR-02102-1) or "rsa-pkcs1v15" for old clients.
     rsa_signature: Literal["rsa-pss", "rsa-pkcs1v15"] = "rsa-pss"
-    #: "by-capabilities": AES-256-GCM unless the recipient announced only CBC (RFC 8551: GCM is
-    #: the default when nothing is known); or always one of the two.
-    content_cipher: Literal["by-capabilities", "aes256-gcm", "aes256-cbc"] = "by-capabilities"
-    allow_aes128: bool = False
-    #: RSAES-PKCS1-v1_5 key transport instead of RSA-OAEP, for old clients (legacy in TR-02102).
-    allow_rsa_pkcs1v15: bool = False
+    #: The rule for recipients nothing is known about (see :mod:`.profiles`): "interoperable"
+    #: (AES-256-CBC, RSAES-PKCS1-v1_5 for RSA keys: OpenSSL, NSS/Thunderbird, gpgsm and Outlook
+    #: read it) or "strict" (TR-02102-1 algorithms only where the recipient is known to read
+    #: them; otherwise the next protection method serves).
+    profile: Profile = "interoperable"
+    #: What a partner's program reads, per address or domain (the administrator's knowledge);
+    #: harvested capabilities still win.
+    recipients: dict[str, RecipientAlgorithms] = attrs.field(factory=dict)
     #: "keep" the subject outside the encryption, or "neutral": the whole message (headers too)
     #: travels inside the encryption and the outer subject says nothing.
     subject: Literal["keep", "neutral"] = "keep"
@@ -168,7 +185,12 @@ class SmimeSettings(SmimeDirectorySettings):
             raise SettingError("sign", "signing needs the tenant's key: set pkcs12, or certificate "
                                        "and private_key (or sign = false)")
         object.__setattr__(self, "_identity", identity)
-        self.encrypt_options(ContentCipher.AES256_GCM)  # refuses forbidden choices now
+        if self.profile not in PROFILES:
+            raise SettingError("profile", f"must be one of {', '.join(map(repr, PROFILES))}, "
+                                          f"not {self.profile!r}")
+        for key in self.recipients:
+            if not key or key != key.strip() or key.count("@") > 1:
+                raise SettingError(f"recipients.{key}", "must be an address or a domain")
         object.__setattr__(self, "_ldap", self._ldap_config())
 
     def _ldap_config(self) -> LdapConfig | None:
@@ -201,28 +223,25 @@ class SmimeSettings(SmimeDirectorySettings):
         """The LDAP lookup, validated; None when ``ldap_url`` is not set."""
         return self._ldap
 
-    def encrypt_options(self, cipher: ContentCipher) -> EncryptOptions:
+    def encrypt_options(self, choice: AlgorithmChoice) -> EncryptOptions:
         return EncryptOptions(
-            content_cipher=cipher,
-            rsa_key_transport=(RsaKeyTransport.RSAES_PKCS1_V15 if self.allow_rsa_pkcs1v15
-                               else RsaKeyTransport.RSAES_OAEP_SHA256),
-            allow_aes128=self.allow_aes128, allow_rsa_pkcs1v15=self.allow_rsa_pkcs1v15,
+            content_cipher=choice.content_cipher, rsa_key_transport=choice.rsa_key_transport,
+            allow_rsa_pkcs1v15=choice.rsa_key_transport is RsaKeyTransport.RSAES_PKCS1_V15,
             min_rsa_bits=self.minimum_rsa_bits if not self.allow_weak_rsa else 2048)
 
-    def sign_options(self) -> SignOptions:
-        return SignOptions(rsa_padding=SignaturePadding.RSASSA_PSS if self.rsa_signature == "rsa-pss"
-                           else SignaturePadding.RSASSA_PKCS1_V15)
+    def sign_options(self, choice: AlgorithmChoice | None = None) -> SignOptions:
+        return SignOptions(rsa_padding=choice.signature if choice is not None
+                           else SIGNATURE_SETTINGS[self.rsa_signature])
 
-    def choose_cipher(self, announced: tuple[str, ...] | None) -> ContentCipher:
-        if self.content_cipher == "aes256-gcm":
-            return ContentCipher.AES256_GCM
-        if self.content_cipher == "aes256-cbc":
-            return ContentCipher.AES256_CBC
-        if not announced:
-            return ContentCipher.AES256_GCM
-        capabilities = SmimeCapabilities(tuple(Capability(oid) for oid in announced))
-        return capabilities.choose_content_cipher(allow_aes128=self.allow_aes128,
-                                                  fallback=ContentCipher.AES256_GCM)
+    def choose_algorithms(self, address: str, certificate: x509.Certificate,
+                          harvested: tuple[str, ...] | None) -> AlgorithmChoice | Declined:
+        """The algorithms ``address`` gets for ``certificate``, and why (:mod:`.profiles`)."""
+        return choose_algorithms(
+            profile=self.profile, key_kind=key_kind(certificate), harvested=harvested,
+            configured=configured_for(self.recipients, address),
+            rsa_signature=SIGNATURE_SETTINGS[self.rsa_signature],
+            signer=(key_kind(self._identity.certificate)
+                    if self.sign and self._identity is not None else None))
 
 
 _directories: weakref.WeakKeyDictionary[Any, dict[str, CertificateDirectory]] = (
@@ -244,33 +263,56 @@ def directory_for(services: Services, tenant_id: str, settings: SmimeSettings) -
     return directory
 
 
+def _join(first: Text, second: Text) -> Text:
+    return Text(f"{first.de}; {second.de}", f"{first.en}; {second.en}")
+
+
+async def _choose(ctx: RecipientContext, settings: SmimeSettings, directory: CertificateDirectory
+                  ) -> tuple[Selection, AlgorithmChoice | Declined | None]:
+    selection = await directory.find_usable(ctx.recipient)
+    best = selection.best
+    if best is None:
+        return selection, None
+    return selection, settings.choose_algorithms(selection.address, best.certificate,
+                                                 selection.capabilities)
+
+
 async def can_serve(ctx: RecipientContext) -> Availability:
+    """Yes with the certificate and the algorithms and why; no when no certificate is usable or
+    the profile cannot promise that the recipient reads S/MIME."""
     settings: SmimeSettings = ctx.settings(SECTION)
-    selection = await directory_for(ctx.services, ctx.tenant.id, settings).find_usable(ctx.recipient)
-    return selection.availability()
+    selection, choice = await _choose(ctx, settings,
+                                      directory_for(ctx.services, ctx.tenant.id, settings))
+    if choice is None:
+        return selection.availability()
+    if isinstance(choice, Declined):
+        return Availability.no(_join(selection.reason, choice.reason))
+    return Availability.yes(_join(selection.reason, choice.describe()))
 
 
 async def protect(ctx: RecipientContext) -> Protected:
     settings: SmimeSettings = ctx.settings(SECTION)
     directory = directory_for(ctx.services, ctx.tenant.id, settings)
-    selection = await directory.find_usable(ctx.recipient)
+    selection, choice = await _choose(ctx, settings, directory)
     best = selection.best
-    if best is None:
-        raise SmimeError(selection.reason.en)  # can_serve said yes a moment ago; fail closed
-    cipher = settings.choose_cipher(selection.capabilities)
+    if best is None or not isinstance(choice, AlgorithmChoice):
+        # can_serve said yes a moment ago; fail closed
+        raise SmimeError(choice.reason.en if isinstance(choice, Declined) else selection.reason.en)
     if settings.subject == "neutral":
         inner = ctx.raw
         entity: bytes | Any = b"Content-Type: message/rfc822\r\n\r\n" + mime_crlf(inner)
     else:
         entity = body_part(ctx.email)
     identity = settings.identity
-    if settings.sign and identity is not None:
+    signed = settings.sign and identity is not None
+    if signed and identity is not None:
         protected_entity = sign_and_encrypt_entity(
             entity, identity.key, identity.certificate, [best.certificate], identity.chain,
-            sign_options=settings.sign_options(), encrypt_options=settings.encrypt_options(cipher))
+            sign_options=settings.sign_options(choice),
+            encrypt_options=settings.encrypt_options(choice))
     else:
         protected_entity = encrypt_entity(entity, [best.certificate],
-                                          options=settings.encrypt_options(cipher))
+                                          options=settings.encrypt_options(choice))
     headers = ctx.email
     if settings.subject == "neutral":
         headers = parse_email(ctx.raw)
@@ -279,14 +321,14 @@ async def protect(ctx: RecipientContext) -> Protected:
                                   f"Encrypted message from {ctx.tenant.name}").get(ctx.tenant.language)
     raw = assemble_message(headers, protected_entity)
     await directory.mark_used(ctx.recipient, best.fingerprint)
-    label = "AES-256-GCM" if cipher is ContentCipher.AES256_GCM else cipher.name.replace("_", "-")
+    what = choice.describe()
     return Protected(
         outgoing=[Outgoing(channel=ctx.tenant.delivery_channel,
                            mail_from=str(ctx.message.envelope.mail_from or ""),
                            recipients=[str(ctx.recipient)], raw=raw)],
-        reason=Text(f"mit S/MIME verschlüsselt ({label})"
-                    + (" und signiert" if settings.sign else ""),
-                    f"encrypted with S/MIME ({label})" + (" and signed" if settings.sign else "")))
+        reason=Text("mit S/MIME verschlüsselt" + (" und signiert" if signed else "")
+                    + f"; {what.de}",
+                    "encrypted with S/MIME" + (" and signed" if signed else "") + f"; {what.en}"))
 
 
 def mime_crlf(data: bytes) -> bytes:
@@ -301,7 +343,10 @@ def _is_smime(ctx: RecipientContext) -> bool:
 
 
 async def inbound(ctx: RecipientContext) -> bytes | None:
-    """Decrypt and verify S/MIME for the tenant's own addresses; record the result in headers."""
+    """Decrypt and verify S/MIME for the tenant's own addresses; record the result in headers.
+
+    The delivered header block follows :mod:`.inbound`: ``X-Siegel-*`` fields come only from
+    siegel, and signed inner fields win over the outer ones only with a valid signature."""
     settings: SmimeSettings | None = ctx.tenant.settings.get(SECTION)
     if settings is None or not settings.inbound:
         return None
@@ -309,6 +354,9 @@ async def inbound(ctx: RecipientContext) -> bytes | None:
     forged = raw.remove(STATUS_HEADER) + raw.remove(SIGNER_HEADER)
     if ctx.tenant.own_domains.match(ctx.recipient.domain) is None or not _is_smime(ctx):
         return raw.to_bytes() if forged else None
+    # An S/MIME message from outside: no X-Siegel-* field of its own survives, decrypted or not.
+    for name in {key.lower() for key in ctx.email if key.lower().startswith("x-siegel-")}:
+        raw.remove(name)
     identity = settings.identity
     try:
         unwrapped = unwrap_smime(
@@ -320,21 +368,28 @@ async def inbound(ctx: RecipientContext) -> bytes | None:
         # marked so that the clerk knows.
         raw.replace(STATUS_HEADER, f"not verified: {str(exc)[:300]}")
         return raw.to_bytes()
-    outer = parse_email(raw.to_bytes())
-    for name in (STATUS_HEADER, SIGNER_HEADER):
-        del outer[name]
     status = ["decrypted" if unwrapped.encrypted else "not encrypted"]
     signature = unwrapped.signature
+    fields: list[tuple[str, str]] = []
     if signature is not None:
         status.append("signature valid")
-        outer[SIGNER_HEADER] = ", ".join(signature.signer_emails) or signature.signer.subject.rfc4514_string()
+        signer = ", ".join(signature.signer_emails) or signature.signer.subject.rfc4514_string()
+        fields.append((SIGNER_HEADER, _ascii(signer)))
         directory = directory_for(ctx.services, ctx.tenant.id, settings)
         await harvest(directory, signature.signer, signature.chain, signature.capabilities,
                       signature.signing_time or ctx.services.clock.now())
     else:
         status.append("not signed")
-    outer[STATUS_HEADER] = "; ".join(status)
-    return assemble_message(outer, unwrapped.entity)
+    delivered = merge_inbound(
+        ctx.raw, unwrapped.entity, signed=signature is not None,
+        signer_addresses=signature.signer_emails if signature is not None else ())
+    return delivered.with_status([(STATUS_HEADER, "; ".join([*status, *delivered.notes])),
+                                  *fields])
+
+
+def _ascii(text: str) -> str:
+    """A header value siegel writes: ASCII, no line breaks, bounded."""
+    return re.sub(r"[^ -~]", "?", text)[:300]
 
 
 @hookimpl

@@ -183,3 +183,63 @@ def test_register_certs_command_adds_the_group(workdir: Path) -> None:
     assert result.exit_code == 0, result.output
     listed = CliRunner().invoke(cli, ["certs", "list", "-c", str(workdir / "siegel.toml")])
     assert listed.output.startswith("ec@example.net ")
+
+
+def test_config_check_names_a_ca_whose_revocation_cannot_be_checked(
+        workdir: Path, cli_pki: DirectoryPki) -> None:
+    """issue 9: a CA without CRL (and no fetching, so no OCSP either) is reported by
+    ``siegel config check``, not found out when S/MIME is skipped for all its holders."""
+    check = ["config", "check", "--config", str(workdir / "siegel.toml")]
+    result = CliRunner().invoke(siegel_cli, check)
+    assert result.exit_code == 0, result.output
+    (workdir / "anchors.pem").write_bytes(pem(cli_pki.root) + pem(cli_pki.other_root))
+    result = CliRunner().invoke(siegel_cli, check)
+    assert result.exit_code != 0
+    assert "tenants.demo.settings.smime.crl_files: no CRL of " in result.output
+    other = cli_pki.other_root.subject.rfc4514_string()
+    assert other in result.output and "Test Root CA" not in result.output.split("no CRL of")[1]
+    assert "add their CRLs, set fetch_revocation = true, or revocation = 'off'" in result.output
+
+
+def test_check_and_show_name_the_algorithms_and_why(workdir: Path, cli_pki: DirectoryPki) -> None:
+    """issue 15: which algorithms a recipient gets, from which evidence, and the deviations from
+    TR-02102-1 they cause."""
+    assert run(workdir, "import", str(workdir / "chain.pem"), str(workdir / "local.pem"),
+               str(workdir / "alice.p12"), "--password-file",
+               str(workdir / "password.txt")).exit_code == 0
+    default = run(workdir, "check", "alice@example.net")
+    assert default.exit_code == 0, default.output
+    assert ("algorithms: AES-256-CBC, RSAES-PKCS1-v1_5, unsigned (profile 'interoperable' for "
+            "recipients whose capabilities are unknown)") in default.output
+    assert "TR-02102-1: RSAES-PKCS1-v1_5 instead of RSAES-OAEP" in default.output
+    shown = run(workdir, "show", "alice@example.net")
+    assert "algorithms: AES-256-CBC, RSAES-PKCS1-v1_5, unsigned" in shown.output
+
+    config = workdir / "siegel.toml"
+    config.write_text(CONFIG + 'profile = "strict"\n', encoding="utf-8")
+    strict = run(workdir, "check", "alice@example.net")
+    assert "S/MIME declined: profile 'strict': not known whether" in strict.output
+
+    config.write_text(CONFIG + 'profile = "strict"\n\n[tenants.demo.settings.smime.recipients.'
+                      '"example.net"]\ncontent_cipher = "aes256-gcm"\n', encoding="utf-8")
+    configured = run(workdir, "check", "alice@example.net")
+    assert ("algorithms: AES-256-GCM, RSAES-OAEP, unsigned (configured for example.net)"
+            in configured.output), configured.output
+    assert "TR-02102-1" not in configured.output
+    german = run(workdir, "check", "alice@example.net", "--lang", "de")
+    assert "Algorithmen: AES-256-GCM, RSAES-OAEP, unsigniert (eingestellt für example.net)" in (
+        german.output)
+
+
+def test_import_warns_about_a_certificate_whose_revocation_cannot_be_checked(
+        workdir: Path, cli_pki: DirectoryPki) -> None:
+    """issue 9: a CA (or a holder) without CRL or OCSP is named when it is imported, not found
+    out when S/MIME is skipped for its holders."""
+    covered = run(workdir, "import", str(workdir / "chain.pem"), str(workdir / "local.pem"))
+    assert covered.exit_code == 0 and "warning" not in covered.output, covered.output
+    (workdir / "ca.crl").write_bytes(cli_pki.root_crl.public_bytes(serialization.Encoding.PEM))
+    uncovered = run(workdir, "import", str(workdir / "ec.pem"))
+    assert uncovered.exit_code == 0, uncovered.output
+    assert ("ec.pem: warning: " in uncovered.output
+            and "is refused (revocation-unknown) until its issuer's CRL is in crl_files"
+            in uncovered.output), uncovered.output

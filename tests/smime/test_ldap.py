@@ -649,7 +649,8 @@ def gateway_config(pki: Pki, tmp_path: Path, **ldap: Any) -> dict[str, Any]:
         "plugin_set": "city", "domains": ["behoerde.example"],
         "settings": {"smime": {"certificate": str(chain), "private_key": str(pki.rsa.key_path),
                                "trust_anchors": [str(pki.root_path)], "revocation": "off",
-                               "ldap_base_dn": PEOPLE, "ldap_timeout_seconds": 2, **ldap}}}}}
+                               "ldap_base_dn": PEOPLE, "ldap_timeout_seconds": 2,
+                               "profile": "interoperable", **ldap}}}}}
 
 
 def now() -> FrozenClock:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
-from smime_pki import OPENSSL, Pki, key_usage, make_certificate, write_identity
+from cryptography.hazmat.primitives.asymmetric import rsa
+from smime_pki import OPENSSL, Pki
 
 from siegel import RecipientState
 from siegel.clock import FrozenClock
@@ -24,37 +23,13 @@ OFFICE = "beratung@verein.example"
 MARKER = "Kundennummer 123A456789"
 
 
-@pytest.fixture(scope="module")
-def parties(pki: Pki, tmp_path_factory: pytest.TempPathFactory):
-    """External recipients (RSA 3072 and P-256) and the tenant's own identity with its chain."""
-    folder = tmp_path_factory.mktemp("parties")
-
-    def leaf(name: str, email: str, key, *, not_after=None):
-        usage = (key_usage(digital_signature=True, key_encipherment=True)
-                 if isinstance(key, rsa.RSAPrivateKey)
-                 else key_usage(digital_signature=True, key_agreement=True))
-        cert = make_certificate(subject=name, key=key, issuer=pki.intermediate.cert,
-                                issuer_key=pki.intermediate.key, ca=False, key_usage=usage,
-                                email=email, eku=[ExtendedKeyUsageOID.EMAIL_PROTECTION],
-                                not_after=not_after)
-        return write_identity(folder, name, key, cert)
-
-    lawyer = leaf("lawyer", LAWYER, rsa.generate_private_key(public_exponent=65537, key_size=3072))
-    office = leaf("office", OFFICE, ec.generate_private_key(ec.SECP256R1()))
-    expired = leaf("expired", "alt@kanzlei.example", ec.generate_private_key(ec.SECP256R1()),
-                   not_after=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
-    tenant_chain = folder / "tenant-chain.pem"
-    tenant_chain.write_bytes(pki.rsa.cert_path.read_bytes() + pki.intermediate.cert_path.read_bytes())
-    return {"lawyer": lawyer, "office": office, "expired": expired, "tenant_chain": tenant_chain}
-
-
 def config(pki: Pki, parties, **smime) -> dict:
     return {"tenants": {"test": {
         "plugin_set": "city", "domains": ["behoerde.example"],
         "settings": {"smime": {"certificate": str(parties["tenant_chain"]),
                                "private_key": str(pki.rsa.key_path),
                                "trust_anchors": [str(pki.root_path)], "revocation": "off",
-                               **smime}}}}}
+                               "profile": "interoperable", **smime}}}}}
 
 
 def now() -> FrozenClock:
@@ -95,7 +70,8 @@ async def test_outgoing_is_signed_then_encrypted_and_openssl_opens_it(
     [mail] = harness.sink.to(address)
     assert not leaked(harness)
     assert mail.parsed.get_content_type() == "application/pkcs7-mime"
-    assert mail.parsed.get_param("smime-type") == "authEnveloped-data"  # GCM: nothing announced
+    # Nothing announced, profile interoperable: AES-256-CBC EnvelopedData (NSS and gpgsm read it)
+    assert mail.parsed.get_param("smime-type") == "enveloped-data"
     (tmp_path / "mail.eml").write_bytes(mail.raw)
     decrypted = openssl("cms", "-decrypt", "-in", tmp_path / "mail.eml", "-recip",
                         party.cert_path, "-inkey", party.key_path).stdout
@@ -132,6 +108,10 @@ async def test_without_a_usable_certificate_the_password_pdf_follows(siegel_harn
             [record] = await harness.store.recipients(message_id)
             assert record.state is RecipientState.HELD  # password PDF: first contact
             assert record.method == "password_pdf"
+            # issue 9: why S/MIME was skipped stays with the copy (siegel queue show prints it)
+            [skipped] = [r for r in record.reasons if r.startswith("smime: ")]
+            assert ("expired" in skipped) if message_id == expired_id else (
+                "no S/MIME certificate for neu@example.net" in skipped)
     assert not leaked(harness)
 
 
@@ -151,6 +131,10 @@ async def test_explain_names_why_smime_cannot_serve(siegel_harness, pki, parties
     assert name == "smime" and not availability.available
     assert "expired" in availability.reason.en
     assert lawyer.outcome == "protect with smime"
+    [(name, availability), *_] = lawyer.choice.tried
+    assert name == "smime" and availability.available
+    assert ("algorithms: AES-256-CBC, RSAES-PKCS1-v1_5, RSASSA-PSS (profile 'interoperable'"
+            in availability.reason.en)
 
 
 async def test_inbound_smime_is_decrypted_verified_and_the_signer_harvested(
@@ -200,12 +184,14 @@ async def test_undecryptable_inbound_goes_on_marked(siegel_harness, pki, parties
     (tmp_path / "c.txt").write_bytes(b"Content-Type: text/plain\r\n\r\nsecret\r\n")
     encrypted = openssl("cms", "-encrypt", "-in", tmp_path / "c.txt", "-aes-256-cbc", "-recip",
                         parties["office"].cert_path).stdout  # not for the tenant's key
-    raw = f"From: {LAWYER}\r\nTo: {CLERK}\r\nSubject: x\r\n".encode() + encrypted
+    raw = (f"From: {LAWYER}\r\nTo: {CLERK}\r\nSubject: x\r\n"
+           "X-Siegel-Notice: forged\r\n").encode() + encrypted
     async with siegel_harness(config=config(pki, parties), clock=now()) as harness:
         await harness.send(raw, mail_from=LAWYER, rcpt_to=[CLERK])
         await harness.process()
     [delivered] = harness.sink.to(CLERK)
     assert delivered.parsed["X-Siegel-SMIME"].startswith("not verified:")
+    assert "X-Siegel-Notice" not in delivered.parsed
     assert b"secret" not in delivered.raw
 
 
@@ -223,9 +209,9 @@ def test_tenant_identity_problems_are_config_errors(pki, parties, tmp_path):
     (tmp_path / "other.key").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
-    data = config(pki, parties, allow_aes128=False, content_cipher="aes128")
+    data = config(pki, parties, profile="loose")
     data["tenants"]["test"]["name"] = "Stadt"
-    with pytest.raises(ConfigError, match="content_cipher"):
+    with pytest.raises(ConfigError, match=r"smime\.profile"):
         config_from_mapping(data, registry, source="x", base_dir=tmp_path)
     assert Path(parties["tenant_chain"]).exists()
 
