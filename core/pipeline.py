@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from siegel import mime
-from siegel.addresses import Address
+from siegel.addresses import Address, internal_match
 from siegel.config import Config, Tenant
 from siegel.manager import PluginRegistry
 from siegel.model import (
@@ -124,7 +124,7 @@ class Pipeline:
         email = message.parsed
         return RecipientContext(
             message=message, raw=message.raw, email=email, recipient=recipient, tenant=tenant,
-            internal=tenant.internal.match(recipient.domain), services=self.services,
+            internal=internal_match(tenant.internal, recipient), services=self.services,
         )
 
     # -- the stages -------------------------------------------------------------------------

@@ -276,8 +276,8 @@ class SQLiteStore(MessageStore):
             id=message_id,
             tenant=tenant,
             envelope=Envelope(
-                Address.parse(mail_from) if mail_from else None,
-                tuple(Address.parse(r) for r in rcpts),
+                Address.load(mail_from) if mail_from else None,
+                tuple(Address.load(r) for r in rcpts),
             ),
             raw=raw,
             received_at=_dt_required(received_at),
@@ -304,7 +304,7 @@ class SQLiteStore(MessageStore):
                     "UPDATE recipients SET lease = ?, lease_until = ? WHERE message_id = ?"
                     " AND address = ?", (lease, lease_until, message_id, address))
                 jobs.append(Job(
-                    message_id=message_id, recipient=Address.parse(address),
+                    message_id=message_id, recipient=Address.load(address),
                     state=RecipientState(state), attempts=attempts, released=bool(released),
                     lease=lease, received_at=_dt_required(received_at), hold_until=_dt(hold_until),
                 ))
@@ -359,7 +359,7 @@ class SQLiteStore(MessageStore):
         now: datetime,
     ) -> int:
         state_values = [s.value for s in states]
-        wanted = None if recipients is None else [str(Address.parse(r)) for r in recipients]
+        wanted = None if recipients is None else [str(Address.load(r)) for r in recipients]
 
         def work(db: sqlite3.Connection) -> int:
             content = db.execute("SELECT content IS NOT NULL FROM messages WHERE id = ?",

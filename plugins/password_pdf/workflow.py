@@ -41,6 +41,7 @@ from siegel import (
     SystemMail,
     Tenant,
     Text,
+    internal_match,
     mailtext,
 )
 from siegel.state import PluginState
@@ -422,7 +423,7 @@ class Workflow:
                             password: str) -> tuple[Address, list[Text]]:
         """Check the link and the password, store the key, release what waited for it."""
         record = await self.read_token(token, purpose)
-        recipient = Address.parse(record.recipient)
+        recipient = Address.load(record.recipient)
         problems = password_problems(password, recipient, self.settings.minimum_password_length)
         if problems:
             return recipient, problems
@@ -514,7 +515,7 @@ class Workflow:
         if not record.reply_to:
             raise TokenInvalid("no sender to reply to")
         # The reply is a system mail (not classified), so it may only go back inside the network.
-        if self.tenant.internal.match(Address.parse(record.reply_to).domain) is None:
+        if internal_match(self.tenant.internal, Address.load(record.reply_to)) is None:
             raise TokenInvalid("the original sender is outside the tenant's network")
         languages = ("de", "en") if self.tenant.language == "de" else ("en", "de")
         received = self.now
