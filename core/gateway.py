@@ -20,29 +20,15 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from siegel.addresses import Address, InvalidAddress
-from siegel.config import ListenerConfig, Tenant
+from siegel.addresses import InvalidAddress
+from siegel.admission import NULL_SENDER, Refused, check_recipient, check_sender
+from siegel.config import ListenerConfig
 from siegel.runtime import NoTenant, Runtime
 from siegel.store import StoreError
 
 log = logging.getLogger(__name__)
 
-#: What aiosmtpd passes (and keeps in ``envelope.mail_from``) for the null reverse-path ``<>``.
-NULL_SENDER = "<>"
-
-
-def _parse(address: str) -> Address:
-    """Parse an address from the SMTP dialogue. aiosmtpd hands over bytes that are not UTF-8 as
-    lone surrogates, which :meth:`Address.parse` cannot encode."""
-    try:
-        address.encode("utf-8")
-    except UnicodeError:
-        raise InvalidAddress("the address is not valid UTF-8") from None
-    return Address.parse(address)
-
-
-def _tenant_id(tenant: Tenant | None) -> str | None:
-    return tenant.id if tenant is not None else None
+__all__ = ["NULL_SENDER", "GatewayHandler", "SmtpGateway", "server_tls_context"]
 
 
 def _sender(envelope: Envelope) -> str | None:
@@ -97,11 +83,10 @@ class GatewayHandler:
         if not self._client_allowed(session):
             log.warning("refused client %s: not in allowed_clients", session.peer)
             return "554 5.7.1 Client not allowed to send through this gateway"
-        if address and address != NULL_SENDER:
-            try:
-                _parse(address)
-            except InvalidAddress as exc:
-                return f"553 5.1.7 Invalid sender address: {exc}"
+        try:
+            check_sender(address)
+        except Refused as refused:
+            return refused.reply
         # The null sender stays "<>" here: aiosmtpd refuses RCPT while mail_from is empty.
         envelope.mail_from = address or NULL_SENDER
         envelope.mail_options.extend(mail_options)
@@ -110,23 +95,11 @@ class GatewayHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         try:
-            recipient = _parse(address)
-        except InvalidAddress as exc:
-            return f"553 5.1.3 Invalid recipient address: {exc}"
-        if len(envelope.rcpt_tos) >= self.listener.max_recipients:
-            return "452 4.5.3 Too many recipients; send the rest in another transaction"
-        mail_from = _sender(envelope)
-        sender = Address.parse(mail_from) if mail_from else None
-        config = self.runtime.config
-        if config.tenant_of_sender(sender) is None:
-            owner = config.tenant_of_recipient(recipient)
-            if owner is None:
-                return "550 5.7.1 Relaying denied: neither sender nor recipient is a local domain"
-            # Compared by id: tenants carry their settings and need not be hashable.
-            others = {_tenant_id(config.tenant_of_recipient(Address.parse(r)))
-                      for r in envelope.rcpt_tos}
-            if others and others != {owner.id}:
-                return "452 4.5.3 Recipients of another tenant: send them in another transaction"
+            check_recipient(self.runtime.config, address, _sender(envelope), envelope.rcpt_tos,
+                            self.listener.max_recipients)
+        except Refused as refused:
+            log.info("refused recipient: %s", refused.reply)
+            return refused.reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
