@@ -118,7 +118,8 @@ case_local = st.from_regex(r"[A-Za-z0-9._+-]{1,20}|[a-zäöüß]{1,10}", fullmat
 @given(case_local, internal_domain, st.data())
 def test_any_case_variant_has_the_same_key(local_part, domain, data):
     flips = data.draw(st.lists(st.booleans(), min_size=len(local_part), max_size=len(local_part)))
-    variant = "".join(c.upper() if flip and c != "ß" else c for c, flip in zip(local_part, flips))
+    variant = "".join(c.upper() if flip and c != "ß" else c
+                      for c, flip in zip(local_part, flips, strict=True))
     original = Address.parse(f"{local_part}@{domain}")
     assert Address.parse(f"{variant}@{domain.upper()}").key == original.key
     assert Address.parse(f'"{variant}"@{domain}').key == original.key  # needless quotes

@@ -196,7 +196,7 @@ async def request_reset(request: Request) -> Response:
         except InvalidAddress:
             errors.add("address", portal.t("pdf.error.address_invalid"))
         else:
-            throttle = portal.throttle("pdf.reset-request", str(address).lower(), limit=5,
+            throttle = portal.throttle("pdf.reset-request", address.key, limit=5,
                                        per=timedelta(hours=1), client_limit=30)
             status = await throttle.check()
             if not status.allowed:
@@ -281,7 +281,7 @@ async def reply_sent(request: Request) -> Response:
 
 
 def _login_throttle(portal: PortalContext, address: Address) -> Throttle:
-    return portal.throttle(LOGIN_THROTTLE, str(address).lower(), limit=LOGIN_FAILURES_PER_HOUR,
+    return portal.throttle(LOGIN_THROTTLE, address.key, limit=LOGIN_FAILURES_PER_HOUR,
                            per=timedelta(hours=1), client_limit=LOGIN_FAILURES_PER_HOUR)
 
 
