@@ -13,7 +13,7 @@ whatever its domain: the next MTA (Postfix honours the percent hack for its own 
 default) may deliver it anywhere. :meth:`Address.parse` refuses such addresses, so the listener
 answers ``553`` at ``RCPT``; one that reaches siegel another way (older store records, a plugin
 building an :class:`Address`) is judged external by :func:`internal_match`. The rules are in
-``docs/addresses.rst``.
+``docs/architecture.rst``, "Addresses that route elsewhere".
 """
 
 from __future__ import annotations
