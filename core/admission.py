@@ -8,15 +8,22 @@ The client-network check stays in the listener: it depends on the connection, no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
+
+from aiosmtpd.smtp import SMTP
 
 from siegel.addresses import Address, InvalidAddress
 from siegel.config import Config, Tenant
 
 #: What aiosmtpd passes (and keeps in ``envelope.mail_from``) for the null reverse-path ``<>``.
 NULL_SENDER = "<>"
+#: The longest line the listener takes in DATA, with its CRLF (aiosmtpd's limit; RFC 5321
+#: section 4.5.3.1.6 allows 1000 octets).
+LINE_LENGTH_LIMIT: int = SMTP.line_length_limit
+_LINES = re.compile(rb"\r?\n")
 
 
 class Refused(Exception):
@@ -104,3 +111,17 @@ def check_recipient(config: Config, address: str, sender: str | None,
             raise Refused("452 4.5.3 Recipients of another tenant: send them in another "
                           "transaction")
     return recipient
+
+
+def check_data(raw: bytes, max_message_size: int) -> None:
+    """The end of ``DATA``: what the listener's SMTP layer (aiosmtpd) refuses, for a message as a
+    client sends it (line ends as CRLF, lines that start with a dot doubled). The listener
+    itself leaves this to aiosmtpd with the same limits; ``siegel explain`` asks here."""
+    lines = _LINES.split(raw)
+    if lines and lines[-1] == b"":
+        lines.pop()
+    sent = [len(line) + 2 + line.startswith(b".") for line in lines]
+    if any(length > LINE_LENGTH_LIMIT for length in sent):
+        raise Refused("500 Line too long (see RFC5321 4.5.3.1.6)")
+    if max_message_size and sum(sent) > max_message_size:
+        raise Refused("552 Error: Too much mail data")

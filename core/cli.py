@@ -386,12 +386,12 @@ def explain(config_path: Path, message_file: Path, sender: str | None,
         header_sender, header_recipients = (None, []) if sender and recipients else (
             explaining.header_envelope(raw))
         admitted = explaining.admit(config, sender if sender else header_sender,
-                                    list(recipients) or header_recipients)
+                                    list(recipients) or header_recipients, raw)
     except InvalidAddress as exc:
         _fail(f"{message_file}: {exc}")
         return
     except Refused as refusal:
-        _fail(f"{message_file}: the listener refuses the sender at MAIL: {refusal.reply}")
+        _fail(f"{message_file}: the listener refuses it: {refusal.reply}")
         return
     envelope_sender, envelope_recipients = admitted.sender, list(admitted.recipients)
     if tenant is not None:

@@ -67,10 +67,13 @@ class Admission:
     refused: tuple[RefusedRecipient, ...]
 
 
-def admit(config: Config, sender: str | None, recipients: Sequence[str]) -> Admission:
-    """Run an envelope through the listener's own checks, in one transaction, as typed at the
-    command line (``<...>``, source routes and comments are read as the listener reads them).
-    Raises :class:`~siegel.admission.Refused` when the listener refuses the sender at ``MAIL``."""
+def admit(config: Config, sender: str | None, recipients: Sequence[str],
+          raw: bytes | None = None) -> Admission:
+    """Run an envelope (and, given ``raw``, the message) through the listener's own checks, in
+    one transaction, as typed at the command line (``<...>``, source routes and comments are
+    read as the listener reads them). Raises :class:`~siegel.admission.Refused` when the
+    listener refuses the sender at ``MAIL`` or the message at the end of ``DATA``. Where
+    listeners differ, the strictest limits apply."""
     mail_from = admission.smtp_path(sender or "")
     parsed_sender = admission.check_sender(mail_from)
     max_recipients = min((listener.max_recipients for listener in config.listeners),
@@ -86,6 +89,9 @@ def admit(config: Config, sender: str | None, recipients: Sequence[str]) -> Admi
             accepted.append(path)
         except admission.Refused as refusal:
             refused.append(RefusedRecipient(address=text, reply=refusal.reply))
+    if raw is not None and parsed:
+        admission.check_data(raw, min((listener.max_message_size
+                                       for listener in config.listeners), default=0))
     return Admission(sender=parsed_sender, recipients=tuple(parsed), refused=tuple(refused))
 
 

@@ -1,7 +1,7 @@
 """``siegel explain`` predicts the live gateway: a corpus of tricky envelopes and messages goes
 through a real listener (``SmtpGateway``, an SMTP client, the pipeline, a real SMTP sink) and
 through explain, and both must tell the same outcome for every recipient: refused at MAIL or
-RCPT (with the same reply), delivered, or quarantined.
+RCPT or at the end of DATA (with the same reply), delivered, or quarantined.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ OPEN_COLLEAGUE = "kollege@offen.example"
 CITIZEN = "buerger@example.net"
 
 CONFIG: dict[str, Any] = {
+    "listeners": [{"host": "127.0.0.1", "port": 0, "max_message_size": 20_000}],
     "tenants": {
         "test": {"internal_domains": ["landkreis.example"]},
         # External mail goes out plain here, so only the structure decides: the case of the
@@ -47,7 +48,7 @@ class Case:
     recipients: tuple[str, ...]
     raw: bytes
     #: What must happen, per recipient in order: "deliver", "quarantine", or the reply code of a
-    #: refusal ("553"); a refused sender is ("MAIL 553",).
+    #: refusal ("553"); a refused sender is ("MAIL 553",), a refused message ("DATA 552",).
     expect: tuple[str, ...]
 
 
@@ -86,6 +87,17 @@ CORPUS = [
     Case("two-tenants", CITIZEN, (COLLEAGUE, OPEN_COLLEAGUE), _mail(CITIZEN, COLLEAGUE), ("deliver", "452")),
     Case("routing-sender", "kunde%gmail.com@behoerde.example", (COLLEAGUE,),
          _mail(CLERK, COLLEAGUE), ("MAIL 553",)),
+    Case("long-line", CLERK, (COLLEAGUE,),
+         make_message(sender=CLERK, to=COLLEAGUE).replace(b"\r\n\r\n", b"\r\n\r\n" + b"x" * 1000
+                                                          + b"\r\n", 1), ("DATA 500",)),
+    Case("line-at-the-limit", CLERK, (COLLEAGUE,),
+         make_message(sender=CLERK, to=COLLEAGUE).replace(b"\r\n\r\n", b"\r\n\r\n" + b"x" * 999
+                                                          + b"\r\n", 1), ("deliver",)),
+    Case("dot-stuffed-line", CLERK, (COLLEAGUE,),
+         make_message(sender=CLERK, to=COLLEAGUE).replace(b"\r\n\r\n", b"\r\n\r\n." + b"x" * 998
+                                                          + b"\r\n", 1), ("DATA 500",)),
+    Case("too-large", CLERK, (COLLEAGUE,),
+         make_message(sender=CLERK, to=COLLEAGUE, body="Zeile mit Text\n" * 1500), ("DATA 552",)),
     Case("upper-case-internal", CLERK, ("KOLLEGIN@BEHOERDE.EXAMPLE",), _mail(CLERK, COLLEAGUE), ("deliver",)),
 ]
 
@@ -113,7 +125,10 @@ async def _live(gateway: SmtpGateway, host: str, port: int, harness: Any,
                 outcome[text] = f"refused {reply.code}: {reply.message}"
         if not accepted:
             return outcome
-        reply = await client.data(case.raw)
+        try:
+            reply = await client.data(case.raw)
+        except aiosmtplib.SMTPDataError as refusal:
+            return {"DATA": f"refused {refusal.code}: {refusal.message}"}
         assert reply.code == 250, reply
         message_id = reply.message.rsplit(" ", 1)[-1]
     await harness.process()
@@ -139,6 +154,11 @@ async def _explained(harness: Any, case: Case) -> dict[str, str]:
     except Refused as refusal:
         code, _, message = refusal.reply.partition(" ")
         return {"MAIL": f"refused {code}: {message}"}
+    try:
+        admit(config, case.sender, list(case.recipients), case.raw)
+    except Refused as refusal:
+        code, _, message = refusal.reply.partition(" ")
+        return {"DATA": f"refused {code}: {message}"}
     outcome = {}
     for refused in admitted.refused:
         code, _, message = refused.reply.partition(" ")
@@ -157,8 +177,7 @@ async def _explained(harness: Any, case: Case) -> dict[str, str]:
 
 @pytest.mark.parametrize("case", CORPUS, ids=[c.id for c in CORPUS])
 async def test_explain_tells_what_the_live_gateway_does(siegel_harness, smtp_sink, case):
-    async with siegel_harness(config={
-            **CONFIG, "listeners": [{"host": "127.0.0.1", "port": 0}]}) as harness:
+    async with siegel_harness(config=CONFIG) as harness:
         predicted = await _explained(harness, case)
         gateway = SmtpGateway(harness.runtime)
         [(host, port)] = await gateway.start()
@@ -167,8 +186,9 @@ async def test_explain_tells_what_the_live_gateway_does(siegel_harness, smtp_sin
         finally:
             await gateway.stop()
     assert predicted == live
-    if case.expect[0].startswith("MAIL"):
-        assert live["MAIL"].startswith(f"refused {case.expect[0].split()[1]}")
+    if case.expect[0].startswith(("MAIL", "DATA")):
+        stage, code = case.expect[0].split()
+        assert live[stage].startswith(f"refused {code}")
     else:
         for text, expected in zip(case.recipients, case.expect, strict=True):
             assert live[text].startswith(expected if expected[0].isalpha()
