@@ -4,9 +4,15 @@ sink; the listener's answers are in test_explain_matches_gateway.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import smtplib
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from siegel import Address, InvalidAddress, RecipientState, SystemMail
+from siegel.gateway import SmtpGateway
 from siegel.testing import make_message
 
 CLERK = "sachbearbeitung@behoerde.example"
@@ -53,3 +59,33 @@ async def test_no_system_mail_goes_to_a_routing_address(siegel_harness, recipien
             await harness.runtime.send_system_mail("test", mail)
         await harness.process()
         assert harness.sink.messages == []
+
+
+async def test_the_listener_refuses_every_routing_recipient_at_rcpt(siegel_harness):
+    """Hypothesis draws routing local parts (also quoted, also look-alikes) for internal domains;
+    a stdlib smtplib client sends them to siegel's own listener, which must answer 553 naming
+    the form, while the ordinary colleague in the same transaction is accepted."""
+    from test_addresses import routing_local_part
+
+    async with siegel_harness(config={"listeners": [{"host": "127.0.0.1", "port": 0}]}) as harness:
+        gateway = SmtpGateway(harness.runtime)
+        [(host, port)] = await gateway.start()
+
+        @settings(max_examples=60, deadline=None, derandomize=True)
+        @given(local=routing_local_part(),
+               domain=st.sampled_from(["behoerde.example", "BEHOERDE.example"]))
+        def rcpt(local: str, domain: str) -> None:
+            with smtplib.SMTP(host, port, timeout=10) as client:
+                client.ehlo()
+                assert client.mail(CLERK, ["SMTPUTF8"])[0] == 250
+                code, reply = client.rcpt(f"{local}@{domain}")
+                assert code == 553, (local, reply)
+                assert b"routes the mail to another host" in reply
+                assert client.rcpt("kollegin@behoerde.example")[0] == 250
+                client.rset()
+
+        try:
+            await asyncio.to_thread(rcpt)
+        finally:
+            await gateway.stop()
+        assert await harness.store.list() == []
