@@ -98,6 +98,12 @@ CORPUS = [
                                                           + b"\r\n", 1), ("DATA 500",)),
     Case("too-large", CLERK, (COLLEAGUE,),
          make_message(sender=CLERK, to=COLLEAGUE, body="Zeile mit Text\n" * 1500), ("DATA 552",)),
+    # UTS 46 maps the ideographic full stop to "."; the copy goes to the normalised domain.
+    Case("ideographic-dot", CLERK, ("kollegin@behoerde\u3002example",), _mail(CLERK, COLLEAGUE),
+         ("deliver",)),
+    # A Cyrillic "o" is another domain: external, so it needs protection (none here).
+    Case("cyrillic-look-alike", CLERK, ("kollegin@beh\u043eerde.example",),
+         _mail(CLERK, COLLEAGUE), ("quarantine",)),
     Case("upper-case-internal", CLERK, ("KOLLEGIN@BEHOERDE.EXAMPLE",), _mail(CLERK, COLLEAGUE), ("deliver",)),
 ]
 
