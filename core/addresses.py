@@ -48,6 +48,10 @@ _ROUTING = {
     "@": ("ein @ im lokalen Teil", "an @ in the local part"),
     ":": ("eine Quellroute (:)", "a source route (:)"),
 }
+#: Microsoft Exchange's encapsulation of foreign addresses (``IMCEASMTP-kunde+40gmail+2Ecom@amt.de``
+#: is ``kunde@gmail.com`` to an Exchange server on the way).
+_IMCEA = re.compile(r"^imcea[a-z0-9]*-", re.IGNORECASE)
+_IMCEA_REASON = ("eine Exchange-Kapselung (IMCEA)", "an Exchange encapsulation (IMCEA)")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -104,6 +108,8 @@ def routing_in(local: str) -> tuple[str, str] | None:
     for char, reason in _ROUTING.items():
         if char in folded:
             return reason
+    if _IMCEA.match(folded):
+        return _IMCEA_REASON
     return None
 
 
