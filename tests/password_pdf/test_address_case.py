@@ -4,9 +4,12 @@ password (over a real store and SMTP sink)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_workflow import CONFIG, PASSWORD, link_from
 
 from siegel import Address, RecipientState
@@ -102,3 +105,30 @@ async def test_two_stored_spellings_keep_the_password_set_last(siegel_harness):
         assert await workflow.verify_login(Address.parse(LOWER), OTHER_PASSWORD) is None
         keys = [r.key for r in await harness.runtime.state(ACCOUNTS).scan("test/")]
         assert [k for k in keys if "@" in k] == [f"test/{LOWER}"]
+
+
+async def test_every_case_variant_logs_in_to_the_one_account(siegel_harness):
+    """Property: whatever case hypothesis gives the local part and the domain, the login finds
+    the one account (a real store and Argon2id check; hypothesis runs in a thread and hands
+    each check to the event loop)."""
+    async with siegel_harness(config=CONFIG) as harness:
+        await harness.send(make_message(to=LOWER, body=BODY))
+        await harness.process()
+        workflow = workflow_of(harness)
+        await workflow.register(link_from(invitations(harness)[0], "register"), PASSWORD)
+        loop = asyncio.get_running_loop()
+
+        @settings(max_examples=25, deadline=None, derandomize=True)
+        @given(st.lists(st.booleans(), min_size=len(LOWER), max_size=len(LOWER)))
+        def logs_in(flips: list[bool]) -> None:
+            variant = "".join(c.upper() if flip else c
+                              for c, flip in zip(LOWER, flips, strict=True))
+            found = asyncio.run_coroutine_threadsafe(
+                workflow.verify_login(Address.parse(variant), PASSWORD), loop).result(30)
+            assert found is not None, variant
+            assert asyncio.run_coroutine_threadsafe(
+                workflow.recipient_key(Address.parse(variant)), loop).result(30) is not None
+
+        await asyncio.to_thread(logs_in)
+        state = harness.runtime.state(ACCOUNTS)
+        assert [r.key for r in await state.scan("test/") if "@" in r.key] == [f"test/{LOWER}"]
