@@ -5,7 +5,7 @@ here; the modules behind it are implementation detail unless documented.
 """
 
 from siegel import mailtext, mime
-from siegel.addresses import Address, DomainMatch, DomainSet, InvalidAddress
+from siegel.addresses import Address, DomainMatch, DomainSet, InvalidAddress, internal_match
 from siegel.config import (
     Config,
     ConfigError,
@@ -104,6 +104,7 @@ __all__ = [
     "Verdict",
     "__version__",
     "hookimpl",
+    "internal_match",
     "load_config",
     "mailtext",
     "mime",

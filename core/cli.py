@@ -488,18 +488,37 @@ def queue_purge(config_path: Path, message_ids: tuple[str, ...], yes: bool) -> N
 @click.option("--lang", type=click.Choice(["de", "en"]), default="de", show_default=True)
 def explain(config_path: Path, message_file: Path, sender: str | None,
             recipients: tuple[str, ...], tenant: str | None, as_json: bool, lang: str) -> None:
-    """Dry run: what would happen to MESSAGE_FILE, per recipient, and why."""
+    """Dry run: what would happen to MESSAGE_FILE, per recipient, and why.
+
+    The envelope goes through the listener's own checks: a recipient the listener refuses at
+    RCPT is shown with the listener's answer."""
+    from siegel import admission
     from siegel import explain as explaining
+    from siegel.admission import Refused
 
     config, registry = _load(config_path)
     raw = message_file.read_bytes()
     try:
         header_sender, header_recipients = (None, []) if sender and recipients else (
-            explaining.envelope_from_headers(raw))
-        envelope_sender = Address.parse(sender) if sender else header_sender
-        envelope_recipients = [Address.parse(r) for r in recipients] or header_recipients
+            explaining.header_envelope(raw))
+        admitted = explaining.admit(config, sender if sender else header_sender,
+                                    list(recipients) or header_recipients, raw)
     except InvalidAddress as exc:
         _fail(f"{message_file}: {exc}")
+        return
+    except Refused as refusal:
+        _fail(f"{message_file}: the listener refuses it: {refusal.reply}")
+        return
+    envelope_sender, envelope_recipients = admitted.sender, list(admitted.recipients)
+    if tenant is not None:
+        # The operator names the tenant: explain what only the relay check refuses, anyway (it
+        # is still listed as refused).
+        envelope_recipients += [Address.parse(admission.smtp_path(r.address))
+                                for r in admitted.refused if r.reply.startswith("550 5.7.1")]
+    if not envelope_recipients:
+        _fail(f"{message_file}: the listener refuses every recipient at RCPT:\n" + "\n".join(
+            f"  {r.address}: {r.reply}" for r in admitted.refused)
+            + "\n(give --tenant to explain a message that no tenant owns)")
         return
     if tenant is not None and tenant not in config.tenants:
         _fail(f"--tenant: unknown tenant {tenant!r} (known: {', '.join(config.tenants)})")
@@ -509,7 +528,8 @@ def explain(config_path: Path, message_file: Path, sender: str | None,
         async with open_store(config) as store:
             return await explaining.explain(config, registry, raw, envelope_sender,
                                             envelope_recipients, tenant,
-                                            services=explaining.DryRun(store=store, config=config))
+                                            services=explaining.DryRun(store=store, config=config),
+                                            refused=admitted.refused)
 
     try:
         result = _run(work())

@@ -19,7 +19,13 @@ import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from siegel.addresses import Address, DomainSet, InvalidAddress, normalize_domain
+from siegel.addresses import (
+    Address,
+    DomainSet,
+    InvalidAddress,
+    internal_match,
+    normalize_domain,
+)
 from siegel.localtime import DEFAULT_TIME_ZONE, UnknownTimeZone, format_moment, time_zone
 
 if TYPE_CHECKING:
@@ -313,13 +319,13 @@ class Config:
         if sender is None:
             return None
         for tenant in self.tenants.values():
-            if tenant.own_domains.match(sender.domain):
+            if internal_match(tenant.own_domains, sender):
                 return tenant
         return None
 
     def tenant_of_recipient(self, recipient: Address) -> Tenant | None:
         for tenant in self.tenants.values():
-            if tenant.own_domains.match(recipient.domain):
+            if internal_match(tenant.own_domains, recipient):
                 return tenant
         return None
 

@@ -3,22 +3,27 @@
 For each recipient it shows whether the recipient is internal, every finding with its reason, the
 verdict, and which protection method would be chosen (every method's ``can_serve`` answer). It
 never protects, delivers, stores or notifies: it is the tool to test a rule before enabling it.
+
+It predicts the live gateway because it runs the same code: the listener's envelope checks
+(:mod:`siegel.admission`, via :func:`admit`) and the pipeline's decision
+(:meth:`~siegel.pipeline.Pipeline.decide`). Only the protection itself and the delivery are left
+out.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 
-from siegel.addresses import Address, InvalidAddress
+from siegel import admission
+from siegel.addresses import Address, InvalidAddress, internal_match
 from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config
 from siegel.manager import PluginRegistry
 from siegel.model import Envelope, Level, Message, SystemMail, Verdict
-from siegel.pipeline import MethodChoice, Pipeline, StageFailure
+from siegel.pipeline import Action, MethodChoice, Pipeline
 from siegel.plugin import Clock, Services
 from siegel.runtime import tenant_for
 from siegel.state import PluginState, ReadOnlyPluginState
@@ -36,31 +41,84 @@ class RecipientExplanation:
 
 
 @attrs.frozen(kw_only=True)
+class RefusedRecipient:
+    """A recipient the listener refuses at ``RCPT``, with its answer."""
+
+    address: str
+    reply: str
+
+
+@attrs.frozen(kw_only=True)
 class Explanation:
     tenant: str
     sender: Address | None
     recipients: tuple[RecipientExplanation, ...]
     problem: str | None = None
+    refused: tuple[RefusedRecipient, ...] = ()
 
 
-def envelope_from_headers(message_bytes: bytes) -> tuple[Address | None, list[Address]]:
-    """Sender and recipients from From/To/Cc/Bcc, for messages given without an envelope."""
+@attrs.frozen(kw_only=True)
+class Admission:
+    """What the listener would accept of an envelope: the sender and recipients it answers 250
+    for, and the answer for each recipient it refuses."""
+
+    sender: Address | None
+    recipients: tuple[Address, ...]
+    refused: tuple[RefusedRecipient, ...]
+
+
+def admit(config: Config, sender: str | None, recipients: Sequence[str],
+          raw: bytes | None = None) -> Admission:
+    """Run an envelope (and, given ``raw``, the message) through the listener's own checks, in
+    one transaction, as typed at the command line (``<...>``, source routes and comments are
+    read as the listener reads them). Raises :class:`~siegel.admission.Refused` when the
+    listener refuses the sender at ``MAIL`` or the message at the end of ``DATA``. Where
+    listeners differ, the strictest limits apply."""
+    mail_from = admission.smtp_path(sender or "")
+    parsed_sender = admission.check_sender(mail_from)
+    max_recipients = min((listener.max_recipients for listener in config.listeners),
+                         default=100)
+    accepted: list[str] = []
+    parsed: list[Address] = []
+    refused: list[RefusedRecipient] = []
+    for text in recipients:
+        try:
+            path = admission.smtp_path(text)
+            parsed.append(admission.check_recipient(config, path, mail_from, accepted,
+                                                    max_recipients))
+            accepted.append(path)
+        except admission.Refused as refusal:
+            refused.append(RefusedRecipient(address=text, reply=refusal.reply))
+    if raw is not None and parsed:
+        admission.check_data(raw, min((listener.max_message_size
+                                       for listener in config.listeners), default=0))
+    return Admission(sender=parsed_sender, recipients=tuple(parsed), refused=tuple(refused))
+
+
+def header_envelope(message_bytes: bytes) -> tuple[str | None, list[str]]:
+    """Sender and recipients (as written) from From/To/Cc/Bcc, for messages given without an
+    envelope."""
     from siegel.model import parse_email
 
     parsed = parse_email(message_bytes)
     sender = None
     from_header = parsed.get("from")
     if from_header is not None and getattr(from_header, "addresses", None):
-        first = from_header.addresses[0]
-        sender = Address.parse(first.addr_spec)
-    recipients: list[Address] = []
+        sender = str(from_header.addresses[0].addr_spec)
+    recipients: list[str] = []
     for name in ("to", "cc", "bcc"):
         for header in parsed.get_all(name, []):
-            for address in getattr(header, "addresses", ()):
-                recipients.append(Address.parse(address.addr_spec))
+            recipients.extend(str(a.addr_spec) for a in getattr(header, "addresses", ()))
     if not recipients:
         raise InvalidAddress("the message has no To, Cc or Bcc recipients; give --to")
     return sender, recipients
+
+
+def envelope_from_headers(message_bytes: bytes) -> tuple[Address | None, list[Address]]:
+    """Sender and recipients from From/To/Cc/Bcc, parsed (raises
+    :class:`~siegel.InvalidAddress`)."""
+    sender, recipients = header_envelope(message_bytes)
+    return (Address.parse(sender) if sender else None), [Address.parse(r) for r in recipients]
 
 
 class DryRun:
@@ -100,59 +158,42 @@ class DryRunViolation(RuntimeError):
 
 async def explain(config: Config, registry: PluginRegistry, raw: bytes, sender: Address | None,
                   recipients: Sequence[Address], tenant_id: str | None = None,
-                  services: Services | None = None) -> Explanation:
-    """What the pipeline would decide for each recipient. Raises :class:`NoTenant` when the
-    message belongs to no tenant and none is given."""
+                  services: Services | None = None,
+                  refused: Sequence[RefusedRecipient] = ()) -> Explanation:
+    """What the pipeline would decide for each recipient (:meth:`Pipeline.decide`, the live
+    pipeline's own decision). Raises :class:`NoTenant` when the message belongs to no tenant and
+    none is given. ``refused`` are recipients :func:`admit` refused; they are shown as such."""
     services = services or DryRun(config=config)
     tenant = config.tenants[tenant_id] if tenant_id else tenant_for(config, sender, recipients)
     message = Message(id=new_message_id(), tenant=tenant.id,
                       envelope=Envelope(sender, tuple(recipients)), raw=raw,
                       received_at=services.clock.now())
     pipeline = Pipeline(config, registry, services)
-    try:
-        message.parsed.get_body()
-    except Exception as exc:
-        return Explanation(tenant=tenant.id, sender=sender, recipients=(),
-                           problem=f"not readable MIME: {type(exc).__name__}: {exc}")
     results = []
+    problem = None
     for recipient in dict.fromkeys(recipients):
-        ctx = pipeline.context(message, tenant, recipient)
-        try:
-            ctx = await pipeline.transform(ctx)
-        except StageFailure as failure:
-            results.append(RecipientExplanation(
-                recipient=recipient, internal=ctx.is_internal,
-                internal_rule=ctx.internal.rule if ctx.internal else None,
-                verdict=Verdict([]), choice=None,
-                outcome=f"quarantine ({failure.reason.en})"))
-            continue
-        verdict = await pipeline.classify(ctx)
-        choice = None
-        if verdict.level is Level.QUARANTINE:
-            outcome = "quarantine"
-        elif verdict.level is Level.PLAIN:
-            outcome = "deliver unchanged" if not _rewrites(pipeline, ctx) else "deliver (rewritten)"
+        plan = await pipeline.decide(message, tenant, recipient)
+        if plan.ctx is None:
+            problem = plan.reasons[0].en
+            internal = internal_match(tenant.internal, recipient)
         else:
-            try:
-                out_ctx = attrs.evolve(pipeline.rewrite(ctx), verdict=verdict)
-            except Exception as exc:
-                outcome = f"quarantine (rewriter failed: {exc})"
-            else:
-                choice = await pipeline.choose_method(out_ctx)
-                outcome = (f"protect with {choice.method.name}" if choice.method
-                           else "quarantine (no protection method can serve this recipient)")
+            internal = plan.ctx.internal
+        if plan.action is Action.QUARANTINE:
+            # The findings are listed with the verdict; any other stop says its own reason.
+            classified = plan.verdict is not None and plan.verdict.level is Level.QUARANTINE
+            outcome = "quarantine" if classified or not plan.reasons else (
+                f"quarantine ({plan.reasons[-1].en})")
+        elif plan.action is Action.DELIVER:
+            outcome = "deliver (rewritten)" if plan.rewritten else "deliver unchanged"
+        else:
+            assert plan.choice is not None and plan.choice.method is not None
+            outcome = f"protect with {plan.choice.method.name}"
         results.append(RecipientExplanation(
-            recipient=recipient, internal=ctx.is_internal,
-            internal_rule=ctx.internal.rule if ctx.internal else None,
-            verdict=verdict, choice=choice, outcome=outcome))
-    return Explanation(tenant=tenant.id, sender=sender, recipients=tuple(results))
-
-
-def _rewrites(pipeline: Any, ctx: Any) -> bool:
-    try:
-        return bool(pipeline.rewrite(ctx) is not ctx)
-    except Exception:
-        return True
+            recipient=recipient, internal=internal is not None,
+            internal_rule=internal.rule if internal else None,
+            verdict=plan.verdict or Verdict([]), choice=plan.choice, outcome=outcome))
+    return Explanation(tenant=tenant.id, sender=sender, recipients=tuple(results),
+                       problem=problem, refused=tuple(refused))
 
 
 def as_json(explanation: Explanation, language: str = "en") -> str:
@@ -173,6 +214,7 @@ def as_json(explanation: Explanation, language: str = "en") -> str:
             "methods": [{"method": name, "available": a.available, "reason": a.reason.get(language)}
                         for name, a in (r.choice.tried if r.choice else ())],
         } for r in explanation.recipients],
+        "refused": [{"recipient": r.address, "reply": r.reply} for r in explanation.refused],
     }, ensure_ascii=False, indent=2)
 
 
@@ -192,4 +234,7 @@ def as_text(explanation: Explanation, language: str = "de") -> str:
         for name, availability in (r.choice.tried if r.choice else ()):
             mark = "yes" if availability.available else "no"
             lines.append(f"  method {name}: {mark} ({availability.reason.get(language)})")
+    for refused in explanation.refused:
+        lines.append("")
+        lines.append(f"{refused.address}: refused at RCPT -> {refused.reply}")
     return "\n".join(lines)

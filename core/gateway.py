@@ -27,8 +27,16 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
-from siegel.addresses import Address, InvalidAddress
-from siegel.config import ListenerConfig, Tenant
+from siegel.addresses import InvalidAddress
+from siegel.admission import (
+    NULL_SENDER,
+    Refused,
+    check_recipient,
+    check_sender,
+    parse_smtp_address,
+    tenant_id,
+)
+from siegel.config import ListenerConfig
 from siegel.runtime import NoTenant, Runtime
 from siegel.smtp_auth import (
     FailureThrottle,
@@ -42,22 +50,7 @@ from siegel.store import StoreError
 
 log = logging.getLogger(__name__)
 
-#: What aiosmtpd passes (and keeps in ``envelope.mail_from``) for the null reverse-path ``<>``.
-NULL_SENDER = "<>"
-
-
-def _parse(address: str) -> Address:
-    """Parse an address from the SMTP dialogue. aiosmtpd hands over bytes that are not UTF-8 as
-    lone surrogates, which :meth:`Address.parse` cannot encode."""
-    try:
-        address.encode("utf-8")
-    except UnicodeError:
-        raise InvalidAddress("the address is not valid UTF-8") from None
-    return Address.parse(address)
-
-
-def _tenant_id(tenant: Tenant | None) -> str | None:
-    return tenant.id if tenant is not None else None
+__all__ = ["NULL_SENDER", "GatewayHandler", "SmtpGateway", "server_tls_context"]
 
 
 def _sender(envelope: Envelope) -> str | None:
@@ -219,8 +212,8 @@ class GatewayHandler:
         user: object = session.auth_data if session.authenticated else None
         if not isinstance(user, SmtpUser):
             return None
-        sender = None if address in ("", NULL_SENDER) else _parse(address)
-        if sender_allowed(user, sender, _tenant_id(self.runtime.config.tenant_of_sender(sender))):
+        sender = None if address in ("", NULL_SENDER) else parse_smtp_address(address)
+        if sender_allowed(user, sender, tenant_id(self.runtime.config.tenant_of_sender(sender))):
             return None
         log.warning("user %s may not send as %s", user.name, address or "<>")
         return f"553 5.7.1 User {user.name} may not send as <{address.strip('<>')}>"
@@ -237,10 +230,10 @@ class GatewayHandler:
         config = self.runtime.config
         for text in senders:
             try:
-                sender = _parse(text)
+                sender = parse_smtp_address(text)
             except InvalidAddress as exc:
                 return f"550 5.7.1 Invalid address in the From header: {exc}"
-            if not sender_allowed(user, sender, _tenant_id(config.tenant_of_sender(sender))):
+            if not sender_allowed(user, sender, tenant_id(config.tenant_of_sender(sender))):
                 log.warning("user %s may not send with From: %s", user.name, sender)
                 return f"550 5.7.1 User {user.name} may not send as {sender} (From header)"
         return None
@@ -252,11 +245,10 @@ class GatewayHandler:
         refusal = self._client_refusal(session)
         if refusal is not None:
             return refusal
-        if address and address != NULL_SENDER:
-            try:
-                _parse(address)
-            except InvalidAddress as exc:
-                return f"553 5.1.7 Invalid sender address: {exc}"
+        try:
+            check_sender(address)
+        except Refused as refused:
+            return refused.reply
         refusal = self._sender_refusal(session, address)
         if refusal is not None:
             return refusal
@@ -268,27 +260,15 @@ class GatewayHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         try:
-            recipient = _parse(address)
-        except InvalidAddress as exc:
-            return f"553 5.1.3 Invalid recipient address: {exc}"
-        if len(envelope.rcpt_tos) >= self.listener.max_recipients:
-            return "452 4.5.3 Too many recipients; send the rest in another transaction"
+            recipient = check_recipient(self.runtime.config, address, _sender(envelope),
+                                        envelope.rcpt_tos, self.listener.max_recipients)
+        except Refused as refused:
+            log.info("refused recipient: %s", refused.reply)
+            return refused.reply
         token = self.runtime.bounce_token(recipient)
         bounce_tokens = self.bounce_tokens.setdefault(envelope, [])
         if token is not None or bounce_tokens:
             return await self._bounce_rcpt(envelope, address, token, bounce_tokens)
-        mail_from = _sender(envelope)
-        sender = Address.parse(mail_from) if mail_from else None
-        config = self.runtime.config
-        if config.tenant_of_sender(sender) is None:
-            owner = config.tenant_of_recipient(recipient)
-            if owner is None:
-                return "550 5.7.1 Relaying denied: neither sender nor recipient is a local domain"
-            # Compared by id: tenants carry their settings and need not be hashable.
-            others = {_tenant_id(config.tenant_of_recipient(Address.parse(r)))
-                      for r in envelope.rcpt_tos}
-            if others and others != {owner.id}:
-                return "452 4.5.3 Recipients of another tenant: send them in another transaction"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"

@@ -10,6 +10,7 @@ copies handed to a delivery channel are the original (or rewritten) bytes of a c
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 from collections.abc import Awaitable, Iterable
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from siegel import bounces, mime
-from siegel.addresses import Address
+from siegel.addresses import Address, internal_match
 from siegel.config import Config, Tenant
 from siegel.manager import PluginRegistry
 from siegel.model import (
@@ -59,6 +60,41 @@ class MethodChoice:
 
     method: ProtectionMethod | None
     tried: tuple[tuple[str, Availability], ...]
+
+
+class Action(enum.Enum):
+    """What the pipeline decided to do with one copy."""
+
+    QUARANTINE = "quarantine"
+    DELIVER = "deliver"
+    PROTECT = "protect"
+
+
+@attrs.frozen(kw_only=True)
+class Plan:
+    """What the pipeline decides for one copy before anything leaves or is protected.
+
+    :meth:`Pipeline.decide` makes it for the live pipeline and for ``siegel explain`` alike, so the
+    two cannot disagree; a new reason to stop a copy belongs in ``decide``, not in ``process``.
+    """
+
+    action: Action
+    #: Why: the deciding findings, or the failure that stopped the copy.
+    reasons: tuple[Text, ...]
+    #: The copy as classified; ``None`` when the message could not even be read.
+    ctx: RecipientContext | None
+    #: ``None`` when the copy was stopped before it was classified.
+    verdict: Verdict | None = None
+    level: Level | None = None
+    #: The copy as it leaves (after the rewriters), for DELIVER and PROTECT.
+    outgoing: RecipientContext | None = None
+    #: Every method's answer; ``method`` is set for PROTECT.
+    choice: MethodChoice | None = None
+
+    @property
+    def rewritten(self) -> bool:
+        return self.outgoing is not None and self.outgoing.raw is not (
+            self.ctx.raw if self.ctx else None)
 
 
 @attrs.frozen(kw_only=True)
@@ -124,7 +160,7 @@ class Pipeline:
         email = message.parsed
         return RecipientContext(
             message=message, raw=message.raw, email=email, recipient=recipient, tenant=tenant,
-            internal=tenant.internal.match(recipient.domain), services=self.services,
+            internal=internal_match(tenant.internal, recipient), services=self.services,
         )
 
     # -- the stages -------------------------------------------------------------------------
@@ -300,21 +336,51 @@ class Pipeline:
                                 recipients=(str(job.recipient),), raw=message.raw)
             return await self._deliver(message, job, tenant, (outgoing,), protected=False,
                                        level=None, method=None, reasons=())
+        plan = await self.decide(message, tenant, job.recipient, released=job.released)
+        events: list[AuditEvent] = []
+        warnings: tuple[Notice, ...] = ()
+        if plan.verdict is not None:
+            verdict = plan.verdict
+            events.append(self._event(
+                "classified", message, job, level=verdict.level.name,
+                findings=",".join(f"{f.source}:{f.code}" for f in verdict.findings)))
+            if verdict.warnings and job.attempts == 0 and not job.released:
+                warnings = (self._notice(NoticeKind.WARNING, message, job,
+                                         [f.reason for f in verdict.warnings]),)
+        if plan.action is Action.QUARANTINE:
+            decision = self.quarantine(message, job, plan.reasons, level=plan.level)
+        elif plan.action is Action.DELIVER:
+            assert plan.outgoing is not None
+            outgoing = Outgoing(channel=tenant.delivery_channel,
+                                mail_from=str(message.envelope.mail_from or ""),
+                                recipients=(str(job.recipient),), raw=plan.outgoing.raw)
+            decision = await self._deliver(message, job, tenant, (outgoing,), protected=False,
+                                           level=plan.level, method=None, reasons=plan.reasons)
+        else:
+            assert plan.outgoing is not None and plan.choice and plan.choice.method
+            decision = await self._protect(message, job, tenant, plan.outgoing,
+                                           plan.choice.method, plan.reasons, plan.level)
+        return attrs.evolve(decision, notices=warnings + decision.notices,
+                            events=(*events, *decision.events))
+
+    async def decide(self, message: Message, tenant: Tenant, recipient: Address, *,
+                     released: bool = False) -> Plan:
+        """Read, transform, classify, rewrite and choose a method for one copy, without any
+        side effect: what :meth:`process` then does, and what ``siegel explain`` shows."""
         try:
-            ctx = self.context(message, tenant, job.recipient)
+            ctx = self.context(message, tenant, recipient)
             # Header access is where the lenient parser can still fail; make it fail here.
             ctx.subject  # noqa: B018 (read to raise here)
             ctx.email.get_body()
         except Exception as exc:
-            return self.quarantine(message, job, [Text(
+            return Plan(action=Action.QUARANTINE, ctx=None, level=Level.QUARANTINE, reasons=(Text(
                 f"Die Nachricht ist kein lesbares MIME ({type(exc).__name__}: {exc})",
-                f"the message is not readable MIME ({type(exc).__name__}: {exc})")],
-                level=Level.QUARANTINE)
-
+                f"the message is not readable MIME ({type(exc).__name__}: {exc})"),))
         try:
             ctx = await self.transform(ctx)
         except StageFailure as failure:
-            return self.quarantine(message, job, [failure.reason], level=Level.QUARANTINE)
+            return Plan(action=Action.QUARANTINE, ctx=ctx, level=Level.QUARANTINE,
+                        reasons=(failure.reason,))
         verdict = await self.classify(ctx)
         defects = mime.structural_defects(ctx.email)
         if defects and not ctx.is_internal:
@@ -323,66 +389,50 @@ class Pipeline:
                 level=Level.QUARANTINE, code="mime.broken", source="siegel",
                 reason=Text(f"Fehlerhafter MIME-Aufbau ({'; '.join(defects[:5])})",
                             f"broken MIME structure ({'; '.join(defects[:5])})"))))
-        if job.released:
+        if released:
             verdict = verdict.without_releasable_quarantine()
         reasons = tuple(f.reason for f in verdict.deciding)
-        events = [self._event("classified", message, job, level=verdict.level.name,
-                              findings=",".join(f"{f.source}:{f.code}" for f in verdict.findings))]
-        warnings: tuple[Notice, ...] = ()
-        if verdict.warnings and job.attempts == 0 and not job.released:
-            warnings = (self._notice(NoticeKind.WARNING, message, job,
-                                     [f.reason for f in verdict.warnings]),)
-
         if verdict.level is Level.QUARANTINE:
-            decision = self.quarantine(message, job, reasons, level=verdict.level)
-            return attrs.evolve(decision, notices=decision.notices + warnings,
-                                events=(*events, *decision.events))
+            return Plan(action=Action.QUARANTINE, ctx=ctx, verdict=verdict, level=verdict.level,
+                        reasons=reasons)
         try:
             out_ctx = attrs.evolve(self.rewrite(ctx), verdict=verdict)
         except StageFailure as failure:
-            decision = self.quarantine(message, job, [failure.reason], level=verdict.level)
-            return attrs.evolve(decision, events=(*events, *decision.events))
-
+            return Plan(action=Action.QUARANTINE, ctx=ctx, verdict=verdict, level=verdict.level,
+                        reasons=(failure.reason,))
         if verdict.level is Level.PLAIN:
-            outgoing = Outgoing(channel=tenant.delivery_channel,
-                                mail_from=str(message.envelope.mail_from or ""),
-                                recipients=(str(job.recipient),), raw=out_ctx.raw)
-            decision = await self._deliver(message, job, tenant, (outgoing,), protected=False,
-                                           level=verdict.level, method=None, reasons=reasons)
-        else:
-            decision = await self._protect(message, job, tenant, out_ctx, verdict)
-        return attrs.evolve(decision, notices=warnings + decision.notices,
-                            events=(*events, *decision.events))
-
-    async def _protect(self, message: Message, job: Job, tenant: Tenant,
-                       ctx: RecipientContext, verdict: Verdict) -> Decision:
-        choice = await self.choose_method(ctx)
+            return Plan(action=Action.DELIVER, ctx=ctx, verdict=verdict, level=verdict.level,
+                        reasons=reasons, outgoing=out_ctx)
+        choice = await self.choose_method(out_ctx)
         if choice.method is None:
             tried = "; ".join(f"{name}: {a.reason.en}" for name, a in choice.tried) or "none"
             tried_de = "; ".join(f"{name}: {a.reason.de}" for name, a in choice.tried) or "keines"
-            return self.quarantine(message, job, [
-                *(f.reason for f in verdict.deciding),
-                Text(f"Kein Schutzverfahren kann {job.recipient.display} bedienen ({tried_de})",
-                     f"no protection method can serve {job.recipient.display} ({tried})"),
-            ], level=verdict.level)
-        method = choice.method
+            return Plan(action=Action.QUARANTINE, ctx=ctx, verdict=verdict, level=verdict.level,
+                        outgoing=out_ctx, choice=choice, reasons=(*reasons, Text(
+                            f"Kein Schutzverfahren kann {recipient.display} bedienen ({tried_de})",
+                            f"no protection method can serve {recipient.display} ({tried})")))
+        # Why a method before the chosen one could not serve stays with the copy (queue show).
+        skipped = tuple(Text(f"{name}: {a.reason.de}", f"{name}: {a.reason.en}")
+                        for name, a in choice.tried if not a.available)
+        return Plan(action=Action.PROTECT, ctx=ctx, verdict=verdict, level=verdict.level,
+                    reasons=(*reasons, *skipped), outgoing=out_ctx, choice=choice)
+
+    async def _protect(self, message: Message, job: Job, tenant: Tenant,
+                       ctx: RecipientContext, method: ProtectionMethod,
+                       reasons: tuple[Text, ...], level: Level | None) -> Decision:
         what = Text(f"Schutzverfahren {method.name!r} (Plugin {method.plugin!r})",
                     f"protection method {method.name!r} (plugin {method.plugin!r})")
         try:
             result = await self._guarded(
                 method.protect(ctx), self.config.delivery.protect_timeout_seconds, what)
         except StageFailure as failure:
-            return self.quarantine(message, job, [failure.reason], level=verdict.level)
-        # Why a method before the chosen one could not serve stays with the copy (queue show).
-        skipped = tuple(Text(f"{name}: {a.reason.de}", f"{name}: {a.reason.en}")
-                        for name, a in choice.tried if not a.available)
-        reasons = (*(f.reason for f in verdict.deciding), *skipped)
+            return self.quarantine(message, job, [failure.reason], level=level)
         if isinstance(result, Held):
             first_time = job.hold_until is None
             return Decision(
                 update=RecipientUpdate(
                     state=RecipientState.HELD, detail=f"held by {method.name}",
-                    reasons=[r.en for r in (*reasons, result.reason)], level=verdict.level,
+                    reasons=[r.en for r in (*reasons, result.reason)], level=level,
                     method=method.name, attempts=job.attempts, hold_until=result.until),
                 notices=(self._notice(NoticeKind.DELAYED, message, job, [result.reason]),)
                 if first_time else (),
@@ -392,14 +442,14 @@ class Pipeline:
         if not isinstance(result, Protected) or not result.outgoing:
             return self.quarantine(message, job, [Text(f"{what.de} lieferte kein Ergebnis",
                                                        f"{what.en} returned no result")],
-                                   level=verdict.level)
+                                   level=level)
         for outgoing in result.outgoing:
             if ctx.is_raw(outgoing.raw) or outgoing.raw == message.raw:
                 return self.quarantine(message, job, [Text(
                     f"{what.de} lieferte die Nachricht ungeschützt zurück",
-                    f"{what.en} returned the message unprotected")], level=verdict.level)
+                    f"{what.en} returned the message unprotected")], level=level)
         return await self._deliver(message, job, tenant, result.outgoing, protected=True,
-                                   level=verdict.level, method=method.name,
+                                   level=level, method=method.name,
                                    reasons=(*reasons, result.reason))
 
     def _retry_at(self, job: Job) -> datetime | None:

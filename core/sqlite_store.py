@@ -35,10 +35,12 @@ from siegel.store import (
     RecipientUpdate,
     StateConflict,
     StateRecord,
+    StateUpdate,
     StoreError,
 )
 
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -276,8 +278,8 @@ class SQLiteStore(MessageStore):
             id=message_id,
             tenant=tenant,
             envelope=Envelope(
-                Address.parse(mail_from) if mail_from else None,
-                tuple(Address.parse(r) for r in rcpts),
+                Address.load(mail_from) if mail_from else None,
+                tuple(Address.load(r) for r in rcpts),
             ),
             raw=raw,
             received_at=_dt_required(received_at),
@@ -304,7 +306,7 @@ class SQLiteStore(MessageStore):
                     "UPDATE recipients SET lease = ?, lease_until = ? WHERE message_id = ?"
                     " AND address = ?", (lease, lease_until, message_id, address))
                 jobs.append(Job(
-                    message_id=message_id, recipient=Address.parse(address),
+                    message_id=message_id, recipient=Address.load(address),
                     state=RecipientState(state), attempts=attempts, released=bool(released),
                     lease=lease, received_at=_dt_required(received_at), hold_until=_dt(hold_until),
                 ))
@@ -359,7 +361,7 @@ class SQLiteStore(MessageStore):
         now: datetime,
     ) -> int:
         state_values = [s.value for s in states]
-        wanted = None if recipients is None else [str(Address.parse(r)) for r in recipients]
+        wanted = None if recipients is None else [str(Address.load(r)) for r in recipients]
 
         def work(db: sqlite3.Connection) -> int:
             content = db.execute("SELECT content IS NOT NULL FROM messages WHERE id = ?",
@@ -522,6 +524,36 @@ class SQLiteStore(MessageStore):
                 (namespace, key, sealed.key_id, sealed.wrapped_key, sealed.ciphertext,
                  current + 1, now, _ts(expires_at)))
             return int(current + 1)
+
+        return await self._run(lambda db: self._transaction(db, lambda: work(db)))
+
+    async def state_update(self, namespace: str, key: str, update: StateUpdate[_R], *,
+                           now: datetime | None = None) -> _R:
+        """One ``BEGIN IMMEDIATE`` transaction: read, decide, write; no other writer (thread or
+        process) comes between."""
+        updated_at = _ts(datetime.now(UTC))
+
+        def work(db: sqlite3.Connection) -> _R:
+            row = db.execute(self._STATE_SQL + " WHERE namespace = ? AND key = ?",
+                             (namespace, key)).fetchone()
+            record = None if row is None else self._state_record(row)
+            version = record.version if record is not None else 0
+            if record is not None and now is not None and record.expires_at is not None and (
+                    record.expires_at <= now):
+                record = None
+            write, result = update(record)
+            if write is not None:
+                sealed = self.cipher.seal(self._state_aad(namespace, key), write.value)
+                db.execute(
+                    "INSERT INTO plugin_state (namespace, key, key_id, wrapped_key, value,"
+                    " version, updated_at, expires_at) VALUES (?,?,?,?,?,?,?,?)"
+                    " ON CONFLICT (namespace, key) DO UPDATE SET key_id = excluded.key_id,"
+                    " wrapped_key = excluded.wrapped_key, value = excluded.value,"
+                    " version = excluded.version, updated_at = excluded.updated_at,"
+                    " expires_at = excluded.expires_at",
+                    (namespace, key, sealed.key_id, sealed.wrapped_key, sealed.ciphertext,
+                     version + 1, updated_at, _ts(write.expires_at)))
+            return result
 
         return await self._run(lambda db: self._transaction(db, lambda: work(db)))
 

@@ -8,9 +8,12 @@ absent and are purged by the gateway's maintenance.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TypeVar
 
 from siegel.plugin import Clock
-from siegel.store import MessageStore, StateRecord
+from siegel.store import MessageStore, StateRecord, StateUpdate
+
+_R = TypeVar("_R")
 
 
 class PluginState:
@@ -33,6 +36,12 @@ class PluginState:
         return await self.store.state_put(self.namespace, key, value, expires_at=expires_at,
                                           expect_version=expect_version)
 
+    async def update(self, key: str, update: StateUpdate[_R]) -> _R:
+        """Read, decide and write one record atomically (see
+        :meth:`~siegel.store.MessageStore.state_update`); expired records reach ``update`` as
+        ``None``."""
+        return await self.store.state_update(self.namespace, key, update, now=self.clock.now())
+
     async def delete(self, key: str) -> bool:
         return await self.store.state_delete(self.namespace, key)
 
@@ -45,6 +54,9 @@ class ReadOnlyPluginState(PluginState):
 
     async def put(self, key: str, value: bytes, *, ttl: timedelta | None = None,
                   expect_version: int | None = None) -> int:
+        raise PermissionError(f"{self.namespace}: a dry run must not write plugin state")
+
+    async def update(self, key: str, update: StateUpdate[_R]) -> _R:
         raise PermissionError(f"{self.namespace}: a dry run must not write plugin state")
 
     async def delete(self, key: str) -> bool:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 import attrs
 
@@ -105,6 +106,21 @@ class StateRecord:
     version: int
     updated_at: datetime
     expires_at: datetime | None
+
+
+@attrs.frozen(kw_only=True)
+class StateWrite:
+    """What :meth:`MessageStore.state_update` writes back."""
+
+    value: bytes = attrs.field(repr=False)
+    expires_at: datetime | None = None
+
+
+_R = TypeVar("_R")
+
+#: A read-modify-write step: gets the current record (``None``: absent, or expired when a time
+#: is given) and returns what to write (``None``: leave it) and a result for the caller.
+StateUpdate = Callable[[StateRecord | None], tuple[StateWrite | None, _R]]
 
 
 class MessageStore(abc.ABC):
@@ -211,6 +227,30 @@ class MessageStore(abc.ABC):
         """Write a record; returns its new version. With ``expect_version`` the write happens
         only if the stored version still matches (0: only if absent); otherwise
         :class:`StateConflict` is raised. Values are encrypted at rest."""
+
+    async def state_update(self, namespace: str, key: str, update: StateUpdate[_R], *,
+                           now: datetime | None = None) -> _R:
+        """Read a record, let ``update`` decide, write its answer: as one atomic step, so that
+        no other writer comes between the read and the write (a counter that must not pass a
+        limit under parallel requests). ``update`` must be quick and free of side effects; it
+        may be called more than once. This default retries on :class:`StateConflict`;
+        backends with transactions do it in one."""
+        for _attempt in range(1000):
+            record = await self.state_get(namespace, key)
+            version = record.version if record is not None else 0
+            if record is not None and now is not None and record.expires_at is not None and (
+                    record.expires_at <= now):
+                record = None
+            write, result = update(record)
+            if write is None:
+                return result
+            try:
+                await self.state_put(namespace, key, write.value, expires_at=write.expires_at,
+                                     expect_version=version)
+            except StateConflict:
+                continue
+            return result
+        raise StateConflict(f"{namespace}/{key} keeps changing")
 
     @abc.abstractmethod
     async def state_delete(self, namespace: str, key: str) -> bool: ...

@@ -2,9 +2,11 @@
 
 Internal means: the domain after the last ``@`` is one of the tenant's own or internal domains
 (exact match after case folding and IDNA normalisation), or a subdomain of an
-``internal_subdomains`` entry. Everything else is external; ``external = "protect"`` (the default)
-demands protection for every external recipient, ``"plain"`` leaves that to other classifiers (e.g.
-the district protects only customer-related mail).
+``internal_subdomains`` entry, and the local part does not route elsewhere (``%``, ``!``, a
+quoted ``@``: :func:`siegel.internal_match` decides, in the pipeline's ``ctx.internal``).
+Everything else is external; ``external = "protect"`` (the default) demands protection for every
+external recipient, ``"plain"`` leaves that to other classifiers (e.g. the district protects only
+customer-related mail).
 """
 
 from __future__ import annotations

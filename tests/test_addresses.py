@@ -6,27 +6,39 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from siegel.addresses import Address, DomainSet, InvalidAddress, normalize_domain
+from siegel.addresses import (
+    Address,
+    DomainSet,
+    InvalidAddress,
+    internal_match,
+    normalize_domain,
+    routing_in,
+)
 
 INTERNAL = DomainSet.build(["goettingen.de", "landkreisgoettingen.de", "arbeitsagentur.de"],
                            with_subdomains=["intern.example"])
 
 label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True).filter(
     lambda s: "--" not in s)  # IDNA reserves "??--" (punycode) labels
-local = st.from_regex(r"[A-Za-z0-9._%+-]{1,20}", fullmatch=True).filter(
+local = st.from_regex(r"[A-Za-z0-9._+-]{1,20}", fullmatch=True).filter(
     lambda s: not s.startswith(".") and not s.endswith(".") and ".." not in s)
 internal_domain = st.sampled_from(sorted(INTERNAL.exact))
 
 
 def is_internal(address: str) -> bool:
-    return INTERNAL.match(Address.parse(address).domain) is not None
+    return internal_match(INTERNAL, Address.parse(address)) is not None
 
 
 @given(local, internal_domain)
 def test_exact_internal_domains_match_in_any_case(local_part, domain):
     assert is_internal(f"{local_part}@{domain}")
     assert is_internal(f"{local_part}@{domain.upper()}")
-    assert is_internal(f"{local_part}@{domain}.")
+
+
+@given(local, internal_domain)
+def test_a_trailing_dot_is_refused_as_the_listener_refuses_it(local_part, domain):
+    with pytest.raises(InvalidAddress, match="ends with a dot"):
+        Address.parse(f"{local_part}@{domain}.")
 
 
 @given(local, internal_domain, st.lists(label, min_size=1, max_size=3))
@@ -44,9 +56,81 @@ def test_prefixed_look_alikes_and_subdomains_are_external(local_part, domain, pr
 
 @given(internal_domain, label)
 def test_quoted_local_part_with_internal_address_is_judged_by_its_real_domain(domain, evil):
-    address = Address.parse(f'"someone@{domain}"@{evil}.example')
+    address = Address.load(f'"someone@{domain}"@{evil}.example')
     assert address.domain == f"{evil}.example"
-    assert INTERNAL.match(address.domain) is None
+    assert internal_match(INTERNAL, address) is None
+
+
+# -- addresses that route elsewhere -------------------------------------------------------------
+
+#: Characters that route, with look-alikes that NFKC folds to them (full-width, small forms).
+ROUTING_UNQUOTED = ["%", "!", "\uff05", "\ufe6a", "\uff01", "\ufe57"]
+#: Inside quotes also "@" and ":" (source routes), again with look-alikes.
+ROUTING_QUOTED = [*ROUTING_UNQUOTED, "@", ":", "\uff20", "\ufe6b", "\uff1a", "\ufe55"]
+atom = st.from_regex(r"[A-Za-z0-9_+=-]{1,12}", fullmatch=True)
+
+
+@st.composite
+def routing_local_part(draw: st.DrawFn) -> str:
+    quoted = draw(st.booleans())
+    char = draw(st.sampled_from(ROUTING_QUOTED if quoted else ROUTING_UNQUOTED))
+    before, after = draw(atom), draw(st.sampled_from(["", "gmail.com", "host", "a.b"]))
+    text = f"{before}{char}{after}"
+    return f'"{text}"' if quoted else text
+
+
+@given(routing_local_part(), internal_domain, st.booleans())
+def test_a_local_part_that_routes_is_never_internal(local_part, domain, upper):
+    text = f"{local_part}@{domain.upper() if upper else domain}"
+    with pytest.raises(InvalidAddress, match="routes the mail to another host"):
+        Address.parse(text)
+    stored = Address.load(text)  # e.g. accepted before such addresses were refused
+    assert stored.routing is not None
+    assert internal_match(INTERNAL, stored) is None
+
+
+@pytest.mark.parametrize("text", [
+    "kunde%gmail.com@landkreisgoettingen.de",
+    "gmail.com!kunde@goettingen.de",
+    '"kunde@gmail.com"@goettingen.de',
+    '"kunde\\@gmail.com"@goettingen.de',
+    '"@gmail.com:kunde"@goettingen.de',
+    "kunde\uff05gmail.com@goettingen.de",
+    "IMCEASMTP-kunde+40gmail+2Ecom@goettingen.de",
+    "imceaex-_o=amt_ou=x@goettingen.de",
+])
+def test_the_known_routing_forms_are_refused_naming_the_form(text):
+    with pytest.raises(InvalidAddress) as info:
+        Address.parse(text)
+    assert routing_in(Address.load(text).local)[1] in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["anna+steuer@goettingen.de", "anna.meier@goettingen.de",
+                                  '"anna meier"@goettingen.de', "o'neill@goettingen.de"])
+def test_ordinary_local_parts_stay_internal(text):
+    assert is_internal(text)
+
+
+# -- one account per address, whatever the case -----------------------------------------------
+
+case_local = st.from_regex(r"[A-Za-z0-9._+-]{1,20}|[a-zäöüß]{1,10}", fullmatch=True).filter(
+    lambda s: not s.startswith(".") and not s.endswith(".") and ".." not in s)
+
+
+@given(case_local, internal_domain, st.data())
+def test_any_case_variant_has_the_same_key(local_part, domain, data):
+    flips = data.draw(st.lists(st.booleans(), min_size=len(local_part), max_size=len(local_part)))
+    variant = "".join(c.upper() if flip and c != "ß" else c
+                      for c, flip in zip(local_part, flips, strict=True))
+    original = Address.parse(f"{local_part}@{domain}")
+    assert Address.parse(f"{variant}@{domain.upper()}").key == original.key
+    assert Address.parse(f'"{variant}"@{domain}').key == original.key  # needless quotes
+
+
+def test_different_mailboxes_keep_different_keys():
+    assert Address.parse("anna@x.de").key != Address.parse("anna.b@x.de").key
+    assert Address.parse("strasse@x.de").key != Address.parse("straße@x.de").key
+    assert Address.parse('"anna b"@x.de').key != Address.parse("annab@x.de").key
 
 
 @given(label, st.lists(label, min_size=0, max_size=2))

@@ -124,7 +124,11 @@ def test_display_name_tricks_do_not_make_a_recipient_internal(config_file, tmp_p
     eml.write_bytes(raw)
     result = CliRunner().invoke(cli, ["explain", "--config", str(config_file), str(eml), "--json"])
     assert result.exit_code == 0, result.output
-    entries = json.loads(result.output)["recipients"]
-    assert [e["recipient"] for e in entries] == ["opfer@evil.example",
-                                                 '"x@goettingen.de"@evil.example']
+    explained = json.loads(result.output)
+    entries = explained["recipients"]
+    assert [e["recipient"] for e in entries] == ["opfer@evil.example"]
     assert all(not e["internal"] and e["verdict"] == "protect" for e in entries)
+    # A quoted local part with an "@" routes elsewhere: the listener refuses it, and so does explain.
+    [refused] = explained["refused"]
+    assert refused["recipient"] == '"x@goettingen.de"@evil.example'
+    assert refused["reply"].startswith("553 5.1.3") and "an @ in the local part" in refused["reply"]

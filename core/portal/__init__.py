@@ -19,16 +19,16 @@ the portal's context in ``request.state.portal`` (:class:`PortalContext`)::
             form = await portal.form()
             throttle = portal.throttle("code", form.get("address", ""), limit=5,
                                        per=timedelta(minutes=15))
-            if not (status := await throttle.check()).allowed:
+            # Counted before the check, atomically: parallel requests cannot pass the limit.
+            if not (status := await throttle.attempt()).allowed:
                 return portal.too_many_attempts(status)
             async with portal.uniform_timing(0.5):   # known and unknown take as long
                 ok = await check_code(form)
             if ok:
-                await throttle.reset()
+                await throttle.succeeded()           # a success is not a failure
                 await portal.session.rotate()        # privileges changed: new session id
                 portal.session["recipient"] = ...
                 return portal.redirect("my_plugin.done")   # 303: refresh does not re-post
-            await throttle.record_failure()
             errors.add("code", portal.t("uniform.code_wrong"))
         return portal.render("code.html", {"errors": errors}, status=422 if errors else 200)
 
@@ -59,8 +59,9 @@ Rules the portal enforces, and what they mean for plugin authors:
   ``await portal.session.end()`` to log out. Values must be JSON. Data is kept per tenant.
 * **Uniform answers.** Whether an address is known must not show: give the same page, the same
   status and the same wording (``uniform.*`` texts) for both cases, do the same work (or wrap it
-  in ``portal.uniform_timing(seconds)``), and count failures with ``portal.throttle(...)`` per
-  account *and* per client address.
+  in ``portal.uniform_timing(seconds)``), and count attempts with ``portal.throttle(...)`` per
+  account *and* per client address: ``attempt()`` before the check, ``succeeded()`` after a
+  right answer.
 * **Texts** come from catalogs: ``portal.t("key", name=value)``; the portal's own are in
   ``siegel/portal/locales/{de,en}.json``. A plugin puts its own in ``portal_locales/de.json`` and
   ``en.json`` next to the module that defines its endpoints (both with the same keys), or passes

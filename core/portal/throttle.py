@@ -6,8 +6,16 @@ so the store does not list which addresses were tried. A counter is a fixed wind
 the first failure and is forgotten ``per`` later.
 
 Client addresses are counted per IPv4 address and per IPv6 /64 network (one host usually owns a
-whole /64). Behind a reverse proxy, list it in ``trusted_proxies`` or every visitor shares the
-proxy's address.
+whole /64). Not per IPv4 /24: a provider's /24 holds hundreds of unrelated households, and an
+office behind NAT is one address already; a wider IPv4 bucket would let one guesser lock out the
+neighbours without slowing a guesser who has a /24 more than one who has a /32. Behind a
+reverse proxy, list it in ``trusted_proxies`` or every visitor shares the proxy's address.
+
+Limits hold under parallel requests: :meth:`Throttle.attempt` counts an attempt *before* it is
+checked, in one atomic store operation per counter that refuses to count past the limit
+(:meth:`siegel.store.MessageStore.state_update`), so a hundred requests arriving at once cannot
+all pass a check that none of them has counted yet. A success gives its count back
+(:meth:`Throttle.succeeded`).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import attrs
 
 from siegel.plugin import Clock
 from siegel.state import PluginState
-from siegel.store import StateConflict
+from siegel.store import StateConflict, StateRecord, StateWrite
 
 NAMESPACE = "portal.throttle"
 KEYS_NAMESPACE = "portal.keys"
@@ -85,16 +93,16 @@ class _Counter:
 class Throttle:
     """Failures of one kind (``"password-login"``) for one account and one client.
 
-    Typical use in a form handler::
+    Typical use in a form handler (the attempt is counted before the code is checked, so
+    parallel requests cannot pass the limit)::
 
         throttle = portal.throttle("code", recipient_address, limit=5, per=timedelta(minutes=15))
-        if not (await throttle.check()).allowed:
-            return portal.too_many_attempts(await throttle.check())
-        if not code_is_right:
-            await throttle.record_failure()
-            ...
-        else:
-            await throttle.reset()
+        status = await throttle.attempt()
+        if not status.allowed:
+            return portal.too_many_attempts(status)
+        if code_is_right:
+            await throttle.succeeded()
+        ...
     """
 
     def __init__(self, state: PluginState, clock: Clock, secret: Callable[[], Awaitable[bytes]], *,
@@ -155,7 +163,8 @@ class Throttle:
                               retry_after=until - now)
 
     async def check(self) -> ThrottleStatus:
-        """Whether another attempt is allowed now."""
+        """Whether another attempt is allowed now (a reading only: parallel requests may all
+        pass it; :meth:`attempt` may not)."""
         now = self._clock.now()
         readings = []
         for counter in await self._counters():
@@ -163,24 +172,63 @@ class Throttle:
             readings.append((counter, failures, end))
         return self._status(readings, now)
 
+    def _counted(self, record: StateRecord | None, now: datetime) -> tuple[int, datetime]:
+        """(failures, end of window) of a record as read inside an update."""
+        if record is None or record.expires_at is None or record.expires_at <= now:
+            return 0, now + self.per
+        try:
+            return int(json.loads(record.value)["n"]), record.expires_at
+        except (ValueError, KeyError, TypeError):
+            return 0, now + self.per
+
+    async def _add(self, counter: _Counter, now: datetime, step: int, *,
+                   up_to_limit: bool) -> tuple[bool, int, datetime]:
+        """Add ``step`` to a counter atomically; with ``up_to_limit`` only while it is below its
+        limit. Returns (counted, failures after, end of window)."""
+
+        def update(record: StateRecord | None) -> tuple[StateWrite | None,
+                                                         tuple[bool, int, datetime]]:
+            failures, end = self._counted(record, now)
+            if up_to_limit and failures >= counter.limit:
+                return None, (False, failures, end)
+            failures = max(0, failures + step)
+            return (StateWrite(value=json.dumps({"n": failures}).encode(), expires_at=end),
+                    (True, failures, end))
+
+        return await self._state.update(counter.key, update)
+
+    async def attempt(self) -> ThrottleStatus:
+        """Count an attempt before it is checked; allowed only while every counter is below its
+        limit (then it counts on all of them, else on none). Call :meth:`succeeded` when the
+        attempt turns out right."""
+        now = self._clock.now()
+        counted: list[_Counter] = []
+        readings = []
+        for counter in await self._counters():
+            done, failures, end = await self._add(counter, now, 1, up_to_limit=True)
+            if not done:
+                for earlier in counted:  # give back what this refused attempt counted
+                    await self._add(earlier, now, -1, up_to_limit=False)
+                return ThrottleStatus(allowed=False, failures=failures, retry_after=end - now)
+            counted.append(counter)
+            readings.append((counter, failures, end))
+        worst = max((n for _c, n, _e in readings), default=0)
+        return ThrottleStatus(allowed=True, failures=worst)
+
+    async def succeeded(self) -> None:
+        """The attempt was right: give back what :meth:`attempt` counted (a success is not a
+        failure). The failures before it stay; :meth:`reset` forgets the account's."""
+        now = self._clock.now()
+        for counter in await self._counters():
+            await self._add(counter, now, -1, up_to_limit=False)
+
     async def record_failure(self) -> ThrottleStatus:
-        """Count one failure on both counters; returns the status after counting."""
+        """Count one failure on both counters (atomically each); returns the status after
+        counting. Prefer :meth:`attempt`, which also holds under parallel requests."""
         now = self._clock.now()
         readings = []
         for counter in await self._counters():
-            for _attempt in range(10):
-                failures, end, version = await self._read(counter, now)
-                if end is None:
-                    end = now + self.per
-                failures += 1
-                try:
-                    await self._state.put(counter.key, json.dumps({"n": failures}).encode(),
-                                          ttl=end - now, expect_version=version)
-                    break
-                except StateConflict:
-                    continue  # another request counted at the same time: count again on top
-            else:
-                raise RuntimeError(f"throttle counter {counter.key!r} keeps changing")
+            _done, failures, end = await self._add(counter, now, 1, up_to_limit=False)
             readings.append((counter, failures, end))
         return self._status(readings, now)
 

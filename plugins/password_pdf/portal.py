@@ -39,7 +39,9 @@ from .workflow import (
     SECTION,
     PasswordPdfSettings,
     PortalAccount,
+    Purpose,
     TokenInvalid,
+    TokenRecord,
     Workflow,
     password_problems,
 )
@@ -62,6 +64,9 @@ FILE_SIGNATURES = {
 #: successful login does not clear the count: it runs out an hour after the first failure.
 LOGIN_FAILURES_PER_HOUR = 100
 LOGIN_THROTTLE = "pdf.login"
+#: Wrong (unknown, used, expired) invitation, reset and reply links, per client network.
+LINK_FAILURES_PER_HOUR = 30
+LINK_THROTTLE = "pdf.link"
 #: Every login answer takes at least this long, known account or not (an Argon2id check takes
 #: about 0.1 s; the rest hides the difference between reading an account and finding none).
 LOGIN_SECONDS = 0.5
@@ -113,6 +118,24 @@ def _link_invalid(portal: PortalContext) -> Response:
     return portal.render("pdf_link_invalid.html", status=404)
 
 
+async def _read_link(portal: PortalContext, token: str, purpose: Purpose) -> TokenRecord | Response:
+    """The token's record, or the page to show: every link opened counts against the client's
+    network until it proves right, so links cannot be guessed faster than passwords."""
+    throttle = portal.throttle(LINK_THROTTLE, None, limit=LINK_FAILURES_PER_HOUR,
+                               per=timedelta(hours=1))
+    status = await throttle.attempt()
+    if not status.allowed:
+        log.warning("password_pdf: portal links of tenant %s blocked for a client after %d "
+                    "wrong links", portal.tenant.id, status.failures)
+        return portal.too_many_attempts(status)
+    try:
+        record = await _workflow(portal).read_token(token, purpose)
+    except TokenInvalid:
+        return _link_invalid(portal)
+    await throttle.succeeded()
+    return record
+
+
 def _field(form: object, name: str) -> str:
     value = form.get(name) if hasattr(form, "get") else None
     return value if isinstance(value, str) else ""
@@ -136,10 +159,9 @@ async def _choose_password(request: Request, *, purpose: str) -> Response:
     portal = _portal(request)
     workflow = _workflow(portal)
     token = request.path_params["token"]
-    try:
-        record = await workflow.read_token(token, "register" if purpose == "register" else "reset")
-    except TokenInvalid:
-        return _link_invalid(portal)
+    record = await _read_link(portal, token, "register" if purpose == "register" else "reset")
+    if isinstance(record, Response):
+        return record
     errors = FormErrors()
     if request.method == "POST":
         form = await portal.form()
@@ -196,15 +218,14 @@ async def request_reset(request: Request) -> Response:
         except InvalidAddress:
             errors.add("address", portal.t("pdf.error.address_invalid"))
         else:
-            throttle = portal.throttle("pdf.reset-request", str(address).lower(), limit=5,
+            throttle = portal.throttle("pdf.reset-request", address.key, limit=5,
                                        per=timedelta(hours=1), client_limit=30)
-            status = await throttle.check()
+            status = await throttle.attempt()  # every request counts towards the limit
             if not status.allowed:
                 return portal.too_many_attempts(status)
             # Known or not, the same work, the same time, the same answer.
             async with portal.uniform_timing(0.4):
                 await _workflow(portal).request_reset(address)
-            await throttle.record_failure()  # every request counts towards the limit
             portal.session["pdf.reset-requested"] = True
             return portal.redirect("password_pdf.password-sent")
     return portal.render("pdf_request_reset.html", {"errors": errors, "address": address_text},
@@ -241,10 +262,9 @@ async def reply(request: Request) -> Response:
     portal = _portal(request)
     workflow = _workflow(portal)
     token = request.path_params["token"]
-    try:
-        await workflow.read_token(token, "reply")
-    except TokenInvalid:
-        return _link_invalid(portal)
+    record = await _read_link(portal, token, "reply")
+    if isinstance(record, Response):
+        return record
     errors = FormErrors()
     text = ""
     if request.method == "POST":
@@ -257,14 +277,13 @@ async def reply(request: Request) -> Response:
         attachments = await _attachments(portal, list(form.getlist("attachments")), errors)
         if not errors:
             throttle = portal.throttle("pdf.reply", token[:16], limit=20, per=timedelta(days=1))
-            status = await throttle.check()
+            status = await throttle.attempt()  # counts replies per link and client
             if not status.allowed:
                 return portal.too_many_attempts(status)
             try:
                 await workflow.reply(token, text, attachments)
             except TokenInvalid:
                 return _link_invalid(portal)
-            await throttle.record_failure()  # counts replies per link and client
             portal.session["pdf.replied"] = True
             return portal.redirect("password_pdf.reply-sent")
     return portal.render("pdf_reply.html", {
@@ -281,7 +300,7 @@ async def reply_sent(request: Request) -> Response:
 
 
 def _login_throttle(portal: PortalContext, address: Address) -> Throttle:
-    return portal.throttle(LOGIN_THROTTLE, str(address).lower(), limit=LOGIN_FAILURES_PER_HOUR,
+    return portal.throttle(LOGIN_THROTTLE, address.key, limit=LOGIN_FAILURES_PER_HOUR,
                            per=timedelta(hours=1), client_limit=LOGIN_FAILURES_PER_HOUR)
 
 
@@ -321,7 +340,8 @@ async def login(request: Request) -> Response:
             errors.add("password", portal.t("pdf.error.login_password_required"))
         if address is not None and password:
             throttle = _login_throttle(portal, address)
-            status = await throttle.check()
+            # Counted before the password is checked: parallel attempts cannot pass the limit.
+            status = await throttle.attempt()
             if not status.allowed:
                 log.warning("password_pdf: portal logins for an account of tenant %s blocked "
                             "after %d failures", portal.tenant.id, status.failures)
@@ -329,10 +349,10 @@ async def login(request: Request) -> Response:
             async with portal.uniform_timing(LOGIN_SECONDS):
                 account = await _workflow(portal).verify_login(address, password)
             if account is None:
-                await throttle.record_failure()
                 log.info("password_pdf: portal login refused (tenant %s)", portal.tenant.id)
                 errors.add("password", portal.t("pdf.error.login_failed"))
             else:
+                await throttle.succeeded()
                 await portal.session.rotate()
                 portal.session.pop(SESSION_LOGGED_OUT)
                 portal.session[SESSION_LOGIN] = attrs.asdict(_Login.of(portal, account))
@@ -363,14 +383,19 @@ async def account(request: Request) -> Response:
         current_password = _field(form, "current_password")
         password, repeated = _field(form, "password"), _field(form, "password_repeat")
         throttle = _login_throttle(portal, current.recipient)
-        status = await throttle.check()
-        if not status.allowed:
-            return portal.too_many_attempts(status)
         if not current_password:
+            status = await throttle.check()
+            if not status.allowed:
+                return portal.too_many_attempts(status)
             errors.add("current_password", portal.t("pdf.error.current_password_required"))
-        elif await workflow.verify_login(current.recipient, current_password) is None:
-            await throttle.record_failure()
-            errors.add("current_password", portal.t("pdf.error.current_password_wrong"))
+        else:
+            status = await throttle.attempt()
+            if not status.allowed:
+                return portal.too_many_attempts(status)
+            if await workflow.verify_login(current.recipient, current_password) is None:
+                errors.add("current_password", portal.t("pdf.error.current_password_wrong"))
+            else:
+                await throttle.succeeded()
         problems: list[Text] = []
         if password:
             problems = password_problems(password, current.recipient,

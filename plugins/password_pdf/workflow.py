@@ -11,6 +11,11 @@
   single-purpose and expiring.
 * A recipient who logged in to the portal can change the password there; that works exactly as a
   reset by mail (new key and hash, a notice to the recipient, held messages released).
+* Accounts and held messages are keyed by :attr:`siegel.Address.key`: ``ANNA@example.org`` and
+  ``anna@example.org`` are one recipient (one invitation, one password, one login). Records an
+  older siegel wrote under the address as spelt are moved to that key the first time the tenant's
+  accounts are used (:meth:`Workflow.upgrade_keys`); where two spellings had two accounts, the
+  password set last stays and the held messages of both are kept.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import functools
 import hashlib
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +39,7 @@ from siegel import (
     ConfigPath,
     Held,
     HeldCopy,
+    InvalidAddress,
     Outgoing,
     Protected,
     RecipientContext,
@@ -42,10 +48,11 @@ from siegel import (
     SystemMail,
     Tenant,
     Text,
+    internal_match,
     mailtext,
 )
 from siegel.state import PluginState
-from siegel.store import StateConflict
+from siegel.store import StateConflict, StateRecord
 
 from . import renderer
 from .encrypt import PasswordRejected, RecipientKey, derive_recipient_key
@@ -210,12 +217,48 @@ class PortalAccount:
         return cls(recipient=recipient, password_set_at=account.set_at, password_version=version)
 
 
+def _upgraded_key(tenant: str, stored_key: str) -> str | None:
+    """The key a record stored under ``stored_key`` belongs under now; ``None`` for keys that
+    name no address (the upgrade marker)."""
+    spelt = stored_key.removeprefix(f"{tenant}/")
+    if "@" not in spelt:
+        return None
+    try:
+        return _account_key(tenant, Address.load(spelt))
+    except InvalidAddress:
+        return None
+
+
+def _merge_accounts(records: list[tuple[str, bytes]]) -> bytes:
+    """Several spellings had accounts: the password set last stays (it is the one the recipient
+    remembers best; PDFs already sent stay readable with the password they were made for)."""
+    return max((value for _spelt, value in records), key=lambda v: _Account.decode(v).set_at)
+
+
+def _merge_pending(records: list[tuple[str, bytes]]) -> bytes:
+    """Several spellings had held messages: all stay held, until the latest end of the holds;
+    each is released under the address its message has."""
+    merged: dict[str, Any] = {"messages": [], "until": None, "held": {}}
+    for spelt, value in records:
+        data = json.loads(value)
+        merged["messages"] += [m for m in data["messages"] if m not in merged["messages"]]
+        merged["held"].update({m: spelt for m in data["messages"]}, **data.get("held", {}))
+        if merged["until"] is None or data["until"] > merged["until"]:
+            merged["until"] = data["until"]
+    return json.dumps(merged).encode()
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
-def _account_key(tenant: str, recipient: Address | str) -> str:
-    return f"{tenant}/{recipient}"
+def _account_key(tenant: str, recipient: Address) -> str:
+    return f"{tenant}/{recipient.key}"
+
+
+#: Marks (per tenant, in the accounts namespace) that every record there is keyed by
+#: ``Address.key``; it has no "@", so no address key can collide with it.
+_KEYS_UPGRADED = ".keys-case-insensitive"
 
 
 @functools.cache
@@ -305,8 +348,56 @@ class Workflow:
 
     # -- the protection method ------------------------------------------------------------------
 
-    async def recipient_key(self, recipient: Address) -> RecipientKey | None:
+    async def upgrade_keys(self) -> None:
+        """Move account and held-message records written under an address as spelt (before
+        addresses were case-insensitive) to :func:`_account_key`. Runs once per tenant; a dry
+        run, which may not write, leaves them and reads them through :meth:`_account`."""
+        marker = f"{self.tenant.id}/{_KEYS_UPGRADED}"
+        if await self.accounts.get(marker) is not None:
+            return
+        try:
+            await self._move_records(self.accounts, _merge_accounts)
+            await self._move_records(self.pending, _merge_pending)
+            await self.accounts.put(marker, b"1")
+        except PermissionError:  # a dry run's read-only state
+            return
+        except StateConflict:  # another instance is moving the same records: its result stands
+            return
+
+    async def _move_records(self, state: PluginState,
+                            merge: Callable[[list[tuple[str, bytes]]], bytes]) -> None:
+        prefix = f"{self.tenant.id}/"
+        moves: dict[str, list[StateRecord]] = {}
+        for record in await state.scan(prefix):
+            new_key = _upgraded_key(self.tenant.id, record.key)
+            if new_key is not None and new_key != record.key:
+                moves.setdefault(new_key, []).append(record)
+        for new_key, old in moves.items():
+            current = await state.get(new_key)
+            records = [*([current] if current is not None else []), *old]
+            ends = [r.expires_at for r in records]
+            ttl = None if None in ends else max(e for e in ends if e is not None) - self.now
+            merged = merge([(r.key.removeprefix(prefix), r.value) for r in records])
+            await state.put(new_key, merged, ttl=ttl,
+                            expect_version=current.version if current is not None else 0)
+            for record in old:
+                await state.delete(record.key)
+
+    async def _account(self, recipient: Address) -> StateRecord | None:
+        """The recipient's account record, whatever case its address was written in."""
+        await self.upgrade_keys()
         record = await self.accounts.get(_account_key(self.tenant.id, recipient))
+        if record is not None or await self.accounts.get(
+                f"{self.tenant.id}/{_KEYS_UPGRADED}") is not None:
+            return record
+        # Not upgraded (a dry run): find the record under any spelling, without writing.
+        wanted = _account_key(self.tenant.id, recipient)
+        found = [r for r in await self.accounts.scan(f"{self.tenant.id}/")
+                 if _upgraded_key(self.tenant.id, r.key) == wanted]
+        return max(found, key=lambda r: _Account.decode(r.value).set_at, default=None)
+
+    async def recipient_key(self, recipient: Address) -> RecipientKey | None:
+        record = await self._account(recipient)
         if record is None:
             return None
         return _Account.decode(record.value).key
@@ -347,6 +438,8 @@ class Workflow:
                 data = json.loads(record.value)
                 if ctx.message.id not in data["messages"]:
                     data["messages"].append(ctx.message.id)
+                    # Released under the address as the message has it (the store's recipient).
+                    data.setdefault("held", {})[ctx.message.id] = str(ctx.recipient)
                     try:
                         await self.pending.put(key, json.dumps(data).encode(),
                                                ttl=datetime.fromisoformat(data["until"]) - self.now,
@@ -356,7 +449,8 @@ class Workflow:
                 return datetime.fromisoformat(data["until"])
             ttl = timedelta(days=self.settings.hold_days)
             until = self.now + ttl
-            data = {"messages": [ctx.message.id], "until": until.isoformat()}
+            data = {"messages": [ctx.message.id], "until": until.isoformat(),
+                    "held": {ctx.message.id: str(ctx.recipient)}}
             try:
                 await self.pending.put(key, json.dumps(data).encode(), ttl=ttl, expect_version=0)
             except StateConflict:
@@ -426,7 +520,7 @@ class Workflow:
                             password: str) -> tuple[Address, list[Text]]:
         """Check the link and the password, store the key, release what waited for it."""
         record = await self.read_token(token, purpose)
-        recipient = Address.parse(record.recipient)
+        recipient = Address.load(record.recipient)
         problems = password_problems(password, recipient, self.settings.minimum_password_length)
         if problems:
             return recipient, problems
@@ -443,6 +537,7 @@ class Workflow:
                                 tell: bool) -> None:
         """Store the new key and hash, tell the recipient (unless this is the first password),
         and release what waited for a password."""
+        await self.upgrade_keys()
         await self.accounts.put(_account_key(self.tenant.id, recipient), account.encode())
         if tell:
             await self._send(recipient, "password_changed", {
@@ -456,8 +551,12 @@ class Workflow:
         record = await self.pending.get(key)
         if record is None:
             return
-        for message_id in json.loads(record.value)["messages"]:
-            await self.services.release(message_id, recipient)
+        data = json.loads(record.value)
+        held = data.get("held", {})
+        for message_id in data["messages"]:
+            spelt = held.get(message_id)
+            await self.services.release(
+                message_id, Address.load(spelt) if spelt else recipient)
         await self.pending.delete(key)
 
     async def request_reset(self, recipient: Address) -> None:
@@ -482,7 +581,7 @@ class Workflow:
         an account without a login hash and a wrong password take the same time and give the same
         answer. A hash made with older parameters is replaced by one made with the current ones."""
         key = _account_key(self.tenant.id, recipient)
-        record = await self.accounts.get(key)
+        record = await self._account(recipient)
         account = _Account.decode(record.value) if record is not None else None
         check = await check_password(account.login_hash if account else None, password)
         if not check.verified or account is None or record is None:
@@ -497,7 +596,7 @@ class Workflow:
 
     async def portal_account(self, recipient: Address) -> PortalAccount | None:
         """The recipient's account, if it exists and can log in (has a login hash)."""
-        record = await self.accounts.get(_account_key(self.tenant.id, recipient))
+        record = await self._account(recipient)
         if record is None:
             return None
         account = _Account.decode(record.value)
@@ -521,7 +620,7 @@ class Workflow:
         if not record.reply_to:
             raise TokenInvalid("no sender to reply to")
         # The reply is a system mail (not classified), so it may only go back inside the network.
-        if self.tenant.internal.match(Address.parse(record.reply_to).domain) is None:
+        if internal_match(self.tenant.internal, Address.load(record.reply_to)) is None:
             raise TokenInvalid("the original sender is outside the tenant's network")
         languages = ("de", "en") if self.tenant.language == "de" else ("en", "de")
         received = self.now
