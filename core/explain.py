@@ -17,12 +17,57 @@ from siegel.addresses import Address, InvalidAddress
 from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config
 from siegel.manager import PluginRegistry
+from siegel.mime import UNREADABLE, Unreadable
 from siegel.model import Envelope, Level, Message, SystemMail, Verdict
 from siegel.pipeline import MethodChoice, Pipeline, StageFailure
-from siegel.plugin import Clock, Services
+from siegel.plugin import Clock, RecipientContext, Services
 from siegel.runtime import tenant_for
 from siegel.state import PluginState, ReadOnlyPluginState
 from siegel.store import MessageStore
+
+
+@attrs.frozen(kw_only=True)
+class ReadingReport:
+    """What the content checks could read in a copy: how many parts, which attachments had their
+    text extracted (``None``: no rule needed it), and each part that could not be read."""
+
+    parts_read: int
+    attachments: int
+    extracted: int | None
+    unreadable: tuple[Unreadable, ...]
+
+    @classmethod
+    def of(cls, ctx: RecipientContext) -> ReadingReport:
+        reading = ctx.reading
+        attachment_paths = {a.path for a in reading.attachments}
+        extraction = ctx.extraction
+        unreadable = reading.unreadable + (extraction.unreadable if extraction else ())
+        return cls(parts_read=len({p.path for p in reading.texts} - attachment_paths),
+                   attachments=len(reading.attachments),
+                   extracted=len(extraction.texts) if extraction else None,
+                   unreadable=unreadable)
+
+    def text(self, language: str) -> str:
+        de = language != "en"
+        parts = [f"{self.parts_read} Teile gelesen" if de else f"{self.parts_read} parts read"]
+        if self.attachments:
+            if self.extracted is None:
+                parts.append(f"{self.attachments} Anhänge nicht gelesen (keine Regel braucht sie)"
+                             if de else f"{self.attachments} attachments not read "
+                             "(no rule needs them)")
+            else:
+                parts.append(f"Text aus {self.extracted} Anhängen gelesen" if de
+                             else f"{self.extracted} attachment texts extracted")
+        if self.unreadable:
+            parts.append((f"{len(self.unreadable)} Teile nicht lesbar: " if de
+                          else f"{len(self.unreadable)} parts unreadable: ")
+                         + "; ".join(self._part(u, de) for u in self.unreadable))
+        return ", ".join(parts)
+
+    @staticmethod
+    def _part(part: Unreadable, de: bool) -> str:
+        why = UNREADABLE.get(part.problem)
+        return f"{part.path} {part.content_type} ({why.get('de' if de else 'en') if why else part.problem})"
 
 
 @attrs.frozen(kw_only=True)
@@ -33,6 +78,7 @@ class RecipientExplanation:
     verdict: Verdict
     choice: MethodChoice | None
     outcome: str
+    reading: ReadingReport | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -127,6 +173,7 @@ async def explain(config: Config, registry: PluginRegistry, raw: bytes, sender: 
                 outcome=f"quarantine ({failure.reason.en})"))
             continue
         verdict = await pipeline.classify(ctx)
+        reading = ReadingReport.of(ctx)
         choice = None
         if verdict.level is Level.QUARANTINE:
             outcome = "quarantine"
@@ -144,7 +191,7 @@ async def explain(config: Config, registry: PluginRegistry, raw: bytes, sender: 
         results.append(RecipientExplanation(
             recipient=recipient, internal=ctx.is_internal,
             internal_rule=ctx.internal.rule if ctx.internal else None,
-            verdict=verdict, choice=choice, outcome=outcome))
+            verdict=verdict, choice=choice, outcome=outcome, reading=reading))
     return Explanation(tenant=tenant.id, sender=sender, recipients=tuple(results))
 
 
@@ -166,6 +213,16 @@ def as_json(explanation: Explanation, language: str = "en") -> str:
             "internal_rule": r.internal_rule,
             "verdict": r.verdict.level.name.lower(),
             "outcome": r.outcome,
+            "reading": None if r.reading is None else {
+                "parts_read": r.reading.parts_read,
+                "attachments": r.reading.attachments,
+                "attachments_extracted": r.reading.extracted,
+                "unreadable": [{"part": u.path, "content_type": u.content_type,
+                                "problem": u.problem,
+                                "reason": UNREADABLE[u.problem].get(language)
+                                if u.problem in UNREADABLE else u.problem}
+                               for u in r.reading.unreadable],
+            },
             "findings": [{
                 "level": f.level.name.lower(), "code": f.code, "source": f.source,
                 "reason": f.reason.get(language), "warn_sender": f.warn_sender,
@@ -186,6 +243,9 @@ def as_text(explanation: Explanation, language: str = "de") -> str:
         lines.append("")
         lines.append(f"{r.recipient.display}: {where}")
         lines.append(f"  verdict: {r.verdict.level.name}  ->  {r.outcome}")
+        if r.reading is not None:
+            lines.append(f"  {'gelesen' if language != 'en' else 'reading'}: "
+                         f"{r.reading.text(language)}")
         for f in r.verdict.findings:
             flag = " [warns sender]" if f.warn_sender else ""
             lines.append(f"  - {f.level.name:<10} {f.source}/{f.code}: {f.reason.get(language)}{flag}")

@@ -257,6 +257,9 @@ _TEXT_APPLICATION = frozenset({
     "application/json", "application/xml", "application/csv", "application/x-csv",
     "application/javascript", "application/x-sh", "application/sql", "application/ics",
 })
+_REPORT_TYPES = frozenset({"message/delivery-status", "message/disposition-notification",
+                           "message/global-delivery-status",
+                           "message/global-disposition-notification"})
 _KNOWN_ENCODINGS = frozenset({
     "7bit", "8bit", "binary", "base64", "quoted-printable", "x-uuencode", "uuencode", "uue",
     "x-uue",
@@ -339,11 +342,14 @@ class _Reader:
                 self.message(inner, path, depth + 1)
             elif part.get_content_maintype() == "multipart":
                 self.children(part, path, depth)
-            else:  # message/delivery-status and the like: blocks of header fields
+            elif content_type in _REPORT_TYPES:  # blocks of header fields
                 for block in payload if isinstance(payload, list) else ():
                     if isinstance(block, EmailMessage):
                         self.add_text(path, content_type,
                                       "\n".join(f"{k}: {v}" for k, v in block.items()))
+            else:  # message/partial, message/external-body: only a part of the content is here
+                self.problem(path, content_type, "not-understood")
+                self.add_text(path, content_type, part.as_string())
             return
         if content_type in _NOT_CONTENT:
             return
