@@ -389,7 +389,11 @@ class _Reader:
         except LookupError:
             self.problem(path, content_type, "unknown-charset")
             charset = "latin-1"  # still search what is ASCII in it
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            charset = "utf-16"  # a byte-order mark says more than a missing or wrong label
         text = data.decode(charset, "replace")
+        if "\x00" in text:  # UTF-16 read as one byte per character still shows its digits
+            text += "\n" + text.replace("\x00", "")
         if content_type == "text/html":
             text = html_to_text(text)
         elif content_type in ("text/enriched", "text/richtext"):

@@ -216,3 +216,64 @@ async def test_without_a_rule_that_reads_the_body_nothing_is_extracted(siegel_ha
     raw = with_attachment("bescheid.pdf", "application/pdf", encrypted_pdf(CUSTOMER))
     _harness, record = await _run(siegel_harness, raw, config=config)
     assert record.state is RecipientState.DELIVERED, record.reasons
+
+
+EXPLAIN_CONFIG = """
+[store]
+path = "var/siegel.db"
+key_file = "keys/store.key"
+
+[settings.relay]
+host = "127.0.0.1"
+port = 10026
+tls = "none"
+
+[tenants.landkreis]
+name = "Landkreis Göttingen – Jobcenter"
+domains = ["landkreisgoettingen.de"]
+plugin_set = "district"
+"""
+
+
+def test_explain_says_what_was_read_and_what_could_not_be(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from siegel.cli import cli
+    from siegel.crypto import create_key_file
+
+    config = tmp_path / "siegel.toml"
+    config.write_text(EXPLAIN_CONFIG, encoding="utf-8")
+    create_key_file(tmp_path / "keys" / "store.key")
+    eml = tmp_path / "message.eml"
+    eml.write_bytes(make_message(
+        sender="sb@landkreisgoettingen.de", to=[CITIZEN, "kollege@goettingen.de"],
+        body="Guten Tag,\nanbei zwei Schreiben.\n",
+        attachments=[("info.pdf", "application/pdf", pdf("ohne Nummer")),
+                     ("bescheid.pdf", "application/pdf", encrypted_pdf(CUSTOMER))]))
+    result = CliRunner().invoke(cli, ["explain", "--config", str(config), str(eml), "--json",
+                                      "--lang", "en"])
+    assert result.exit_code == 0, result.output
+    external, internal = json.loads(result.output)["recipients"]
+    assert external["verdict"] == "protect"
+    assert external["outcome"] == "protect with password_pdf"
+    assert external["reading"] == {
+        "parts_read": 1, "attachments": 2, "attachments_extracted": 1,
+        "unreadable": [{"part": "3", "content_type": "application/pdf", "problem": "encrypted",
+                        "reason": "encrypted"}]}
+    assert "content.unreadable" in {f["code"] for f in external["findings"]}
+    # The district's rules are for external recipients: nothing is extracted for a colleague.
+    assert internal["verdict"] == "plain"
+    assert internal["reading"]["attachments_extracted"] is None
+
+    result = CliRunner().invoke(cli, ["explain", "--config", str(config), str(eml),
+                                      "--lang", "en"])
+    assert result.exit_code == 0, result.output
+    assert ("reading: 1 parts read, 1 attachment texts extracted, 1 parts unreadable: "
+            "3 application/pdf (encrypted)") in result.output
+    assert "attachments not read (no rule needs them)" in result.output
+    german = CliRunner().invoke(cli, ["explain", "--config", str(config), str(eml)]).output
+    assert "gelesen: 1 Teile gelesen, Text aus 1 Anhängen gelesen, 1 Teile nicht lesbar: " \
+        "3 application/pdf (verschlüsselt)" in german
+    assert CUSTOMER not in german
