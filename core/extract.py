@@ -101,14 +101,13 @@ def worker_pids() -> list[int]:
     return [worker.pid for worker in list(_workers.running)]
 
 
-def _extract_one(attachment: Attachment, limits: ExtractLimits, seconds: float,
-                 ) -> tuple[str, list[str]]:
+def _extract_one(data: bytes, limits: ExtractLimits, seconds: float) -> tuple[str, list[str]]:
     try:
         worker = _workers.worker(limits.memory_bytes)
     except (OSError, WorkerGone):
         return "", ["worker-failed"]
     try:
-        answer = worker.call((attachment.data, limits.max_chars), seconds)
+        answer = worker.call((data, limits.max_chars), seconds)
     except WorkerTimedOut:
         _workers.discard(worker)
         return "", ["timed-out"]
@@ -131,12 +130,19 @@ def extract_blocking(attachments: Sequence[Attachment], limits: ExtractLimits) -
     unreadable: list[Unreadable] = []
     for attachment in attachments:
         remaining = deadline - time.monotonic()
-        if len(attachment.data) > limits.max_bytes:
+        data = None if attachment.size > limits.max_bytes * 2 else attachment.decoded()
+        if attachment.size > limits.max_bytes * 2 or (data is not None
+                                                      and len(data) > limits.max_bytes):
             text, problems = "", ["too-large"]
+        elif data is None:
+            text, problems = "", ["undecodable"]
+        elif not data:
+            text, problems = "", []
         elif remaining <= 0:
             text, problems = "", ["timed-out"]
         else:
-            text, problems = _extract_one(attachment, limits, remaining)
+            text, problems = _extract_one(data, limits, remaining)
+        del data
         if text.strip():
             texts.append(PartText(path=attachment.path, content_type=attachment.content_type,
                                   text=text))

@@ -225,12 +225,29 @@ class Unreadable:
 
 @attrs.frozen(kw_only=True)
 class Attachment:
-    """A part whose text only an extractor can read (a PDF, an office document, an archive)."""
+    """A part whose text only an extractor can read (a PDF, an office document, an archive).
+
+    Its content is decoded only when it is read (:meth:`decoded`): most copies never need it."""
 
     path: str
     content_type: str
     filename: str | None
-    data: bytes = attrs.field(repr=False)
+    part: EmailMessage = attrs.field(repr=False, eq=False)
+
+    @property
+    def size(self) -> int:
+        """About the decoded size, without decoding."""
+        payload = self.part.get_payload()
+        size = len(payload) if isinstance(payload, str | bytes) else 0
+        encoding = str(self.part.get("content-transfer-encoding", "")).strip().lower()
+        return size * 3 // 4 if encoding == "base64" else size
+
+    def decoded(self) -> bytes | None:
+        """The content, or None when its transfer encoding cannot be decoded."""
+        data = self.part.get_payload(decode=True)
+        if any(isinstance(defect, _UNDECODABLE) for defect in self.part.defects):
+            return None
+        return data if isinstance(data, bytes) else b""
 
 
 @attrs.frozen(kw_only=True)
@@ -366,6 +383,11 @@ class _Reader:
             self.problem(path, content_type, "unknown-transfer-encoding")
             self.add_text(path, content_type, self.raw_text(part))
             return
+        if not (maintype == "text" or content_type in _TEXT_APPLICATION
+                or content_type.endswith(("+xml", "+json"))):
+            self.attachments.append(Attachment(path=path, content_type=content_type,
+                                               filename=part.get_filename(), part=part))
+            return
         data = part.get_payload(decode=True)
         if not isinstance(data, bytes):
             data = b""
@@ -373,12 +395,7 @@ class _Reader:
             self.problem(path, content_type, "undecodable")
             self.add_text(path, content_type, self.raw_text(part))
             return
-        if maintype == "text" or content_type in _TEXT_APPLICATION or content_type.endswith(
-                ("+xml", "+json")):
-            self.text_part(part, path, content_type, data)
-        elif data:
-            self.attachments.append(Attachment(path=path, content_type=content_type,
-                                               filename=part.get_filename(), data=data))
+        self.text_part(part, path, content_type, data)
 
     def text_part(self, part: EmailMessage, path: str, content_type: str, data: bytes) -> None:
         # RFC 2046 4.1.4: an unknown text subtype is read as text/plain; so is a part without a

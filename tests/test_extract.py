@@ -9,6 +9,7 @@ import os
 import signal
 import time
 import zipfile
+from email.message import EmailMessage
 
 import pytest
 
@@ -22,8 +23,10 @@ pytestmark = pytest.mark.slow
 
 
 def attachment(data: bytes, path: str = "2") -> Attachment:
+    part = EmailMessage()
+    part.set_content(data, maintype="application", subtype="octet-stream")
     return Attachment(path=path, content_type="application/octet-stream", filename=None,
-                      data=data)
+                      part=part)
 
 
 def alive(pid: int) -> bool:
