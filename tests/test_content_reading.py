@@ -24,7 +24,7 @@ from content_samples import (
     xlsx,
     zipped,
 )
-from siegel import Level, RecipientState
+from siegel import Classifier, Level, RecipientState, extract, hookimpl
 from siegel.testing import make_message
 
 SENDER = "sachbearbeitung@behoerde.example"
@@ -277,3 +277,47 @@ def test_explain_says_what_was_read_and_what_could_not_be(tmp_path):
     assert "gelesen: 1 Teile gelesen, Text aus 1 Anhängen gelesen, 1 Teile nicht lesbar: " \
         "3 application/pdf (verschlüsselt)" in german
     assert CUSTOMER not in german
+
+
+class AlsoReadsAttachments:
+    """A second classifier that asks for the attachment text, as a tenant's own plugin may."""
+
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+
+    @hookimpl
+    def siegel_register_classifiers(self):
+        async def classify(ctx):
+            if not ctx.is_internal:
+                self.seen.append(await ctx.attachment_text(ctx.settings("content_rules").limits))
+        return [Classifier(name="also_reads", classify=classify)]
+
+
+async def test_attachments_are_read_once_per_copy_and_only_when_a_rule_could_decide(
+        siegel_harness, monkeypatch):
+    calls: list[int] = []
+    real = extract.extract
+
+    async def counting(attachments, limits):
+        calls.append(len(attachments))
+        return await real(attachments, limits)
+
+    monkeypatch.setattr(extract, "extract", counting)
+    rules = {"rules": [*RULES["content_rules"]["rules"], {"name": "az", "pattern": "AZ-\\d+"}]}
+    config = {"settings": {"recipient_scope": {"external": "plain"}, "content_rules": rules}}
+    raw = make_message(to=[CITIZEN, COLLEAGUE], body="Guten Tag", attachments=[
+        ("a.pdf", "application/pdf", pdf(CUSTOMER)), ("b.docx", "application/msword",
+                                                      docx("AZ-1"))])
+    also = AlsoReadsAttachments()
+    async with siegel_harness(config=config, plugins=[("also", also)]) as harness:
+        await harness.send(raw, mail_from=SENDER, rcpt_to=[CITIZEN])
+        await harness.process()
+        # The citizen's copy: two rules and a second classifier, one reading of both files.
+        assert calls == [2]
+        [extraction] = also.seen
+        assert CUSTOMER in extraction.text and "AZ-1" in extraction.text
+
+        # The colleague's copy: no rule applies to internal recipients, nothing is read.
+        await harness.send(raw, mail_from=SENDER, rcpt_to=[COLLEAGUE])
+        await harness.process()
+        assert calls == [2]
