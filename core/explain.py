@@ -49,19 +49,26 @@ class ReadingReport:
 
     def text(self, language: str) -> str:
         de = language != "en"
-        parts = [f"{self.parts_read} Teile gelesen" if de else f"{self.parts_read} parts read"]
-        if self.attachments:
-            if self.extracted is None:
-                parts.append(f"{self.attachments} Anhänge nicht gelesen (keine Regel braucht sie)"
-                             if de else f"{self.attachments} attachments not read "
-                             "(no rule needs them)")
-            else:
-                parts.append(f"Text aus {self.extracted} Anhängen gelesen" if de
-                             else f"{self.extracted} attachment texts extracted")
+
+        def count(n: int, one: tuple[str, str], many: tuple[str, str]) -> str:
+            return f"{n} {(one if n == 1 else many)[0 if de else 1]}"
+
+        parts = [count(self.parts_read, ("Teil gelesen", "part read"),
+                       ("Teile gelesen", "parts read"))]
+        if self.attachments and self.extracted is None:
+            parts.append(count(self.attachments, (
+                "Anhang nicht gelesen (keine Regel braucht ihn)",
+                "attachment not read (no rule needs it)"), (
+                "Anhänge nicht gelesen (keine Regel braucht sie)",
+                "attachments not read (no rule needs them)")))
+        elif self.attachments:
+            parts.append(count(self.extracted or 0, (
+                "Anhang mit Text gelesen", "attachment text extracted"), (
+                "Anhänge mit Text gelesen", "attachment texts extracted")))
         if self.unreadable:
-            parts.append((f"{len(self.unreadable)} Teile nicht lesbar: " if de
-                          else f"{len(self.unreadable)} parts unreadable: ")
-                         + "; ".join(self._part(u, de) for u in self.unreadable))
+            parts.append(count(len(self.unreadable), ("Teil nicht lesbar", "part unreadable"),
+                               ("Teile nicht lesbar", "parts unreadable"))
+                         + ": " + "; ".join(self._part(u, de) for u in self.unreadable))
         return ", ".join(parts)
 
     @staticmethod
@@ -173,7 +180,10 @@ async def explain(config: Config, registry: PluginRegistry, raw: bytes, sender: 
                 outcome=f"quarantine ({failure.reason.en})"))
             continue
         verdict = await pipeline.classify(ctx)
-        reading = ReadingReport.of(ctx)
+        try:
+            reading: ReadingReport | None = ReadingReport.of(ctx)
+        except Exception:  # the verdict above already says what a broken message means
+            reading = None
         choice = None
         if verdict.level is Level.QUARANTINE:
             outcome = "quarantine"

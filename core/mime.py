@@ -366,7 +366,10 @@ class _Reader:
                                       "\n".join(f"{k}: {v}" for k, v in block.items()))
             else:  # message/partial, message/external-body: only a part of the content is here
                 self.problem(path, content_type, "not-understood")
-                self.add_text(path, content_type, part.as_string())
+                for block in payload if isinstance(payload, list) else ():
+                    if isinstance(block, EmailMessage):
+                        self.add_text(path, content_type, _header_text(block, tuple(
+                            name.lower() for name in dict.fromkeys(block))) + "\n" + self.raw_text(block))
             return
         if content_type in _NOT_CONTENT:
             return

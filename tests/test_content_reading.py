@@ -270,11 +270,11 @@ def test_explain_says_what_was_read_and_what_could_not_be(tmp_path):
     result = CliRunner().invoke(cli, ["explain", "--config", str(config), str(eml),
                                       "--lang", "en"])
     assert result.exit_code == 0, result.output
-    assert ("reading: 1 parts read, 1 attachment texts extracted, 1 parts unreadable: "
+    assert ("reading: 1 part read, 1 attachment text extracted, 1 part unreadable: "
             "3 application/pdf (encrypted)") in result.output
-    assert "attachments not read (no rule needs them)" in result.output
+    assert "reading: 1 part read, 2 attachments not read (no rule needs them)" in result.output
     german = CliRunner().invoke(cli, ["explain", "--config", str(config), str(eml)]).output
-    assert "gelesen: 1 Teile gelesen, Text aus 1 Anhängen gelesen, 1 Teile nicht lesbar: " \
+    assert "gelesen: 1 Teil gelesen, 1 Anhang mit Text gelesen, 1 Teil nicht lesbar: " \
         "3 application/pdf (verschlüsselt)" in german
     assert CUSTOMER not in german
 
