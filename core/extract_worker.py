@@ -218,6 +218,8 @@ def _text(data: bytes, problems: _Problems, depth: int, budget: list[int]) -> st
     if text is None:
         problems.add("not-text")
         return ""
+    if "-----BEGIN PGP MESSAGE-----" in text:
+        problems.add("encrypted")
     if text.lstrip().startswith("{\\rtf"):
         return _rtf_text(text)
     return text

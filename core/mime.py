@@ -288,6 +288,8 @@ _TRUNCATED = (email.errors.CloseBoundaryNotFoundDefect, email.errors.StartBounda
 _VISIBLE_FIELDS = ("from", "sender", "reply-to", "to", "cc", "subject", "comments", "keywords",
                    "organization")
 MAX_DEPTH = 30
+#: Where an OpenPGP message (RFC 4880 6.2, inline or PGP/MIME) begins.
+PGP_ARMOR = "-----BEGIN PGP MESSAGE-----"
 _ENRICHED_TAG = re.compile(r"<(?!<)[^<>]*>")
 
 
@@ -414,6 +416,8 @@ class _Reader:
         text = data.decode(charset, "replace")
         if "\x00" in text:  # UTF-16 read as one byte per character still shows its digits
             text += "\n" + text.replace("\x00", "")
+        if PGP_ARMOR in text:  # an encrypted message inside: its content cannot be checked
+            self.problem(path, content_type, "encrypted")
         if content_type == "text/html":
             text = html_to_text(text)
         elif content_type in ("text/enriched", "text/richtext"):

@@ -136,6 +136,14 @@ UNREADABLE = {
                 "no text can be extracted"),
     "truncated multipart": (multipart("mixed", part("text/plain", b"Teil 1"))[:-9],
                             "truncated"),
+    "inline OpenPGP": (single("text/plain", b"-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA+x\r\n"
+                                               b"-----END PGP MESSAGE-----"),
+                       "part 1 text/plain (encrypted)"),
+    "PGP/MIME": (multipart("encrypted; protocol=\"application/pgp-encrypted\"",
+                           part("application/pgp-encrypted", b"Version: 1"),
+                           part("application/octet-stream", b"-----BEGIN PGP MESSAGE-----\r\n"
+                                b"\r\nhQEMA+x\r\n-----END PGP MESSAGE-----")),
+                 "part 2 application/octet-stream (encrypted)"),
     "message/partial": (single("message/partial; id=x; number=1; total=2", b"Subject: x\r\n"),
                         "structure not understood"),
 }
