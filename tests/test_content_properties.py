@@ -1,17 +1,19 @@
 """Property: a customer number in any readable part, with any transfer encoding and charset, in any
 structure (mixed, alternative, related, attached messages), is in the text the content rules
-search; and reading never raises, whatever the structure."""
+search; and reading never raises, whatever the structure. Through a real pipeline, with PDF and
+office attachments under any label, such a message never reaches the citizen."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import quopri
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from content_samples import CUSTOMER
-from siegel import mime
+from content_samples import CUSTOMER, RULES, docx, odt, pdf, xlsx, zipped
+from siegel import Level, RecipientState, mime
 from siegel.model import parse_email
 
 KINDS = ["text/plain", "text/csv", "text/html", "text/enriched", "text/x-unbekannt", None,
@@ -19,6 +21,7 @@ KINDS = ["text/plain", "text/csv", "text/html", "text/enriched", "text/x-unbekan
 CHARSETS = ["utf-8", "iso-8859-1", "iso-8859-15", "windows-1252", "utf-16", "koi8-r", "us-ascii",
             "utf-7", None]
 ENCODINGS = ["7bit", "8bit", "quoted-printable", "base64", None]
+CONFIG = {"settings": {"recipient_scope": {"external": "plain"}, **RULES}}
 FILLER = st.text(alphabet="abcdefghijklmnopqrstuvwxyz äöüß.,;\n", max_size=60)
 
 
@@ -98,3 +101,52 @@ def test_a_customer_number_in_any_readable_part_is_read(root):
 def test_reading_never_raises(data, prefix):
     reading = mime.read_message(parse_email(message(prefix + data)))
     assert isinstance(reading.text, str)
+
+
+DOCUMENTS = {"pdf": lambda: pdf(CUSTOMER), "docx": lambda: docx(CUSTOMER),
+             "xlsx": lambda: xlsx(CUSTOMER), "odt": lambda: odt(CUSTOMER),
+             "zip": lambda: zipped("akte.pdf", pdf(CUSTOMER))}
+LABELS = ["application/octet-stream", "application/pdf", "application/zip", "image/png",
+          "application/vnd.oasis.opendocument.text"]
+
+
+@st.composite
+def document_leaf(draw: st.DrawFn) -> bytes:
+    data = DOCUMENTS[draw(st.sampled_from(sorted(DOCUMENTS)))]()
+    label = draw(st.sampled_from(LABELS))
+    name = draw(st.sampled_from(["anlage", "bescheid.pdf", "brief.docx", "x.bin"]))
+    return (f"Content-Type: {label}\r\nContent-Transfer-Encoding: base64\r\n"
+            f'Content-Disposition: attachment; filename="{name}"\r\n\r\n').encode() \
+        + base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+@st.composite
+def carrying_message(draw: st.DrawFn) -> bytes:
+    if draw(st.booleans()):
+        root = draw(entity(True))
+    else:
+        filler = draw(entity(False))
+        boundary = "outer-boundary"
+        root = (f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n--{boundary}\r\n'
+                .encode() + filler + f"\r\n--{boundary}\r\n".encode() + draw(document_leaf())
+                + f"\r\n--{boundary}--\r\n".encode())
+    return message(root)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(raw=carrying_message())
+def test_through_the_pipeline_a_carried_number_never_leaves_plain(siegel_harness, raw):
+    async def run() -> tuple[object, list[object]]:
+        async with siegel_harness(config=CONFIG) as harness:
+            message_id = await harness.send(raw, mail_from="sb@behoerde.example",
+                                            rcpt_to=["b@example.net"])
+            await harness.process()
+            [record] = await harness.store.recipients(message_id)
+            return record, [m for m in harness.sink.to("b@example.net")]
+
+    record, delivered = asyncio.run(run())
+    assert record.state is RecipientState.QUARANTINED, record.reasons
+    assert record.level is not None and record.level >= Level.PROTECT
+    assert delivered == []
+    assert any("kundennummer" in r for r in record.reasons), record.reasons
