@@ -107,7 +107,7 @@ def _extract_one(data: bytes, limits: ExtractLimits, seconds: float) -> tuple[st
     except (OSError, WorkerGone):
         return "", ["worker-failed"]
     try:
-        answer = worker.call((data, limits.max_chars), seconds)
+        answer = worker.call(limits.max_chars, seconds, data)
     except WorkerTimedOut:
         _workers.discard(worker)
         return "", ["timed-out"]

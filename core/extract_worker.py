@@ -1,7 +1,8 @@
 """The attachment-text worker: ``python -m siegel.extract_worker MEMORY_BYTES``.
 
 Started by :mod:`siegel.extract`, never by hand (see :mod:`siegel.worker` for the framing). A
-request is ``(data, max_chars)``, the bytes of one attachment; the answer is ``(text, problems)``:
+request is two frames: ``max_chars`` pickled, then the bytes of one attachment as they are; the
+answer is ``(text, problems)``:
 the text a recipient could read in it, and problem codes (:data:`siegel.mime.UNREADABLE`) for what
 could not be read. The input is untrusted: the parent kills this process when it takes too long,
 and it limits its own memory.
@@ -248,8 +249,10 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     _warm_up()
     write_frame(answers, pickle.dumps(("ready", None)))
     while (payload := read_frame(requests)) is not None:
-        data, max_chars = pickle.loads(payload)  # noqa: S301 (our parent)
-        del payload
+        max_chars = pickle.loads(payload)  # noqa: S301 (our parent)
+        data = read_frame(requests)
+        if data is None:
+            break
         answer = extract(data, max_chars)
         del data
         write_frame(answers, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))

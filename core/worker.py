@@ -108,14 +108,17 @@ class WorkerProcess:
         (size,) = HEADER.unpack(self._read_exactly(HEADER.size, deadline))
         return pickle.loads(self._read_exactly(size, deadline))  # noqa: S301 (our own child)
 
-    def call(self, request: object, seconds: float) -> object:
-        """Send ``request`` and return the answer; raises :class:`WorkerTimedOut` (the worker was
-        killed) after ``seconds``, :class:`WorkerGone` when the worker died."""
+    def call(self, request: object, seconds: float, data: bytes | None = None) -> object:
+        """Send ``request`` (and ``data`` as a frame of its own, not copied into a pickle) and
+        return the answer; raises :class:`WorkerTimedOut` (the worker was killed) after
+        ``seconds``, :class:`WorkerGone` when the worker died."""
         deadline = time.monotonic() + seconds
         assert self.process.stdin is not None
         try:
             write_frame(self.process.stdin,
                         pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+            if data is not None:
+                write_frame(self.process.stdin, data)
         except (BrokenPipeError, ValueError, OSError):
             self.kill()
             raise WorkerGone("the worker is gone") from None
