@@ -11,6 +11,7 @@ import codecs
 import contextlib
 import email.errors
 import email.policy
+import quopri
 import re
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -313,6 +314,16 @@ def _header_text(part: EmailMessage, fields: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def _decode_attached_message(inner: EmailMessage, encoding: str) -> EmailMessage | None:
+    encoded = inner.as_string() if inner.keys() else str(inner.get_payload())
+    try:
+        data = (binascii.a2b_base64(encoded.encode("ascii", "replace")) if encoding == "base64"
+                else quopri.decodestring(encoded.encode("ascii", "replace")))
+    except (binascii.Error, ValueError):
+        return None
+    return parse_email(data)
+
+
 class _Reader:
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -366,6 +377,16 @@ class _Reader:
             if content_type in ("message/rfc822", "message/global") and isinstance(payload, list):
                 inner = payload[0]
                 assert isinstance(inner, EmailMessage)
+                encoding = str(part.get("content-transfer-encoding", "7bit")).strip().lower()
+                if encoding in ("base64", "quoted-printable"):
+                    # RFC 2046 5.2.1 forbids it, mail programs decode it all the same; the
+                    # parser took the encoded text for the attached message.
+                    decoded = _decode_attached_message(inner, encoding)
+                    if decoded is None:
+                        self.problem(path, content_type, "undecodable")
+                        self.add_text(path, content_type, self.raw_text(inner))
+                        return
+                    inner = decoded
                 self.add_text(path, content_type, _header_text(inner, _VISIBLE_FIELDS))
                 self.message(inner, path, depth + 1)
             elif part.get_content_maintype() == "multipart":

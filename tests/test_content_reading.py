@@ -71,6 +71,13 @@ def nested_message() -> bytes:
                      part("message/rfc822", inner.replace(b"\n", b"\r\n")))
 
 
+def base64_message() -> bytes:
+    inner = make_message(to=CITIZEN, subject="Weitergeleitet", body=f"Kundennummer {CUSTOMER}\n")
+    return multipart("mixed", part("text/plain", b"Siehe Anhang."),
+                     part("message/rfc822", base64.encodebytes(inner).replace(b"\n", b"\r\n"),
+                          "Content-Transfer-Encoding: base64"))
+
+
 def html_alternative() -> bytes:
     return multipart("alternative", part("text/plain; charset=utf-8", b"Guten Tag"),
                      part("text/html; charset=utf-8",
@@ -176,6 +183,21 @@ async def test_an_unreadable_part_counts_against_the_message(siegel_harness, raw
     assert harness.sink.to(CITIZEN) == []
     for text in record.reasons:  # parts are named, never their content
         assert CUSTOMER not in text
+
+
+async def test_a_base64_encoded_attached_message_is_decoded_and_read(siegel_harness):
+    from siegel import mime
+    from siegel.model import parse_email
+
+    raw = base64_message()
+    reading = mime.read_message(parse_email(raw))
+    assert CUSTOMER in reading.text and "Weitergeleitet" in reading.text
+    assert not reading.unreadable
+    # The pipeline's own check for broken MIME quarantines it (the parser saw no header block
+    # in the encoded text); either way it never reaches the citizen.
+    harness, record = await _run(siegel_harness, raw)
+    assert record.state is RecipientState.QUARANTINED and record.level is Level.QUARANTINE
+    assert harness.sink.to(CITIZEN) == []
 
 
 async def test_a_clean_message_with_readable_attachments_is_delivered(siegel_harness):
