@@ -13,6 +13,7 @@ import email.errors
 import email.policy
 import quopri
 import re
+import unicodedata
 from email.message import EmailMessage
 from email.parser import BytesParser
 from html.parser import HTMLParser
@@ -480,6 +481,18 @@ def read_message(message: EmailMessage, limit: int = 10 * 1024 * 1024) -> Readin
         reader.problem("1", message.get_content_type(), "too-deep")
     return Reading(texts=tuple(reader.texts), attachments=tuple(reader.attachments),
                    unreadable=tuple(reader.unreadable))
+
+
+# Characters that change nothing a reader sees: zero-width spaces and joiners, the word joiner,
+# the byte-order mark, the soft hyphen, bidirectional marks.
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
+def searchable(text: str) -> str:
+    """``text`` as a reader sees it, for patterns: compatibility characters folded (NFKC: full-width
+    ``１２３`` reads ``123``) and invisible characters removed (``123\u200bA456789`` reads
+    ``123A456789``)."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
 
 
 def visible_header_text(message: EmailMessage) -> str:

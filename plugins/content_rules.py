@@ -2,7 +2,8 @@
 customer-related.
 
 Each rule is a regular expression checked against the subject, the readable text (every part a
-recipient could read, and the text of PDF and office attachments) and the attachment names.
+recipient could read, and the text of PDF and office attachments) and the attachment names, as a
+reader sees them (:func:`siegel.mime.searchable`: no invisible characters, full-width folded).
 Reasons name the rule, never the matched text: that text is personal data.
 
 A part that cannot be read counts against the message, not for it: for an external recipient, when
@@ -30,7 +31,7 @@ from siegel import (
     hookimpl,
 )
 from siegel.extract import ExtractLimits
-from siegel.mime import Unreadable
+from siegel.mime import Unreadable, searchable
 
 SECTION = "content_rules"
 
@@ -109,7 +110,7 @@ def _haystacks(ctx: RecipientContext, where: tuple[Where, ...], attachment_text:
         texts.append(attachment_text)
     if "attachment_names" in where:
         texts += ctx.attachment_names
-    return texts
+    return [searchable(text) for text in texts]
 
 
 def _ignored(content_type: str, patterns: tuple[str, ...]) -> bool:

@@ -121,6 +121,11 @@ LEAKS = {
     "pdf in a zip": with_attachment("akte.zip", "application/zip",
                                     zipped("bescheid.pdf", pdf(CUSTOMER))),
     "rfc 2231 file name": rfc2231_name(),
+    "zero-width space": single("text/html; charset=utf-8",
+                               f"{CUSTOMER[:4]}&#8203;{CUSTOMER[4:]}".encode()),
+    "soft hyphen and full-width digits": single(
+        "text/plain; charset=utf-8",
+        ("\uff11\uff12\uff13" + "A\u00ad" + CUSTOMER[4:]).encode()),
     "rfc 2047 display name": single("text/plain", b"Guten Tag",
                                     extra="Cc: =?utf-8?q?Kunde_" + CUSTOMER + "?= <a@example.net>"
                                     ).replace(f"To: {CITIZEN}".encode(),
