@@ -46,6 +46,9 @@ _XML_BREAK_AFTER = frozenset({
     "p", "h", "tc", "tr", "c", "si", "row", "table-cell", "table-row", "list-item", "note",
     "comment", "annotation", "title", "subject", "description", "creator", "keyword",
 })
+# Parts of an office document that hold text: its XML, and the HTML, RTF or text that Word keeps
+# as it was pasted (altChunk).
+_OFFICE_TEXT_MEMBERS = (".xml", ".htm", ".html", ".mht", ".mhtml", ".txt", ".rtf", ".csv")
 _XML_SPACE_AT = frozenset({"tab", "br", "cr", "s", "line-break", "space"})
 
 
@@ -124,8 +127,10 @@ def _zip_text(data: bytes, problems: _Problems, depth: int, budget: list[int]) -
                 problems.add("encrypted")
                 continue
             name = info.filename.lower()
-            if office and not (name.endswith(".xml") or "/embeddings/" in name
-                               or name.startswith("object")):
+            if not office:
+                texts.append(info.filename)  # the recipient sees the members' names
+            elif not (name.endswith(_OFFICE_TEXT_MEMBERS) or "/embeddings/" in name
+                      or name.startswith("object")):
                 continue  # pictures, fonts, thumbnails, binary parts of a document
             try:
                 member = _read_member(archive, info, budget)
@@ -140,7 +145,8 @@ def _zip_text(data: bytes, problems: _Problems, depth: int, budget: list[int]) -
                     texts.append(_xml_text(member))
                 except (ParseError, ValueError):
                     problems.add("damaged")
-            elif office and not member.startswith((b"%PDF", b"PK\x03\x04")):
+            elif office and not (name.endswith(_OFFICE_TEXT_MEMBERS)
+                                 or member.startswith((b"%PDF", b"PK\x03\x04"))):
                 continue  # an embedded OLE object or picture inside a document
             else:
                 texts.append(_text(member, problems, depth + 1, budget))
@@ -165,7 +171,8 @@ def _pdf_text(data: bytes, problems: _Problems, depth: int, budget: list[int]) -
             value = field.get("/V")
             if value is not None:
                 texts.append(str(value))
-        for _name, contents in reader.attachments.items():
+        for name, contents in reader.attachments.items():
+            texts.append(name)
             for content in contents:
                 texts.append(_text(content, problems, depth + 1, budget))
     except (PyPdfError, ValueError, TypeError, KeyError, AttributeError, IndexError,

@@ -96,3 +96,14 @@ def test_pdf_embedded_in_a_docx_and_text_beyond_the_limit():
     assert CUSTOMER in text and problems == []
     text, problems = extract(docx(CUSTOMER), 5)
     assert problems == ["too-much-text"] and len(text) == 5
+
+
+def test_names_in_archives_and_text_pasted_into_a_word_document():
+    text, problems = extract(zipped(f"Bescheid {CUSTOMER}.png", b"\x89PNG" + bytes(10)), 10**6)
+    assert CUSTOMER in text and problems == ["not-text"]
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/afchunk.htm", f"<p>{CUSTOMER}</p>")
+    text, problems = extract(out.getvalue(), 10**6)
+    assert CUSTOMER in text and problems == []
