@@ -356,3 +356,24 @@ async def test_attachments_are_read_once_per_copy_and_only_when_a_rule_could_dec
         await harness.send(raw, mail_from=SENDER, rcpt_to=[COLLEAGUE])
         await harness.process()
         assert calls == [2]
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"unreadable": "maybe"}, "settings.content_rules.unreadable"),
+    ({"ignore_unreadable": ["Image/PNG"]}, "settings.content_rules.ignore_unreadable: "
+                                           "'Image/PNG' is not a content type"),
+    ({"attachment_seconds": 0}, "settings.content_rules.attachment_seconds: must be greater "
+                                "than 0"),
+    ({"attachment_max_mb": -1}, "settings.content_rules.attachment_max_mb: must be greater "
+                                "than 0"),
+])
+def test_bad_reading_settings_name_their_key(tmp_path, settings, expected):
+    from siegel.config import ConfigError, config_from_mapping
+    from siegel.manager import PluginRegistry
+
+    data = {"settings": {"content_rules": settings},
+            "tenants": {"t": {"name": "T", "domains": ["t.example"], "plugin_set": "baseline",
+                              "plugins": ["content_rules"]}}}
+    with pytest.raises(ConfigError) as info:
+        config_from_mapping(data, PluginRegistry.load(), source="siegel.toml", base_dir=tmp_path)
+    assert any(expected in problem for problem in info.value.problems), info.value.problems
