@@ -100,22 +100,33 @@ class ContentRulesSettings:
                              memory_bytes=self.attachment_memory_mb * 1024 * 1024)
 
 
-def _haystacks(ctx: RecipientContext, where: tuple[Where, ...], attachment_text: str,
-               ) -> list[str]:
-    texts = []
-    if "subject" in where:
-        texts.append(ctx.subject)
-    if "body" in where:
-        texts.append(ctx.body_text)
-        texts.append(attachment_text)
-    if "attachment_names" in where:
-        texts += ctx.attachment_names
-    return [searchable(text) for text in texts]
+class _Haystacks:
+    """The texts rules search, each made searchable once per copy, not once per rule."""
+
+    def __init__(self, ctx: RecipientContext, attachment_text: str) -> None:
+        self._ctx = ctx
+        self._attachment_text = attachment_text
+        self._made: dict[Where, list[str]] = {}
+
+    def _texts(self, where: Where) -> list[str]:
+        if where not in self._made:
+            raw = ([self._ctx.subject] if where == "subject" else
+                   [self._ctx.body_text, self._attachment_text] if where == "body" else
+                   list(self._ctx.attachment_names))
+            self._made[where] = [searchable(text) for text in raw]
+        return self._made[where]
+
+    def __call__(self, where: tuple[Where, ...]) -> list[str]:
+        return [text for place in where for text in self._texts(place)]
 
 
-def _ignored(content_type: str, patterns: tuple[str, ...]) -> bool:
-    maintype = content_type.partition("/")[0]
-    return content_type in patterns or f"{maintype}/*" in patterns
+def _ignored(part: Unreadable, patterns: tuple[str, ...]) -> bool:
+    """Whether an unreadable part may be let go: only a file that is of a type without text
+    (a picture), never one that could not be read for another reason (an encrypted PDF that the
+    sender labelled image/png)."""
+    maintype = part.content_type.partition("/")[0]
+    return part.problem == "not-text" and (
+        part.content_type in patterns or f"{maintype}/*" in patterns)
 
 
 def _rule_level(rule: ContentRule) -> Level:
@@ -152,9 +163,10 @@ async def classify(ctx: RecipientContext) -> list[Finding]:
                                       problem="not-extracted")
                            for a in ctx.reading.attachments)
     findings = []
+    haystacks = _Haystacks(ctx, attachment_text)
     for rule in rules:
         pattern = rule.compiled
-        if any(pattern.search(text) for text in _haystacks(ctx, rule.where, attachment_text)):
+        if any(pattern.search(text) for text in haystacks(rule.where)):
             what_de = rule.description_de or rule.name
             what_en = rule.description_en or rule.name
             findings.append(Finding(
@@ -162,7 +174,7 @@ async def classify(ctx: RecipientContext) -> list[Finding]:
                 code=f"content.{rule.name}",
                 reason=Text(f"Inhaltsregel {rule.name!r}: {what_de} gefunden",
                             f"content rule {rule.name!r}: {what_en} found")))
-    counted = [p for p in unreadable if not _ignored(p.content_type, settings.ignore_unreadable)]
+    counted = [p for p in unreadable if not _ignored(p, settings.ignore_unreadable)]
     if counted and not ctx.is_internal:
         level = (max(_rule_level(rule) for rule in body_rules)
                  if settings.unreadable == "strictest"

@@ -238,6 +238,12 @@ async def test_unreadable_level_and_ignored_types_are_settings(siegel_harness):
     _harness, record = await _run(siegel_harness, picture, config=config)
     assert record.state is RecipientState.DELIVERED, record.reasons
 
+    # An encrypted PDF that calls itself a picture is not let go as a picture.
+    disguised = with_attachment("logo.png", "image/png", encrypted_pdf(CUSTOMER))
+    _harness, record = await _run(siegel_harness, disguised, config=config)
+    assert record.state is RecipientState.QUARANTINED
+    assert any("image/png (encrypted)" in r for r in record.reasons), record.reasons
+
     rules = {"rules": [{**RULES["content_rules"]["rules"][0], "level": "quarantine"}],
              "unreadable": "protect"}
     config = {"settings": {"recipient_scope": {"external": "plain"}, "content_rules": rules}}
