@@ -22,12 +22,64 @@ from siegel.addresses import Address, InvalidAddress, internal_match
 from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config
 from siegel.manager import PluginRegistry
+from siegel.mime import UNREADABLE, Unreadable
 from siegel.model import Envelope, Level, Message, SystemMail, Verdict
 from siegel.pipeline import Action, MethodChoice, Pipeline
-from siegel.plugin import Clock, Services
+from siegel.plugin import Clock, RecipientContext, Services
 from siegel.runtime import tenant_for
 from siegel.state import PluginState, ReadOnlyPluginState
 from siegel.store import MessageStore
+
+
+@attrs.frozen(kw_only=True)
+class ReadingReport:
+    """What the content checks could read in a copy: how many parts, which attachments had their
+    text extracted (``None``: no rule needed it), and each part that could not be read."""
+
+    parts_read: int
+    attachments: int
+    extracted: int | None
+    unreadable: tuple[Unreadable, ...]
+
+    @classmethod
+    def of(cls, ctx: RecipientContext) -> ReadingReport:
+        reading = ctx.reading
+        attachment_paths = {a.path for a in reading.attachments}
+        extraction = ctx.extraction
+        unreadable = reading.unreadable + (extraction.unreadable if extraction else ())
+        return cls(parts_read=len({p.path for p in reading.texts} - attachment_paths),
+                   attachments=len(reading.attachments),
+                   extracted=len(extraction.texts) if extraction else None,
+                   unreadable=unreadable)
+
+    def text(self, language: str) -> str:
+        de = language != "en"
+
+        def count(n: int, one: tuple[str, str], many: tuple[str, str]) -> str:
+            return f"{n} {(one if n == 1 else many)[0 if de else 1]}"
+
+        parts = [count(self.parts_read, ("Teil gelesen", "part read"),
+                       ("Teile gelesen", "parts read"))]
+        if self.attachments and self.extracted is None:
+            parts.append(count(self.attachments, (
+                "Anhang nicht gelesen (keine Regel braucht ihn)",
+                "attachment not read (no rule needs it)"), (
+                "Anhänge nicht gelesen (keine Regel braucht sie)",
+                "attachments not read (no rule needs them)")))
+        elif self.attachments:
+            parts.append(count(self.extracted or 0, (
+                "Anhang mit Text gelesen", "attachment text extracted"), (
+                "Anhänge mit Text gelesen", "attachment texts extracted")))
+        if self.unreadable:
+            parts.append(count(len(self.unreadable), ("Teil nicht lesbar", "part unreadable"),
+                               ("Teile nicht lesbar", "parts unreadable"))
+                         + ": " + "; ".join(self._part(u, de) for u in self.unreadable))
+        return ", ".join(parts)
+
+    @staticmethod
+    def _part(part: Unreadable, de: bool) -> str:
+        why = UNREADABLE.get(part.problem)
+        return f"{part.path} {part.content_type} ({why.get('de' if de else 'en') if why else part.problem})"
 
 
 @attrs.frozen(kw_only=True)
@@ -38,6 +90,7 @@ class RecipientExplanation:
     verdict: Verdict
     choice: MethodChoice | None
     outcome: str
+    reading: ReadingReport | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -191,9 +244,19 @@ async def explain(config: Config, registry: PluginRegistry, raw: bytes, sender: 
         results.append(RecipientExplanation(
             recipient=recipient, internal=internal is not None,
             internal_rule=internal.rule if internal else None,
-            verdict=plan.verdict or Verdict([]), choice=plan.choice, outcome=outcome))
+            verdict=plan.verdict or Verdict([]), choice=plan.choice, outcome=outcome,
+            reading=_reading(plan.ctx)))
     return Explanation(tenant=tenant.id, sender=sender, recipients=tuple(results),
                        problem=problem, refused=tuple(refused))
+
+
+def _reading(ctx: RecipientContext | None) -> ReadingReport | None:
+    if ctx is None:
+        return None
+    try:
+        return ReadingReport.of(ctx)
+    except Exception:  # the verdict already says what a broken message means
+        return None
 
 
 def as_json(explanation: Explanation, language: str = "en") -> str:
@@ -207,6 +270,16 @@ def as_json(explanation: Explanation, language: str = "en") -> str:
             "internal_rule": r.internal_rule,
             "verdict": r.verdict.level.name.lower(),
             "outcome": r.outcome,
+            "reading": None if r.reading is None else {
+                "parts_read": r.reading.parts_read,
+                "attachments": r.reading.attachments,
+                "attachments_extracted": r.reading.extracted,
+                "unreadable": [{"part": u.path, "content_type": u.content_type,
+                                "problem": u.problem,
+                                "reason": UNREADABLE[u.problem].get(language)
+                                if u.problem in UNREADABLE else u.problem}
+                               for u in r.reading.unreadable],
+            },
             "findings": [{
                 "level": f.level.name.lower(), "code": f.code, "source": f.source,
                 "reason": f.reason.get(language), "warn_sender": f.warn_sender,
@@ -228,6 +301,9 @@ def as_text(explanation: Explanation, language: str = "de") -> str:
         lines.append("")
         lines.append(f"{r.recipient.display}: {where}")
         lines.append(f"  verdict: {r.verdict.level.name}  ->  {r.outcome}")
+        if r.reading is not None:
+            lines.append(f"  {'gelesen' if language != 'en' else 'reading'}: "
+                         f"{r.reading.text(language)}")
         for f in r.verdict.findings:
             flag = " [warns sender]" if f.warn_sender else ""
             lines.append(f"  - {f.level.name:<10} {f.source}/{f.code}: {f.reason.get(language)}{flag}")

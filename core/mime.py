@@ -6,14 +6,21 @@ not touch stays byte for byte as the sender wrote it (DKIM signatures over other
 
 from __future__ import annotations
 
+import binascii
+import codecs
+import contextlib
 import email.errors
 import email.policy
-import html
+import quopri
 import re
+import unicodedata
 from email.message import EmailMessage
 from email.parser import BytesParser
+from html.parser import HTMLParser
 
-from siegel.model import parse_email
+import attrs
+
+from siegel.model import Text, parse_email
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
@@ -126,47 +133,378 @@ def _structure(message: EmailMessage) -> list[tuple[str, str]]:
             if name.lower() in _STRUCTURE_FIELDS]
 
 
-_TAG = re.compile(r"<[^>]*>")
-_SKIP_BLOCKS = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_BLOCK_BREAKS = re.compile(r"<\s*(br|/p|/div|/li|/tr|/h[1-6])\b[^>]*>", re.IGNORECASE)
+class _HtmlText(HTMLParser):
+    """Collects the text of an HTML document as a recipient could see it, in the mail program or
+    in its source view: text, comments and attribute values (``alt``, ``title``, links). Inline
+    tags join their neighbours (``12<b>3</b>45`` reads ``12345``); block tags end a line."""
+
+    _BLOCKS = frozenset({
+        "address", "article", "aside", "blockquote", "br", "caption", "dd", "div", "dl", "dt",
+        "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
+        "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "td", "th",
+        "tr", "ul", "title", "option", "head", "body", "html",
+    })
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.attributes: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._BLOCKS:
+            self.text.append("\n")
+        self.attributes.extend(value for name, value in attrs if value and name != "style")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._BLOCKS:
+            self.text.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def handle_comment(self, data: str) -> None:
+        self.text.append("\n" + data + "\n")
 
 
 def html_to_text(markup: str) -> str:
-    """Readable text from HTML, for checks and for rendering; nothing in it is executed."""
-    text = _SKIP_BLOCKS.sub(" ", markup)
-    text = _BLOCK_BREAKS.sub("\n", text)
-    text = _TAG.sub(" ", text)
-    text = html.unescape(text)
+    """The text of HTML for content checks (nothing in it is executed): what the page shows,
+    comments, and attribute values on lines of their own at the end.
+
+    The standard library's HTML parser (the tokenizer that browsers' rules describe) rather than
+    regular expressions or a converter such as html2text: the checks need every character a
+    recipient could read, not a pretty layout."""
+    parser = _HtmlText()
+    parser.feed(markup)
+    parser.close()
+    text = "".join(parser.text)
+    if parser.attributes:
+        text += "\n" + "\n".join(parser.attributes)
     return re.sub(r"[ \t\r\f\v]+", " ", text)
 
 
-def body_text(message: EmailMessage, limit: int = 10 * 1024 * 1024) -> str:
-    """All human-readable text of a message (text parts; HTML converted), at most ``limit`` chars.
+#: Why a part could not be read, by code, for reasons a clerk reads (German, English).
+UNREADABLE: dict[str, Text] = {
+    "unknown-charset": Text("unbekannter Zeichensatz", "unknown charset"),
+    "unknown-transfer-encoding": Text("unbekannte Transferkodierung",
+                                      "unknown transfer encoding"),
+    "undecodable": Text("Transferkodierung nicht dekodierbar", "undecodable transfer encoding"),
+    "truncated": Text("abgeschnitten", "truncated"),
+    "not-understood": Text("Aufbau nicht verstanden", "structure not understood"),
+    "too-deep": Text("zu tief verschachtelt", "nested too deeply"),
+    "too-much-text": Text("mehr Text als die Grenze", "more text than the limit"),
+    "not-text": Text("Text nicht auslesbar (Dateiart)", "no text can be extracted (file type)"),
+    "no-text-layer": Text("keine Textebene (Scan?)", "no text layer (a scan?)"),
+    "encrypted": Text("verschlüsselt", "encrypted"),
+    "damaged": Text("beschädigt", "damaged"),
+    "too-large": Text("größer als die Grenze", "larger than the limit"),
+    "timed-out": Text("Zeitgrenze überschritten", "time limit exceeded"),
+    "worker-failed": Text("Leseprozess abgestürzt", "the reading process crashed"),
+    "not-extracted": Text("Anhänge werden nicht gelesen", "attachments are not read"),
+}
 
-    Attachments are skipped; their names are available through :func:`attachment_names`.
-    """
-    pieces: list[str] = []
-    size = 0
-    for part in message.walk():
-        if part.is_multipart() or part.get_content_disposition() == "attachment":
-            continue
+
+@attrs.frozen(kw_only=True)
+class PartText:
+    """The text of one part that a recipient can read."""
+
+    path: str
+    content_type: str
+    text: str = attrs.field(repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class Unreadable:
+    """A part whose content could not be read completely, and why (a code of :data:`UNREADABLE`)."""
+
+    path: str
+    content_type: str
+    problem: str
+
+    @property
+    def reason(self) -> Text:
+        why = UNREADABLE.get(self.problem, Text(self.problem, self.problem))
+        return Text(f"Teil {self.path} {self.content_type} ({why.de})",
+                    f"part {self.path} {self.content_type} ({why.en})")
+
+
+@attrs.frozen(kw_only=True)
+class Attachment:
+    """A part whose text only an extractor can read (a PDF, an office document, an archive).
+
+    Its content is decoded only when it is read (:meth:`decoded`): most copies never need it."""
+
+    path: str
+    content_type: str
+    filename: str | None
+    part: EmailMessage = attrs.field(repr=False, eq=False)
+
+    @property
+    def size(self) -> int:
+        """About the decoded size, without decoding."""
+        payload = self.part.get_payload()
+        size = len(payload) if isinstance(payload, str | bytes) else 0
+        encoding = str(self.part.get("content-transfer-encoding", "")).strip().lower()
+        return size * 3 // 4 if encoding == "base64" else size
+
+    def decoded(self) -> bytes | None:
+        """The content, or None when its transfer encoding cannot be decoded."""
+        payload = self.part.get_payload()
+        encoding = str(self.part.get("content-transfer-encoding", "")).strip().lower()
+        if encoding == "base64" and isinstance(payload, str) and payload.isascii():
+            # binascii reads the text in place and skips line ends; the email package's own
+            # decoding makes two more copies of the text and a list of its lines first.
+            with contextlib.suppress(binascii.Error):  # sloppy padding: the lenient way below
+                return binascii.a2b_base64(payload)
+        data = self.part.get_payload(decode=True)
+        if any(isinstance(defect, _UNDECODABLE) for defect in self.part.defects):
+            return None
+        return data if isinstance(data, bytes) else b""
+
+
+@attrs.frozen(kw_only=True)
+class Reading:
+    """What :func:`read_message` found in a message: readable text by part, attachments left for
+    the extractor, and the parts that could not be read."""
+
+    texts: tuple[PartText, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    unreadable: tuple[Unreadable, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return "\n".join(part.text for part in self.texts)
+
+
+# Parts that carry no content for a reader: signatures and keys of signed mail.
+_NOT_CONTENT = frozenset({
+    "application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature",
+    "application/pgp-keys",
+})
+# Text a recipient's program shows without being told it is text.
+_TEXT_APPLICATION = frozenset({
+    "application/json", "application/xml", "application/csv", "application/x-csv",
+    "application/javascript", "application/x-sh", "application/sql", "application/ics",
+})
+_REPORT_TYPES = frozenset({"message/delivery-status", "message/disposition-notification",
+                           "message/global-delivery-status",
+                           "message/global-disposition-notification"})
+_KNOWN_ENCODINGS = frozenset({
+    "7bit", "8bit", "binary", "base64", "quoted-printable", "x-uuencode", "uuencode", "uue",
+    "x-uue",
+})
+_UNDECODABLE = (email.errors.InvalidBase64CharactersDefect, email.errors.InvalidBase64LengthDefect)
+_TRUNCATED = (email.errors.CloseBoundaryNotFoundDefect, email.errors.StartBoundaryNotFoundDefect,
+              email.errors.NoBoundaryInMultipartDefect)
+#: Header fields whose text the recipient's program shows (display names, subject, comments).
+_VISIBLE_FIELDS = ("from", "sender", "reply-to", "to", "cc", "subject", "comments", "keywords",
+                   "organization")
+MAX_DEPTH = 30
+#: Where an OpenPGP message (RFC 4880 6.2, inline or PGP/MIME) begins.
+PGP_ARMOR = "-----BEGIN PGP MESSAGE-----"
+_ENRICHED_TAG = re.compile(r"<(?!<)[^<>]*>")
+
+
+def _header_text(part: EmailMessage, fields: tuple[str, ...]) -> str:
+    lines = []
+    for name in fields:
+        for value in part.get_all(name, ()):
+            try:
+                lines.append(str(value))
+            except Exception:  # a field the parser cannot make a string of: read it raw
+                lines.append(repr(value))
+    return "\n".join(lines)
+
+
+def _decode_attached_message(inner: EmailMessage, encoding: str) -> EmailMessage | None:
+    encoded = inner.as_string() if inner.keys() else str(inner.get_payload())
+    try:
+        data = (binascii.a2b_base64(encoded.encode("ascii", "replace")) if encoding == "base64"
+                else quopri.decodestring(encoded.encode("ascii", "replace")))
+    except (binascii.Error, ValueError):
+        return None
+    return parse_email(data)
+
+
+class _Reader:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.texts: list[PartText] = []
+        self.attachments: list[Attachment] = []
+        self.unreadable: list[Unreadable] = []
+
+    def problem(self, path: str, content_type: str, code: str) -> None:
+        self.unreadable.append(Unreadable(path=path, content_type=content_type, problem=code))
+
+    def add_text(self, path: str, content_type: str, text: str) -> None:
+        if not text:
+            return
+        room = self.limit - self.size
+        if len(text) > room:
+            self.problem(path, content_type, "too-much-text")
+            text = text[:max(room, 0)]
+        self.size += len(text)
+        self.texts.append(PartText(path=path, content_type=content_type, text=text))
+
+    def message(self, message: EmailMessage, prefix: str, depth: int) -> None:
+        """A message's body: its parts are ``prefix.1``, ``prefix.2`` ... (IMAP's numbering)."""
+        if message.is_multipart() and message.get_content_maintype() == "multipart":
+            self.children(message, prefix, depth)
+        else:
+            self.entity(message, f"{prefix}.1" if prefix else "1", depth)
+
+    def children(self, part: EmailMessage, path: str, depth: int) -> None:
+        for defect in part.defects:
+            if isinstance(defect, _TRUNCATED):
+                self.problem(path or "0", part.get_content_type(), "truncated")
+                break
+        payload = part.get_payload()
+        assert isinstance(payload, list)
+        for index, child in enumerate(payload, start=1):
+            if isinstance(child, EmailMessage):
+                self.entity(child, f"{path}.{index}" if path else str(index), depth + 1)
+
+    def entity(self, part: EmailMessage, path: str, depth: int) -> None:
         content_type = part.get_content_type()
-        if content_type not in ("text/plain", "text/html"):
-            continue
+        if depth > MAX_DEPTH:
+            self.problem(path, content_type, "too-deep")
+            return
+        if filename := part.get_filename():
+            self.add_text(path, content_type, filename)
+        if description := part.get("content-description"):
+            self.add_text(path, content_type, str(description))
+        if part.is_multipart():
+            payload = part.get_payload()
+            if content_type in ("message/rfc822", "message/global") and isinstance(payload, list):
+                inner = payload[0]
+                assert isinstance(inner, EmailMessage)
+                encoding = str(part.get("content-transfer-encoding", "7bit")).strip().lower()
+                if encoding in ("base64", "quoted-printable"):
+                    # RFC 2046 5.2.1 forbids it, mail programs decode it all the same; the
+                    # parser took the encoded text for the attached message.
+                    decoded = _decode_attached_message(inner, encoding)
+                    if decoded is None:
+                        self.problem(path, content_type, "undecodable")
+                        self.add_text(path, content_type, self.raw_text(inner))
+                        return
+                    inner = decoded
+                self.add_text(path, content_type, _header_text(inner, _VISIBLE_FIELDS))
+                self.message(inner, path, depth + 1)
+            elif part.get_content_maintype() == "multipart":
+                self.children(part, path, depth)
+            elif content_type in _REPORT_TYPES:  # blocks of header fields
+                for block in payload if isinstance(payload, list) else ():
+                    if isinstance(block, EmailMessage):
+                        self.add_text(path, content_type,
+                                      "\n".join(f"{k}: {v}" for k, v in block.items()))
+            else:  # message/partial, message/external-body: only a part of the content is here
+                self.problem(path, content_type, "not-understood")
+                for block in payload if isinstance(payload, list) else ():
+                    if isinstance(block, EmailMessage):
+                        self.add_text(path, content_type, _header_text(block, tuple(
+                            name.lower() for name in dict.fromkeys(block))) + "\n" + self.raw_text(block))
+            return
+        if content_type in _NOT_CONTENT:
+            return
+        maintype = part.get_content_maintype()
+        if maintype == "multipart" or (maintype == "message" and content_type not in (
+                "message/rfc822", "message/global")):
+            # A multipart without its boundary, a message/partial or external-body: read what is
+            # there as text, but it does not count as read.
+            self.problem(path, content_type, "not-understood")
+            self.add_text(path, content_type, self.raw_text(part))
+            return
+        encoding = str(part.get("content-transfer-encoding", "7bit")).strip().lower()
+        if encoding not in _KNOWN_ENCODINGS:
+            self.problem(path, content_type, "unknown-transfer-encoding")
+            self.add_text(path, content_type, self.raw_text(part))
+            return
+        if not (maintype == "text" or content_type in _TEXT_APPLICATION
+                or content_type.endswith(("+xml", "+json"))):
+            self.attachments.append(Attachment(path=path, content_type=content_type,
+                                               filename=part.get_filename(), part=part))
+            return
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes):
+            data = b""
+        if any(isinstance(defect, _UNDECODABLE) for defect in part.defects):
+            self.problem(path, content_type, "undecodable")
+            self.add_text(path, content_type, self.raw_text(part))
+            return
+        self.text_part(part, path, content_type, data)
+
+    def text_part(self, part: EmailMessage, path: str, content_type: str, data: bytes) -> None:
+        # RFC 2046 4.1.4: an unknown text subtype is read as text/plain; so is a part without a
+        # valid Content-Type (RFC 2045 5.2), which is how the parser hands it to us.
+        charset = part.get_content_charset() or "us-ascii"
         try:
-            content = part.get_content()
-        except (LookupError, ValueError, AssertionError):
-            payload = part.get_payload(decode=True)
-            content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-        if not isinstance(content, str):
-            continue
+            codecs.lookup(charset)
+        except LookupError:
+            self.problem(path, content_type, "unknown-charset")
+            charset = "latin-1"  # still search what is ASCII in it
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            charset = "utf-16"  # a byte-order mark says more than a missing or wrong label
+        text = data.decode(charset, "replace")
+        if "\x00" in text:  # UTF-16 read as one byte per character still shows its digits
+            text += "\n" + text.replace("\x00", "")
+        if PGP_ARMOR in text:  # an encrypted message inside: its content cannot be checked
+            self.problem(path, content_type, "encrypted")
         if content_type == "text/html":
-            content = html_to_text(content)
-        pieces.append(content)
-        size += len(content)
-        if size >= limit:
-            break
-    return "\n".join(pieces)[:limit]
+            text = html_to_text(text)
+        elif content_type in ("text/enriched", "text/richtext"):
+            text = _ENRICHED_TAG.sub("", text).replace("<<", "<")
+        self.add_text(path, content_type, text)
+
+    @staticmethod
+    def raw_text(part: EmailMessage) -> str:
+        payload = part.get_payload()
+        if isinstance(payload, str):
+            return payload
+        if isinstance(payload, bytes):
+            return payload.decode("latin-1")
+        return ""
+
+
+def read_message(message: EmailMessage, limit: int = 10 * 1024 * 1024) -> Reading:
+    """Every part of ``message`` that a recipient could read: text of every ``text/*`` part in
+    every alternative, attached or inline (HTML and enriched text converted), file names and
+    descriptions, the visible header fields of attached messages and their parts; attachments
+    whose text needs an extractor are listed; what cannot be read is listed with its reason.
+    At most ``limit`` characters of text are kept (more is a part that was not read).
+
+    Part paths are IMAP's section numbers: ``1`` for a single-part message, ``1.2`` for the second
+    part of the first part, the parts of an attached message below its own number."""
+    reader = _Reader(limit)
+    try:
+        reader.message(message, "", 0)
+    except RecursionError:
+        reader.problem("1", message.get_content_type(), "too-deep")
+    return Reading(texts=tuple(reader.texts), attachments=tuple(reader.attachments),
+                   unreadable=tuple(reader.unreadable))
+
+
+# Characters that change nothing a reader sees: zero-width spaces and joiners, the word joiner,
+# the byte-order mark, the soft hyphen, bidirectional marks.
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
+def searchable(text: str) -> str:
+    """``text`` as a reader sees it, for patterns: compatibility characters folded (NFKC: full-width
+    ``１２３`` reads ``123``) and invisible characters removed (``123\u200bA456789`` reads
+    ``123A456789``)."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+
+
+def visible_header_text(message: EmailMessage) -> str:
+    """The text of the header fields a recipient's program shows besides the subject (display
+    names, comments, keywords, organisation)."""
+    return _header_text(message, tuple(f for f in _VISIBLE_FIELDS if f != "subject"))
+
+
+def body_text(message: EmailMessage, limit: int = 10 * 1024 * 1024) -> str:
+    """All text a recipient could read in the message's parts (see :func:`read_message`; the
+    text of PDFs and office documents is not included: :mod:`siegel.extract` reads it)."""
+    return read_message(message, limit).text
 
 
 def attachment_names(message: EmailMessage) -> list[str]:

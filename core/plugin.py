@@ -7,6 +7,7 @@ callables that the pipeline then calls itself, with its own order, time-outs and
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import pluggy
 
-from siegel import mime
+from siegel import extract, mime
 from siegel.addresses import Address, DomainMatch
+from siegel.extract import Extraction, ExtractLimits
 from siegel.model import (
     Availability,
     DeliveryResult,
@@ -104,6 +106,8 @@ class RecipientContext:
     internal: DomainMatch | None
     services: Services
     verdict: Verdict | None = None
+    _extractions: dict[ExtractLimits, asyncio.Future[Extraction]] = attrs.field(
+        factory=dict, init=False, repr=False, eq=False)
 
     @functools.cached_property
     def raw(self) -> bytes:
@@ -128,9 +132,38 @@ class RecipientContext:
         return mime.subject_of(self.email)
 
     @functools.cached_property
+    def reading(self) -> mime.Reading:
+        """Every part of the copy a recipient could read, and what could not be read (see
+        :func:`siegel.mime.read_message`); attachment text is read by :meth:`attachment_text`."""
+        return mime.read_message(self.email)
+
+    @functools.cached_property
     def body_text(self) -> str:
-        """The readable body text (HTML converted), for content checks."""
-        return mime.body_text(self.email)
+        """The text a recipient could read in the copy's parts (every text part, HTML and
+        enriched text converted, file names, attached messages) and in the header fields it
+        shows besides the subject (display names), for content checks. The text inside PDFs and
+        office documents is not in it: :meth:`attachment_text` reads that."""
+        return mime.visible_header_text(self.email) + "\n" + self.reading.text
+
+    async def attachment_text(self, limits: ExtractLimits | None = None) -> Extraction:
+        """The text of the copy's attachments (PDF, office documents, archives), read in a worker
+        process within ``limits``; what could not be read is in ``unreadable``. Read once per
+        copy and limits, however many classifiers ask."""
+        limits = limits or ExtractLimits()
+        future = self._extractions.get(limits)
+        if future is None:
+            future = asyncio.ensure_future(extract.extract(self.reading.attachments, limits))
+            self._extractions[limits] = future
+        # Shielded: a classifier that gives up does not cancel the reading for the others.
+        return await asyncio.shield(future)
+
+    @property
+    def extraction(self) -> Extraction | None:
+        """The attachment text read so far for this copy (None when no classifier asked)."""
+        for future in self._extractions.values():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                return future.result()
+        return None
 
     @functools.cached_property
     def attachment_names(self) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """A render worker process: ``python -m siegel.plugins.password_pdf.render_worker``.
 
 Started by :mod:`.renderer`, never by hand. It reads requests from standard input and writes
-answers to standard output, each a frame: an 8-byte big-endian length, then a pickle. A request is
+answers to standard output, each a frame (:mod:`siegel.worker`): an 8-byte big-endian length,
+then a pickle. A request is
 ``(raw, letterhead, key, language, signing)``; the answer is ``("pdf", bytes)`` or ``("error", text)``.
 The worker ends when its input closes, which is also what happens when the gateway dies.
 
@@ -12,39 +13,17 @@ gateway), and ``fork`` copies a process that has threads holding locks.
 
 from __future__ import annotations
 
-import os
 import pickle
-import struct
-import sys
 import traceback
 from pathlib import Path
 from typing import IO
 
 from siegel.model import parse_email
+from siegel.worker import read_frame, worker_streams, write_frame
 
 from .encrypt import derive_recipient_key
 from .pipeline import render_encrypted
 from .render import Letterhead
-
-HEADER = struct.Struct(">Q")
-
-
-def read_frame(stream: IO[bytes]) -> bytes | None:
-    """One frame's payload, or None at the end of the stream."""
-    header = stream.read(HEADER.size)
-    if len(header) < HEADER.size:
-        return None
-    (size,) = HEADER.unpack(header)
-    payload = stream.read(size)
-    if len(payload) < size:
-        return None
-    return payload
-
-
-def write_frame(stream: IO[bytes], payload: bytes) -> None:
-    stream.write(HEADER.pack(len(payload)))
-    stream.write(payload)
-    stream.flush()
 
 
 def _warm_up() -> None:
@@ -79,10 +58,7 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
 
 
 def main() -> None:
-    # Answers get standard output to themselves: anything a library prints goes to stderr.
-    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    serve(sys.stdin.buffer, answers)
+    serve(*worker_streams())
 
 
 if __name__ == "__main__":

@@ -28,10 +28,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 
+from siegel.worker import read_frame, write_frame
+
 from .encrypt import RecipientKey
 from .pipeline import render_encrypted
 from .render import Language, Letterhead
-from .render_worker import read_frame, write_frame
 from .signing import PdfSigning
 
 # More than one thread at it made each PDF about 40 % more expensive (they evict each other's

@@ -1,0 +1,160 @@
+"""The text of attachments (PDF, office documents, archives), read in worker processes.
+
+Extraction is CPU-bound work on attacker input, so it never runs on the event loop nor in the
+gateway's process: each attachment goes to a worker (:mod:`siegel.extract_worker`) over a pipe,
+with a deadline for all attachments of a copy. A worker that passes the deadline is killed (a
+thread could not be stopped) and the next copy gets a new one; a worker limits its own memory. What
+could not be read (a timeout, a crash, an encrypted or broken file, a picture) is returned as
+:class:`~siegel.mime.Unreadable` parts, so that the content rules count it against the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import attrs
+
+from siegel.mime import Attachment, PartText, Unreadable
+from siegel.worker import WorkerGone, WorkerProcess, WorkerTimedOut
+
+WORKER_MODULE = "siegel.extract_worker"
+
+
+def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, not {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class ExtractLimits:
+    """How much one copy's attachments may cost. Beyond a limit a part counts as unreadable."""
+
+    #: For all attachments of one copy together (the worker is killed when it passes).
+    seconds: float = attrs.field(default=20.0, validator=_positive)
+    #: Per attachment, as decoded; larger attachments are not read.
+    max_bytes: int = attrs.field(default=25 * 1024 * 1024, validator=_positive)
+    #: Characters of text kept per attachment.
+    max_chars: int = attrs.field(default=10 * 1024 * 1024, validator=_positive)
+    #: Address space of a worker process.
+    memory_bytes: int = attrs.field(default=1024 * 1024 * 1024, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class Extraction:
+    """What the extractor read in a copy's attachments, and what it could not read."""
+
+    texts: tuple[PartText, ...] = ()
+    unreadable: tuple[Unreadable, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return "\n".join(part.text for part in self.texts)
+
+
+class _Workers:
+    """One worker process per thread of the pool, started when first needed."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="siegel-extract")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.running: list[WorkerProcess] = []
+
+    def worker(self, memory_bytes: int) -> WorkerProcess:
+        current: tuple[int, WorkerProcess] | None = getattr(self._local, "worker", None)
+        if current is not None and current[0] == memory_bytes \
+                and current[1].process.poll() is None:
+            return current[1]
+        if current is not None:
+            self.discard(current[1])
+        worker = WorkerProcess(WORKER_MODULE, str(memory_bytes))
+        self._local.worker = (memory_bytes, worker)
+        with self._lock:
+            self.running.append(worker)
+        return worker
+
+    def discard(self, worker: WorkerProcess) -> None:
+        self._local.worker = None
+        with self._lock:
+            if worker in self.running:
+                self.running.remove(worker)
+        worker.kill()
+
+    def stop(self) -> None:
+        with self._lock:
+            workers, self.running = self.running, []
+        for worker in workers:
+            worker.stop()
+
+
+_workers = _Workers()
+atexit.register(_workers.stop)
+
+
+def worker_pids() -> list[int]:
+    """The process ids of the running extraction workers."""
+    return [worker.pid for worker in list(_workers.running)]
+
+
+def _extract_one(data: bytes, limits: ExtractLimits, seconds: float) -> tuple[str, list[str]]:
+    try:
+        worker = _workers.worker(limits.memory_bytes)
+    except (OSError, WorkerGone):
+        return "", ["worker-failed"]
+    try:
+        answer = worker.call(limits.max_chars, seconds, data)
+    except WorkerTimedOut:
+        _workers.discard(worker)
+        return "", ["timed-out"]
+    except WorkerGone:  # crashed, or killed by the memory limit
+        _workers.discard(worker)
+        return "", ["worker-failed"]
+    if not (isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[0], str)
+            and isinstance(answer[1], list)):
+        _workers.discard(worker)
+        return "", ["worker-failed"]
+    return answer[0], [str(code) for code in answer[1]]
+
+
+def extract_blocking(attachments: Sequence[Attachment], limits: ExtractLimits) -> Extraction:
+    """The text of ``attachments`` (blocks; :func:`extract` is the asynchronous form)."""
+    import time
+
+    deadline = time.monotonic() + limits.seconds
+    texts: list[PartText] = []
+    unreadable: list[Unreadable] = []
+    for attachment in attachments:
+        remaining = deadline - time.monotonic()
+        data = None if attachment.size > limits.max_bytes * 2 else attachment.decoded()
+        if attachment.size > limits.max_bytes * 2 or (data is not None
+                                                      and len(data) > limits.max_bytes):
+            text, problems = "", ["too-large"]
+        elif data is None:
+            text, problems = "", ["undecodable"]
+        elif not data:
+            text, problems = "", []
+        elif remaining <= 0:
+            text, problems = "", ["timed-out"]
+        else:
+            text, problems = _extract_one(data, limits, remaining)
+        del data
+        if text.strip():
+            texts.append(PartText(path=attachment.path, content_type=attachment.content_type,
+                                  text=text))
+        unreadable += (Unreadable(path=attachment.path, content_type=attachment.content_type,
+                                  problem=code) for code in problems)
+    return Extraction(texts=tuple(texts), unreadable=tuple(unreadable))
+
+
+async def extract(attachments: Sequence[Attachment], limits: ExtractLimits) -> Extraction:
+    """The text of ``attachments``, read in a worker process beside the event loop. Whatever
+    happens to the worker, this returns within about ``limits.seconds`` of the work starting."""
+    if not attachments:
+        return Extraction()
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_workers.threads, extract_blocking, attachments, limits)
