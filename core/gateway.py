@@ -23,6 +23,7 @@ import logging
 import socket
 import ssl
 import weakref
+from datetime import timedelta
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
@@ -39,7 +40,7 @@ from siegel.admission import (
 from siegel.config import ListenerConfig
 from siegel.runtime import NoTenant, Runtime
 from siegel.smtp_auth import (
-    FailureThrottle,
+    USER_LIMIT_FACTOR,
     SmtpUser,
     UsersFile,
     header_senders,
@@ -47,6 +48,8 @@ from siegel.smtp_auth import (
     verify_password,
 )
 from siegel.store import StoreError
+from siegel.throttle import KEYS_NAMESPACE, Throttle, shared_secret
+from siegel.throttle import NAMESPACE as THROTTLE_NAMESPACE
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +111,7 @@ class GatewayHandler:
         self.users = (None if listener.auth_users_file is None else
                       UsersFile(runtime.config.path(listener.auth_users_file),
                                 runtime.config.tenants))
-        self.throttle = FailureThrottle(listener.auth_max_failures,
-                                        listener.auth_failure_window_seconds)
+        self._throttle_key: bytes | None = None
 
     def _client_allowed(self, session: Session) -> bool:
         host = _peer_host(session)
@@ -124,6 +126,21 @@ class GatewayHandler:
         return any(address in network for network in self.networks)
 
     # -- SMTP AUTH ----------------------------------------------------------------------------
+
+    async def _throttle_secret(self) -> bytes:
+        if self._throttle_key is None:
+            self._throttle_key = await shared_secret(self.runtime.state(KEYS_NAMESPACE))
+        return self._throttle_key
+
+    def _auth_throttle(self, client: str | None, user: str | None) -> Throttle:
+        """Failed logins per client address and per user name, counted in the store so that
+        every instance counts together and a restart forgets nothing."""
+        limit = self.listener.auth_max_failures
+        return Throttle(self.runtime.state(THROTTLE_NAMESPACE), self.runtime.clock,
+                        self._throttle_secret, kind="smtp-auth", scope="listener",
+                        account=None if user is None else user.casefold(), client=client,
+                        limit=limit * USER_LIMIT_FACTOR, client_limit=limit,
+                        per=timedelta(seconds=self.listener.auth_failure_window_seconds))
 
     def _auth_offered(self, server: SMTP) -> bool:
         return self.users is not None and _encrypted(server)
@@ -141,7 +158,12 @@ class GatewayHandler:
             return "502 5.5.1 AUTH is not available on this listener"
         if not _encrypted(server):
             return "538 5.7.11 Encryption required for requested authentication mechanism"
-        if self.throttle.blocked(_peer_host(session)):
+        try:
+            blocked = not (await self._auth_throttle(_peer_host(session), None).check()).allowed
+        except StoreError:
+            log.exception("could not read the AUTH throttle; answering 454")
+            return "454 4.7.0 Temporary authentication failure"
+        if blocked:
             log.warning("AUTH from %s refused: too many failed attempts", session.peer)
             return _AUTH_THROTTLED
         return MISSING  # go on with the mechanism (auth_PLAIN, auth_LOGIN below)
@@ -183,15 +205,22 @@ class GatewayHandler:
             log.error("SMTP AUTH unavailable: %s", self.users.error)
             return AuthResult(success=False, handled=False,
                               message="454 4.7.0 Temporary authentication failure")
-        if not self.throttle.begin(client, name):
+        throttle = self._auth_throttle(client, name)
+        try:
+            allowed = (await throttle.attempt()).allowed
+        except StoreError:
+            log.exception("could not count an AUTH attempt; answering 454")
+            return AuthResult(success=False, handled=False,
+                              message="454 4.7.0 Temporary authentication failure")
+        if not allowed:
             log.warning("AUTH from %s refused: too many failed attempts", server.session.peer)
             return AuthResult(success=False, handled=False, message=_AUTH_THROTTLED)
         user = users.get(name)
-        verified = False
-        try:
-            verified = await verify_password(user, password) and user is not None
-        finally:
-            self.throttle.end(client, name, failed=not verified)
+        verified = await verify_password(user, password) and user is not None
+        if verified:
+            # A right password is not a failure: give back what the attempt counted.
+            with contextlib.suppress(StoreError):
+                await throttle.succeeded()
         if verified and user is not None:
             log.info("client %s authenticated as %s", server.session.peer, user.name)
             return AuthResult(success=True, auth_data=user)

@@ -12,8 +12,9 @@ holds no password, only Argon2id hashes (RFC 9106 "low memory" profile, as the p
 ``siegel listener passwd`` writes it. Verifying a password costs about 0.1 s and runs in a pool of
 two threads beside the event loop, so that guessing cannot stall the listener.
 
-Failed attempts are counted in memory per client address (IPv4 address or IPv6 /64) and per user
-name, in a fixed window; a restart forgets them.
+Failed attempts are counted in the store (:mod:`siegel.throttle`, as the portal's), per client
+address (IPv4 address or IPv6 /64) and per user name, in a fixed window: every instance sharing
+the store counts together, and a restart forgets nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import functools
 import os
 import secrets
 import tempfile
-import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,7 +37,6 @@ import attrs
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from siegel.addresses import Address, InvalidAddress
-from siegel.portal.throttle import client_bucket
 
 PARAMETERS: Final = argon2.profiles.RFC_9106_LOW_MEMORY
 _HASHER: Final = argon2.PasswordHasher.from_parameters(PARAMETERS)
@@ -235,69 +234,6 @@ class UsersFile:
         return users
 
 
-@attrs.define
-class _Window:
-    failures: int
-    ends: float
-    #: Attempts being checked right now: they count against the limit until they end, so that
-    #: parallel connections cannot guess more often than the limit allows.
-    pending: int = 0
-
-
-class FailureThrottle:
-    """Failed AUTH attempts per client address and per user name, in fixed windows.
-
-    An attempt is let through with :meth:`begin` (which counts it as pending) and ended with
-    :meth:`end`; a pending attempt counts like a failure until it ends."""
-
-    def __init__(self, max_failures: int, window_seconds: float) -> None:
-        self.max_failures = max_failures
-        self.window_seconds = window_seconds
-        self._windows: dict[str, _Window] = {}
-
-    def _keys(self, client: str | None, user: str | None) -> list[tuple[str, int]]:
-        keys = []
-        if client is not None:
-            keys.append((f"c:{client_bucket(client)}", self.max_failures))
-        if user is not None:
-            keys.append((f"u:{user.casefold()}", self.max_failures * USER_LIMIT_FACTOR))
-        return keys
-
-    def _window(self, key: str, now: float) -> _Window:
-        window = self._windows.get(key)
-        if window is not None and window.ends <= now:
-            # Expired: start again, but attempts still being checked stay counted.
-            window.failures, window.ends = 0, now + self.window_seconds
-        if window is None:
-            if len(self._windows) > 100_000:  # many addresses: forget the idle expired ones
-                self._windows = {k: w for k, w in self._windows.items()
-                                 if w.ends > now or w.pending}
-            window = self._windows[key] = _Window(0, now + self.window_seconds)
-        return window
-
-    def blocked(self, client: str | None, user: str | None = None) -> bool:
-        now = time.monotonic()
-        return any(self._window(key, now).failures + self._window(key, now).pending >= limit
-                   for key, limit in self._keys(client, user))
-
-    def begin(self, client: str | None, user: str | None) -> bool:
-        """Let an attempt through (True, counted as pending) unless a limit is reached."""
-        if self.blocked(client, user):
-            return False
-        now = time.monotonic()
-        for key, _limit in self._keys(client, user):
-            self._window(key, now).pending += 1
-        return True
-
-    def end(self, client: str | None, user: str | None, *, failed: bool) -> None:
-        now = time.monotonic()
-        for key, _limit in self._keys(client, user):
-            window = self._window(key, now)
-            window.pending = max(0, window.pending - 1)
-            if failed:
-                window.failures += 1
-
-
 def header_senders(raw: bytes) -> list[str] | None:
     """The addresses of every ``From:`` field of a message (None if one cannot be read). Only
     the header block is parsed; it is CPU work, so callers on the event loop run it in a thread."""
@@ -325,7 +261,6 @@ def sender_allowed(user: SmtpUser, sender: Address | None, tenant_of_sender: str
 
 
 __all__ = [
-    "FailureThrottle",
     "SmtpUser",
     "UsersFile",
     "UsersFileError",

@@ -325,6 +325,28 @@ async def test_parallel_guesses_cannot_exceed_the_limit(listener, users_file):
             client.close()
 
 
+async def test_the_count_is_in_the_store_so_a_new_listener_keeps_it(listener, users_file):
+    """Failures are counted in the store: a listener started anew on the same store (a restart,
+    or a second instance) refuses the blocked client too, and a right password first gives
+    back what its attempt counted."""
+    async with listener(auth_max_failures=2) as lst:
+        client = await lst.connect_tls()
+        assert await auth_error(client.auth_plain("clerk", PASSWORD)) == 235
+        await client.quit()
+        client = await lst.connect_tls()
+        assert await auth_error(client.auth_plain("clerk", "falsch-Passwort-1")) == 535
+        assert await auth_error(client.auth_plain("clerk", "falsch-Passwort-2")) == 535
+        client.close()
+        second = SmtpGateway(lst.harness.runtime)
+        [(host, port)] = await second.start()
+        try:
+            again = await attrs.evolve(lst, port=port, host=host).connect_tls()
+            assert await auth_error(again.auth_plain("clerk", PASSWORD)) == 454
+            again.close()
+        finally:
+            await second.stop()
+
+
 async def test_malformed_auth_gets_501_and_counts_nothing(listener, users_file):
     async with listener(auth_max_failures=1) as lst:
         client = await lst.connect_tls()

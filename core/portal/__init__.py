@@ -86,7 +86,7 @@ from siegel.portal.security import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
 from siegel.portal.server import PortalServer, serve_portal
 from siegel.portal.sessions import Session, SessionProblem, StateChangeOnGet
 from siegel.portal.settings import PortalSettings
-from siegel.portal.throttle import Throttle, ThrottleStatus
+from siegel.throttle import Throttle, ThrottleStatus
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",

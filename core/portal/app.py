@@ -51,7 +51,7 @@ from siegel.portal.sessions import (
 )
 from siegel.portal.settings import PortalSettings
 from siegel.portal.templates import PLUGIN_LOCALES, PLUGIN_TEMPLATES, Templates, asset_folder
-from siegel.portal.throttle import KEYS_NAMESPACE, shared_secret
+from siegel.throttle import KEYS_NAMESPACE, shared_secret
 
 if TYPE_CHECKING:
     from siegel.runtime import Runtime

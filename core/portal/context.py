@@ -21,9 +21,9 @@ from siegel.portal.i18n import LANGUAGES, Language, Translator
 from siegel.portal.security import SECURE_KEY
 from siegel.portal.sessions import Session, SessionProblem, StateChangeOnGet
 from siegel.portal.settings import PortalSettings
-from siegel.portal.throttle import NAMESPACE as THROTTLE_NAMESPACE
-from siegel.portal.throttle import Throttle, ThrottleStatus
 from siegel.state import PluginState
+from siegel.throttle import NAMESPACE as THROTTLE_NAMESPACE
+from siegel.throttle import Throttle, ThrottleStatus
 
 if TYPE_CHECKING:
     from siegel.portal.app import Portal

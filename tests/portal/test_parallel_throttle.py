@@ -15,7 +15,7 @@ from test_password_pdf_login import CITIZEN, CONFIG, PASSWORD, SETTINGS, add_acc
 
 from siegel.plugins.password_pdf import portal as pdf_portal
 from siegel.portal import Throttle
-from siegel.portal.throttle import NAMESPACE as THROTTLE_NAMESPACE
+from siegel.throttle import NAMESPACE as THROTTLE_NAMESPACE
 
 #: Smaller than the real 100 so that the test stays quick; the code path is the same.
 LIMIT = 15

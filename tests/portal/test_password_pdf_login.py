@@ -22,7 +22,7 @@ from siegel.plugins.password_pdf.portal import (
 )
 from siegel.plugins.password_pdf.workflow import ACCOUNTS, Workflow, _Account
 from siegel.portal import PortalSettings, Throttle
-from siegel.portal.throttle import NAMESPACE as THROTTLE_NAMESPACE
+from siegel.throttle import NAMESPACE as THROTTLE_NAMESPACE
 
 CITIZEN = "erika.mustermann@example.net"
 LEGACY = "frueher@example.net"  # chose a password before the login existed: no Argon2id hash

@@ -11,7 +11,7 @@ from portal_demo_plugin import DemoPlugin
 from portal_helpers import csrf_token
 
 from siegel.portal import PortalSettings, create_app, uniform_timing
-from siegel.portal.throttle import NAMESPACE, client_bucket
+from siegel.throttle import NAMESPACE, client_bucket
 
 
 async def guess(client: httpx.AsyncClient, account: str, code: str = "wrong") -> httpx.Response:
@@ -87,7 +87,7 @@ def test_ipv6_clients_are_counted_per_64_network():
 
 
 async def test_bad_throttle_arguments_fail_early(portal):
-    from siegel.portal.throttle import Throttle
+    from siegel.throttle import Throttle
 
     async def secret() -> bytes:
         return b"k" * 32
