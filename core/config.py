@@ -85,6 +85,9 @@ class ListenerConfig:
     port: int = attrs.field(default=10025, validator=_port)
     #: Largest message accepted, in bytes; larger ones get 552 before anything is stored.
     max_message_size: int = attrs.field(default=50 * 1024 * 1024, validator=_positive)
+    #: Largest header block (all header fields up to the blank line), in bytes; a message with a
+    #: larger one gets 552 at the end of DATA. Postfix's header_size_limit is 100 kB too.
+    max_header_size: int = attrs.field(default=100 * 1024, validator=_positive)
     max_recipients: int = attrs.field(default=100, validator=_positive)
     #: Client networks allowed to send; everyone else gets 554. siegel is never an open relay.
     allowed_clients: tuple[str, ...] = attrs.field(
@@ -125,6 +128,8 @@ class DeliveryConfig:
     #: A copy still undeliverable after this long fails and the sender is told.
     give_up_after_hours: float = attrs.field(default=120.0, validator=_positive)
     classify_timeout_seconds: float = attrs.field(default=30.0, validator=_positive)
+    #: A copy with a larger header block (its own or a MIME part's) is quarantined unread.
+    max_header_size: int = attrs.field(default=100 * 1024, validator=_positive)
     protect_timeout_seconds: float = attrs.field(default=120.0, validator=_positive)
     deliver_timeout_seconds: float = attrs.field(default=300.0, validator=_positive)
     #: How long a worker may hold a claimed job before another may take it over.

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import weakref
@@ -39,6 +40,20 @@ def _parse(address: str) -> Address:
     except UnicodeError:
         raise InvalidAddress("the address is not valid UTF-8") from None
     return Address.parse(address)
+
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def header_block_size(raw: bytes, limit: int) -> int:
+    """The size of the header block of ``raw`` (up to the blank line), looking no further than
+    just past ``limit``: anything larger than ``limit`` is reported as ``limit + 1``."""
+    if raw.startswith((b"\r\n", b"\n")):
+        return 0
+    end = _HEADER_END.search(raw, 0, limit + 4)
+    if end is None:
+        return len(raw) if len(raw) <= limit else limit + 1
+    return end.start()
 
 
 def _tenant_id(tenant: Tenant | None) -> str | None:
@@ -135,6 +150,10 @@ class GatewayHandler:
         raw = envelope.original_content or envelope.content
         if not isinstance(raw, bytes):
             raw = str(raw or "").encode("utf-8", "surrogateescape")
+        limit = self.listener.max_header_size
+        if header_block_size(raw, limit) > limit:
+            log.warning("refused a message whose header block exceeds %d bytes", limit)
+            return f"552 5.3.4 Message header block too large (limit {limit} bytes)"
         try:
             with self.storing:
                 message_id = await self.runtime.submit(raw, _sender(envelope),

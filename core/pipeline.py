@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import attrs
 
@@ -44,6 +46,15 @@ from siegel.plugin import ProtectionMethod, RecipientContext, Services
 from siegel.store import Job, RecipientUpdate
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+class _Unreadable(Exception):
+    def __init__(self, reason: Text) -> None:
+        self.reason = reason
+        super().__init__(reason.en)
+
 
 class StageFailure(Exception):
     """A plugin failed in a stage; ``reason`` says which plugin, where and how."""
@@ -106,10 +117,11 @@ class Pipeline:
     async def _guarded(self, awaitable: Awaitable[object], seconds: float, what: Text) -> object:
         """Await a plugin's callable with a time-out. Its answer is untrusted: callers check its
         type, because a plugin that returns the wrong thing must quarantine, not crash or leak."""
+        started = time.monotonic()
         try:
             # asyncio.timeout, unlike wait_for, runs the plugin in this task instead of a new one.
             async with asyncio.timeout(seconds):
-                return await awaitable
+                result = await awaitable
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -117,6 +129,16 @@ class Pipeline:
             raise StageFailure(
                 Text(f"{what.de}: {_describe(exc)}", f"{what.en}: {_describe(exc)}")
             ) from exc
+        # asyncio.timeout only fires at an await: a plugin computing without awaiting can
+        # overrun it and still return. Its answer then counts as timed out all the same.
+        took = time.monotonic() - started
+        if took > seconds:
+            log.warning("%s took %.1f s without yielding to the event loop (limit %g s)",
+                        what.en, took, seconds)
+            raise StageFailure(Text(
+                f"{what.de}: Zeitlimit überschritten ({took:.1f} s, erlaubt {seconds:g} s)",
+                f"{what.en}: timed out ({took:.1f} s, limit {seconds:g} s)"))
+        return result
 
     # -- contexts ---------------------------------------------------------------------------
 
@@ -128,6 +150,53 @@ class Pipeline:
         )
 
     # -- the stages -------------------------------------------------------------------------
+
+    async def read(self, message: Message, tenant: Tenant, recipient: Address) -> RecipientContext:
+        """Parse the copy and read what every classifier asks for, in a thread and within the
+        classify time limit, so that a pathological message never holds up the event loop (the
+        listener answers other clients meanwhile). Raises :class:`StageFailure` when the message
+        is not readable MIME, has an oversized header block, or takes too long to read.
+
+        A thread that overruns cannot be stopped; it is left to finish and its result is
+        discarded. Header blocks are limited (``delivery.max_header_size``) before any field is
+        parsed, which bounds what such a thread can cost: the email package parses folded
+        encoded words and long parameter lists in time that grows with the square of the field.
+        """
+        limit = self.config.delivery.max_header_size
+
+        def read() -> RecipientContext:
+            oversized = mime.oversized_header_blocks(message.parsed, limit)
+            if oversized:
+                raise _Unreadable(Text(
+                    f"Kopfbereich größer als {limit} Bytes ({', '.join(oversized[:5])})",
+                    f"header block larger than {limit} bytes ({', '.join(oversized[:5])})"))
+            ctx = self.context(message, tenant, recipient)
+            # Header access is where the lenient parser can still fail; make it fail here.
+            ctx.subject  # noqa: B018 (read to raise here)
+            ctx.email.get_body()
+            ctx.attachment_names  # noqa: B018 (read here, not on the event loop)
+            return ctx
+
+        seconds = self.config.delivery.classify_timeout_seconds
+        try:
+            return await self._off_loop(read, seconds)
+        except _Unreadable as exc:
+            raise StageFailure(exc.reason) from exc
+        except TimeoutError as exc:
+            raise StageFailure(Text(
+                f"Das Lesen der Nachricht dauerte länger als {seconds:g} s",
+                f"reading the message took longer than {seconds:g} s")) from exc
+        except Exception as exc:
+            raise StageFailure(Text(
+                f"Die Nachricht ist kein lesbares MIME ({type(exc).__name__}: {exc})",
+                f"the message is not readable MIME ({type(exc).__name__}: {exc})")) from exc
+
+    @staticmethod
+    async def _off_loop(function: Callable[[], _T], seconds: float) -> _T:
+        """Run CPU-bound ``function`` in a thread; TimeoutError after ``seconds`` (the thread
+        runs on to its end, its result unused)."""
+        async with asyncio.timeout(seconds):
+            return await asyncio.to_thread(function)
 
     async def transform(self, ctx: RecipientContext) -> RecipientContext:
         """Let the tenant's transformers turn the copy into another; raises :class:`StageFailure`."""
@@ -269,15 +338,9 @@ class Pipeline:
             return await self._deliver(message, job, tenant, (outgoing,), protected=False,
                                        level=None, method=None, reasons=())
         try:
-            ctx = self.context(message, tenant, job.recipient)
-            # Header access is where the lenient parser can still fail; make it fail here.
-            ctx.subject  # noqa: B018 (read to raise here)
-            ctx.email.get_body()
-        except Exception as exc:
-            return self.quarantine(message, job, [Text(
-                f"Die Nachricht ist kein lesbares MIME ({type(exc).__name__}: {exc})",
-                f"the message is not readable MIME ({type(exc).__name__}: {exc})")],
-                level=Level.QUARANTINE)
+            ctx = await self.read(message, tenant, job.recipient)
+        except StageFailure as failure:
+            return self.quarantine(message, job, [failure.reason], level=Level.QUARANTINE)
 
         try:
             ctx = await self.transform(ctx)

@@ -7,6 +7,7 @@ attachment names. Reasons name the rule, never the matched text: that text is pe
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Literal
 
@@ -72,6 +73,12 @@ def _haystacks(ctx: RecipientContext, where: tuple[Where, ...]) -> list[str]:
 
 
 async def classify(ctx: RecipientContext) -> list[Finding]:
+    # Reading the body and matching patterns is CPU work: in a thread, the event loop (and the
+    # listener with it) stays responsive, and the pipeline's time limit can end the wait.
+    return await asyncio.to_thread(_findings, ctx)
+
+
+def _findings(ctx: RecipientContext) -> list[Finding]:
     settings: ContentRulesSettings = ctx.settings(SECTION)
     findings = []
     for rule in settings.rules:
