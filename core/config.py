@@ -132,6 +132,9 @@ class DeliveryConfig:
     max_header_size: int = attrs.field(default=100 * 1024, validator=_positive)
     protect_timeout_seconds: float = attrs.field(default=120.0, validator=_positive)
     deliver_timeout_seconds: float = attrs.field(default=300.0, validator=_positive)
+    #: A copy whose processing was started this many times without finishing (the process
+    #: crashed, hung or was stopped each time) is quarantined as a poison message at the next.
+    max_processing_starts: int = attrs.field(default=3, validator=_positive)
     #: How long a worker may hold a claimed job before another may take it over.
     lease_seconds: float = attrs.field(default=900.0, validator=_positive)
     poll_seconds: float = attrs.field(default=5.0, validator=_positive)

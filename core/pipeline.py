@@ -288,11 +288,13 @@ class Pipeline:
                           recipient=str(job.recipient), detail=detail)
 
     def _notice(self, kind: NoticeKind, message: Message, job: Job,
-                reasons: Iterable[Text]) -> Notice:
-        try:
-            subject: str | None = mime.subject_of(message.parsed)
-        except Exception:
-            subject = None
+                reasons: Iterable[Text], *, read_subject: bool = True) -> Notice:
+        subject: str | None = None
+        if read_subject:
+            try:
+                subject = mime.subject_of(message.parsed)
+            except Exception:
+                subject = None
         return Notice(kind=kind, tenant=message.tenant, message_id=message.id,
                       sender=message.envelope.mail_from, recipient=job.recipient,
                       subject=subject, reasons=tuple(reasons), at=self.now,
@@ -311,6 +313,27 @@ class Pipeline:
             notices=notices,
             events=(self._event("quarantined", message, job,
                                 reasons="; ".join(r.en for r in reasons)),),
+        )
+
+    def poison(self, message: Message, job: Job) -> Decision:
+        """Quarantine a copy whose processing kept being cut off (a *poison message*): its
+        earlier starts never finished, so the process crashed, hung or was stopped each time.
+        Nothing of the message is parsed here, not even the subject for the notice."""
+        cut_off = job.starts - 1
+        reason = Text(
+            f"Giftnachricht: die Verarbeitung wurde {cut_off}-mal begonnen und nie beendet "
+            "(Absturz, Hänger oder Neustart des Gateways); sie wird nicht erneut versucht",
+            f"poison message: processing was started {cut_off} times and never finished "
+            "(the gateway crashed, hung or was restarted); it is not tried again")
+        log.error("message %s to %s: %s", message.id, job.recipient.display, reason.en)
+        notices = (self._notice(NoticeKind.QUARANTINED, message, job, [reason],
+                                read_subject=False),) if message.origin is Origin.SMTP else ()
+        return Decision(
+            update=RecipientUpdate(state=RecipientState.QUARANTINED, detail=reason.en,
+                                   reasons=[reason.en], level=Level.QUARANTINE,
+                                   attempts=job.attempts),
+            notices=notices,
+            events=(self._event("quarantined", message, job, reasons=reason.en, poison="yes"),),
         )
 
     def expire(self, message: Message, job: Job) -> Decision:

@@ -1,0 +1,159 @@
+"""Poison messages: a copy whose processing keeps being cut off (the process crashes or hangs while
+it works on it) is quarantined with the reason instead of being taken up again forever.
+
+The processing starts are counted durably in the store; the end-to-end test kills the real
+``siegel serve`` with SIGKILL while it reads a pathological message, twice, and checks that the
+third start quarantines it and tells the sender.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from siegel import RecipientState
+from siegel.crypto import ContentCipher
+from siegel.sink import SmtpSink
+from siegel.sqlite_store import SQLiteStore
+from siegel.testing import make_message
+from test_crash_recovery import (
+    SENDER,
+    Server,
+    make_workdir,
+    poll,
+    ports,
+    server_factory,
+    wait_until,
+)
+
+__all__ = ["ports", "server_factory"]  # fixtures used below
+
+COLLEAGUE = "kollegin@behoerde.example"
+
+
+async def test_claims_count_starts_until_the_copy_finishes(siegel_harness):
+    async with siegel_harness() as harness:
+        store, clock = harness.store, harness.clock
+        message_id = await harness.send(make_message(to=COLLEAGUE))
+        [job] = await store.claim_due(clock.now(), 10, lease_seconds=0.001)
+        assert job.starts == 1
+        # The lease ran out without a finish (a hung or dead worker): the next claim counts on.
+        clock.advance(seconds=1)
+        [job] = await store.claim_due(clock.now(), 10, lease_seconds=60)
+        assert job.starts == 2
+        [record] = await store.recipients(message_id)
+        assert record.starts == 2
+        await harness.runtime.process(job)
+        [record] = await store.recipients(message_id)
+        assert (record.state, record.starts) == (RecipientState.DELIVERED, 0)
+
+
+async def test_a_copy_started_too_often_is_quarantined_unread_as_poison(siegel_harness):
+    config = {"delivery": {"max_processing_starts": 2}}
+    async with siegel_harness(config=config) as harness:
+        store, clock = harness.store, harness.clock
+        message_id = await harness.send(make_message(to=COLLEAGUE))
+        for _ in range(2):
+            await store.claim_due(clock.now(), 10, lease_seconds=0.001)
+            clock.advance(seconds=1)
+        await harness.process()
+        [record] = await store.recipients(message_id)
+        assert record.state is RecipientState.QUARANTINED
+        assert record.detail.startswith("poison message: processing was started 2 times")
+        assert harness.sink.to(COLLEAGUE) == []
+        # A person's release starts counting afresh: the copy is processed normally.
+        await store.requeue(message_id, recipients=None, states=[RecipientState.QUARANTINED],
+                            release=True, now=clock.now())
+        await harness.process()
+        assert await harness.states(message_id) == {COLLEAGUE: RecipientState.DELIVERED}
+
+
+async def test_a_store_of_schema_1_is_migrated_and_keeps_its_messages(siegel_harness):
+    async with siegel_harness() as harness:
+        message_id = await harness.send(make_message(to=COLLEAGUE))
+        path, key_file = harness.store.path, harness.config.base_dir / "keys" / "store.key"
+    # What a store written by the previous version looks like.
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE recipients DROP COLUMN starts")
+        db.execute("UPDATE schema_version SET version = 1")
+    db.close()
+    store = SQLiteStore(path, ContentCipher.from_key_file(key_file))
+    async with store:
+        [record] = await store.recipients(message_id)
+        assert (record.state, record.starts) == (RecipientState.ACCEPTED, 0)
+        [job] = await store.claim_due(record.received_at.replace(year=2100), 10, 60)
+        assert job.starts == 1
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    db.close()
+
+
+async def test_a_store_of_a_newer_schema_is_refused(siegel_harness):
+    async with siegel_harness() as harness:
+        path, key_file = harness.store.path, harness.config.base_dir / "keys" / "store.key"
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE schema_version SET version = 99")
+    db.close()
+    from siegel import StoreError
+    with pytest.raises(StoreError, match="schema version 99, expected 2"):
+        await SQLiteStore(path, ContentCipher.from_key_file(key_file)).open()
+
+
+def starts(database: Path, recipient: str) -> int:
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as db:
+        rows = db.execute("SELECT starts FROM recipients WHERE address = ?",
+                          (recipient,)).fetchall()
+    db.close()
+    return int(rows[0][0]) if rows else 0
+
+
+def pathological_message(recipient: str) -> bytes:
+    """1 MB of folded encoded words in the Subject: minutes of parsing."""
+    words = "\r\n ".join(f"=?utf-8?q?Kunde_=C3=A4_{i}?=" for i in range(33_000))
+    return (f"From: {SENDER}\r\nTo: {recipient}\r\nSubject: {words}\r\n"
+            "Message-ID: <poison@demo.example>\r\n\r\nHallo\r\n").encode("ascii")
+
+
+@pytest.mark.slow
+def test_a_message_that_kills_the_gateway_ends_quarantined_after_restarts(
+        tmp_path, ports, server_factory):
+    import smtplib
+
+    listen_port, relay_port = ports
+    config = make_workdir(tmp_path, listen_port, relay_port)
+    text = config.read_text(encoding="utf-8")
+    # Limits raised so that the pathological header gets in and takes minutes to read: the
+    # stand-in for any message that crashes or hangs the process while it is processed.
+    text = text.replace("max_header_size = 102400", "max_header_size = 4194304")
+    text = text.replace("[delivery]\n", "[delivery]\nmax_header_size = 4194304\n"
+                        "classify_timeout_seconds = 600\nmax_processing_starts = 2\n")
+    config.write_text(text, encoding="utf-8")
+    database = config.parent / "var" / "siegel.db"
+    recipient = "buerger@example.org"
+    with SmtpSink(port=relay_port) as sink:
+        server: Server = server_factory(config, listen_port)
+        server.start()
+        with smtplib.SMTP("127.0.0.1", listen_port, timeout=30) as smtp:
+            smtp.sendmail(SENDER, [recipient], pathological_message(recipient))
+        for run in (1, 2):
+            wait_until(lambda run=run: starts(database, recipient) == run, 30,
+                       f"processing start {run}", server.log)
+            time.sleep(0.5)  # well into reading the message
+            server.kill()
+            server.start()
+        # The third start finds two that never finished: quarantined, the sender told.
+        assert poll(lambda: any(SENDER in m.rcpt_to for m in sink.messages), 30), (
+            server.log.read_text(errors="replace"))
+        assert server.terminate() == 0
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        [(state, detail, left)] = db.execute(
+            "SELECT state, detail, starts FROM recipients WHERE address = ?",
+            (recipient,)).fetchall()
+    db.close()
+    assert state == "quarantined"
+    assert detail.startswith("poison message: processing was started 2 times and never finished")
+    assert left == 0
+    assert not any(recipient in m.rcpt_to for m in sink.messages)
