@@ -313,11 +313,14 @@ class Workflow:
     async def protect(self, ctx: RecipientContext) -> Protected | Held:
         key = await self.recipient_key(ctx.recipient)
         if key is None:
-            until = await self._hold_for_registration(ctx)
-            return Held(reason=Text(
-                "Erstkontakt: Die Nachricht wartet, bis der Empfänger ein Passwort festgelegt hat",
-                "first contact: the message waits until the recipient has chosen a password"),
-                until=until)
+            held = await self._hold_for_registration(ctx)
+            if isinstance(held, datetime):
+                return Held(reason=Text(
+                    "Erstkontakt: Die Nachricht wartet, bis der Empfänger ein Passwort "
+                    "festgelegt hat",
+                    "first contact: the message waits until the recipient has chosen a password"),
+                    until=held)
+            key = held  # the recipient registered meanwhile
         settings = self.settings
         # Rewriters change headers only, so the received size is the copy's size.
         pdf = await renderer.render(
@@ -338,8 +341,19 @@ class Workflow:
                           address_lines=self.settings.letterhead_lines,
                           logo_png=self.settings.logo_png)
 
-    async def _hold_for_registration(self, ctx: RecipientContext) -> datetime:
+    async def _hold_for_registration(self, ctx: RecipientContext) -> datetime | RecipientKey:
+        """Record the copy as waiting for the recipient's registration; when it will expire.
+        The recipient's key instead if the recipient registered since protect looked."""
         key = _account_key(self.tenant.id, ctx.recipient)
+        # The same lock as the release after registration, so that a copy is either in the
+        # waiting list that the release reads, or sees the new account.
+        async with self.pending.updating(key):
+            registered = await self.recipient_key(ctx.recipient)
+            if registered is not None:
+                return registered
+            return await self._record_held(ctx, key)
+
+    async def _record_held(self, ctx: RecipientContext, key: str) -> datetime:
         for _attempt in range(5):
             record = await self.pending.get(key)
             if record is not None:
@@ -449,12 +463,13 @@ class Workflow:
 
     async def _release_held(self, recipient: Address) -> None:
         key = _account_key(self.tenant.id, recipient)
-        record = await self.pending.get(key)
-        if record is None:
-            return
-        for message_id in json.loads(record.value)["messages"]:
-            await self.services.release(message_id, recipient)
-        await self.pending.delete(key)
+        async with self.pending.updating(key):
+            record = await self.pending.get(key)
+            if record is None:
+                return
+            for message_id in json.loads(record.value)["messages"]:
+                await self.services.release(message_id, recipient)
+            await self.pending.delete(key)
 
     async def request_reset(self, recipient: Address) -> None:
         """Send a one-time reset link if the recipient has a password. Callers answer the same
