@@ -135,6 +135,9 @@ class DeliveryConfig:
     #: A copy whose processing was started this many times without finishing (the process
     #: crashed, hung or was stopped each time) is quarantined as a poison message at the next.
     max_processing_starts: int = attrs.field(default=3, validator=_positive)
+    #: A copy whose protection method answered "retry later" this many times in a row is
+    #: quarantined with the method's reason.
+    max_protect_retries: int = attrs.field(default=3, validator=_positive)
     #: How long a worker may hold a claimed job before another may take it over.
     lease_seconds: float = attrs.field(default=900.0, validator=_positive)
     poll_seconds: float = attrs.field(default=5.0, validator=_positive)

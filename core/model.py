@@ -248,7 +248,22 @@ class Held:
     until: datetime | None = None
 
 
-ProtectionResult = Protected | Held
+@attrs.frozen(kw_only=True)
+class RetryLater:
+    """A protection method's result: it could not protect the copy this time, for a reason that
+    passes (a render worker died, a directory did not answer); try again later.
+
+    The copy goes back to the queue with back-off, like a temporary delivery failure. After
+    ``[delivery] max_protect_retries`` such answers in a row it is quarantined with ``reason``,
+    so a copy that fails the method every time (one that kills its worker, say) is not retried
+    forever. Return it only for causes that a retry can cure; a copy the method can never
+    protect should raise (it is quarantined at once).
+    """
+
+    reason: Text
+
+
+ProtectionResult = Protected | Held | RetryLater
 
 
 class DeliveryStatus(enum.StrEnum):

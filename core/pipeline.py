@@ -38,6 +38,7 @@ from siegel.model import (
     Outgoing,
     Protected,
     RecipientState,
+    RetryLater,
     Text,
     Verdict,
     parse_email,
@@ -440,6 +441,8 @@ class Pipeline:
                 events=(self._event("held", message, job, method=method.name,
                                     until=str(result.until or "")),),
             )
+        if isinstance(result, RetryLater):
+            return self._retry_protect(message, job, method.name, verdict, result)
         if not isinstance(result, Protected) or not result.outgoing:
             return self.quarantine(message, job, [Text(f"{what.de} lieferte kein Ergebnis",
                                                        f"{what.en} returned no result")],
@@ -452,6 +455,27 @@ class Pipeline:
         return await self._deliver(message, job, tenant, result.outgoing, protected=True,
                                    level=verdict.level, method=method.name,
                                    reasons=(*reasons, result.reason))
+
+    def _retry_protect(self, message: Message, job: Job, method: str, verdict: Verdict,
+                       result: RetryLater) -> Decision:
+        """The method could not protect the copy this time: queue it again with back-off, or
+        quarantine it when that happened too often in a row (or the copy is too old)."""
+        retries = job.protect_retries + 1
+        reasons = tuple(f.reason for f in verdict.deciding)
+        retry_at = self._retry_at(job)
+        if retries > self.config.delivery.max_protect_retries or retry_at is None:
+            return self.quarantine(message, job, [*reasons, Text(
+                f"Schutzverfahren {method!r} gab nach {retries} Versuchen auf: {result.reason.de}",
+                f"protection method {method!r} gave up after {retries} tries: "
+                f"{result.reason.en}")], level=verdict.level)
+        return Decision(
+            update=RecipientUpdate(state=RecipientState.ACCEPTED, detail=result.reason.en,
+                                   reasons=[r.en for r in (*reasons, result.reason)],
+                                   level=verdict.level, method=method, attempts=job.attempts + 1,
+                                   next_attempt_at=retry_at, protect_retries=retries),
+            events=(self._event("deferred", message, job, method=method,
+                                reply=result.reason.en[:500], retry_at=retry_at.isoformat()),),
+        )
 
     def _retry_at(self, job: Job) -> datetime | None:
         settings = self.config.delivery

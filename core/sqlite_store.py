@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS recipients (
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     starts INTEGER NOT NULL DEFAULT 0,
+    protect_retries INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT,
     hold_until TEXT,
     lease TEXT,
@@ -103,14 +104,17 @@ CREATE INDEX IF NOT EXISTS plugin_state_expiry ON plugin_state (expires_at);
 
 # Each step takes a store from the version it is keyed by to the next one.
 _MIGRATIONS = {
-    # 2: processing starts that did not finish, per copy (poison messages).
-    1: "ALTER TABLE recipients ADD COLUMN starts INTEGER NOT NULL DEFAULT 0",
+    # 2: per copy, the processing starts that did not finish (poison messages) and the
+    # protection method's "retry later" answers in a row.
+    1: ("ALTER TABLE recipients ADD COLUMN starts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE recipients ADD COLUMN protect_retries INTEGER NOT NULL DEFAULT 0"),
 }
 
 
 def _migrate(db: sqlite3.Connection, version: int) -> None:
     while version < SCHEMA_VERSION:
-        db.execute(_MIGRATIONS[version])
+        for statement in _MIGRATIONS[version]:
+            db.execute(statement)
         version += 1
     db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
@@ -312,14 +316,15 @@ class SQLiteStore(MessageStore):
         def work(db: sqlite3.Connection) -> list[Job]:
             rows = db.execute(
                 "SELECT r.message_id, r.address, r.state, r.attempts, r.released, m.received_at,"
-                " r.hold_until, r.starts FROM recipients r JOIN messages m ON m.id = r.message_id"
+                " r.hold_until, r.starts, r.protect_retries"
+                " FROM recipients r JOIN messages m ON m.id = r.message_id"
                 " WHERE ((r.state = 'accepted' AND r.next_attempt_at <= ?)"
                 "     OR (r.state = 'held' AND r.hold_until IS NOT NULL AND r.hold_until <= ?))"
                 "   AND (r.lease_until IS NULL OR r.lease_until <= ?)"
                 " ORDER BY r.next_attempt_at LIMIT ?", (stamp, stamp, stamp, limit)).fetchall()
             jobs = []
             for (message_id, address, state, attempts, released, received_at, hold_until,
-                 starts) in rows:
+                 starts, protect_retries) in rows:
                 lease = secrets.token_hex(8)
                 # Counted before processing begins and reset when it ends (finish): what is
                 # left counts the starts that a crash or a hang cut off.
@@ -331,7 +336,7 @@ class SQLiteStore(MessageStore):
                     message_id=message_id, recipient=Address.parse(address),
                     state=RecipientState(state), attempts=attempts, released=bool(released),
                     lease=lease, received_at=_dt_required(received_at), hold_until=_dt(hold_until),
-                    starts=starts + 1,
+                    starts=starts + 1, protect_retries=protect_retries,
                 ))
             return jobs
 
@@ -350,11 +355,13 @@ class SQLiteStore(MessageStore):
             cursor = db.execute(
                 "UPDATE recipients SET state = ?, attempts = ?, next_attempt_at = ?, hold_until = ?,"
                 " level = ?, method = ?, reasons = ?, detail = ?, updated_at = ?, lease = NULL,"
-                " lease_until = NULL, starts = 0 WHERE message_id = ? AND address = ? AND lease = ?",
+                " lease_until = NULL, starts = 0, protect_retries = ?"
+                " WHERE message_id = ? AND address = ? AND lease = ?",
                 (update.state.value, update.attempts, _ts(update.next_attempt_at),
                  _ts(update.hold_until), None if update.level is None else int(update.level),
                  update.method, json.dumps(list(update.reasons), ensure_ascii=False),
-                 update.detail, _ts(now), job.message_id, str(job.recipient), job.lease))
+                 update.detail, _ts(now), update.protect_retries, job.message_id,
+                 str(job.recipient), job.lease))
             if cursor.rowcount != 1:
                 raise LeaseLost(f"message {job.message_id} to {job.recipient}: lease lost")
             for message in new_messages:

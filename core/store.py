@@ -58,6 +58,8 @@ class Job:
     #: Processing starts of this copy that have not finished, this one included: more than one
     #: means earlier ones were cut off (the process crashed, hung or was stopped meanwhile).
     starts: int = 1
+    #: The protection method's :class:`~siegel.RetryLater` answers for this copy in a row.
+    protect_retries: int = 0
 
 
 def _strings(values: Iterable[str]) -> tuple[str, ...]:
@@ -76,6 +78,8 @@ class RecipientUpdate:
     attempts: int = 0
     next_attempt_at: datetime | None = None
     hold_until: datetime | None = None
+    #: :attr:`Job.protect_retries` after this step (any other outcome than "retry later": 0).
+    protect_retries: int = 0
 
 
 @attrs.frozen(kw_only=True)

@@ -8,13 +8,23 @@ third start quarantines it and tells the sender.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from siegel import RecipientState
+from siegel import (
+    Availability,
+    Outgoing,
+    Protected,
+    ProtectionMethod,
+    RecipientState,
+    RetryLater,
+    Text,
+    hookimpl,
+)
 from siegel.crypto import ContentCipher
 from siegel.sink import SmtpSink
 from siegel.sqlite_store import SQLiteStore
@@ -78,6 +88,7 @@ async def test_a_store_of_schema_1_is_migrated_and_keeps_its_messages(siegel_har
     # What a store written by the previous version looks like.
     with sqlite3.connect(path) as db:
         db.execute("ALTER TABLE recipients DROP COLUMN starts")
+        db.execute("ALTER TABLE recipients DROP COLUMN protect_retries")
         db.execute("UPDATE schema_version SET version = 1")
     db.close()
     store = SQLiteStore(path, ContentCipher.from_key_file(key_file))
@@ -157,3 +168,56 @@ def test_a_message_that_kills_the_gateway_ends_quarantined_after_restarts(
     assert detail.startswith("poison message: processing was started 2 times and never finished")
     assert left == 0
     assert not any(recipient in m.rcpt_to for m in sink.messages)
+
+
+class FlakyMethod:
+    """A protection method that answers "retry later" ``failures`` times, then protects."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    @hookimpl
+    def siegel_register_protection_methods(self) -> list[ProtectionMethod]:
+        async def can_serve(ctx):
+            return Availability.yes(Text("ja", "yes"))
+
+        async def protect(ctx):
+            self.calls += 1
+            if self.calls <= self.failures:
+                return RetryLater(reason=Text("Helfer fort", "helper gone"))
+            return Protected(outgoing=[Outgoing(
+                channel="smtp", mail_from=str(ctx.message.envelope.mail_from),
+                recipients=[str(ctx.recipient)],
+                raw=b"Subject: geschuetzt\r\n\r\n" + hashlib.sha256(ctx.raw).hexdigest().encode())],
+                reason=Text("geschützt", "protected"))
+
+        return [ProtectionMethod(name="flaky", can_serve=can_serve, protect=protect)]
+
+
+@pytest.mark.parametrize(("failures", "outcome"), [
+    (2, RecipientState.DELIVERED), (3, RecipientState.QUARANTINED)])
+async def test_retry_later_queues_the_copy_again_a_few_times(siegel_harness, failures, outcome):
+    config = {"tenants": {"test": {"protection": ["flaky"]}},
+              "delivery": {"max_protect_retries": 2}}
+    method = FlakyMethod(failures)
+    async with siegel_harness(config=config, plugins=[("flaky", method)]) as harness:
+        message_id = await harness.send(make_message(to="buerger@example.net"))
+        for _ in range(4):
+            await harness.process()
+            [record] = await harness.store.recipients(message_id)
+            if record.state is not RecipientState.ACCEPTED:
+                break
+            assert record.detail == "helper gone"
+            assert harness.sink.to("buerger@example.net") == []
+            harness.clock.advance(seconds=600)
+        assert record.state is outcome, record
+        assert method.calls == min(failures + 1, 3)
+        if outcome is RecipientState.QUARANTINED:
+            assert record.detail == ("protection method 'flaky' gave up after 3 tries: "
+                                     "helper gone")
+            assert harness.sink.to("buerger@example.net") == []
+            assert harness.notices("quarantined")
+        else:
+            [mail] = harness.sink.to("buerger@example.net")
+            assert mail.raw.startswith(b"Subject: geschuetzt")

@@ -21,6 +21,7 @@ import email.utils
 import functools
 import hashlib
 import json
+import logging
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ from siegel import (
     Outgoing,
     Protected,
     RecipientContext,
+    RetryLater,
     Services,
     SettingError,
     SystemMail,
@@ -51,6 +53,8 @@ from .encrypt import PasswordRejected, RecipientKey, derive_recipient_key
 from .login import check_password, hash_password
 from .render import Letterhead
 from .signing import PdfSigning, SigningKeyInvalid
+
+log = logging.getLogger(__name__)
 
 SECTION = "password_pdf"
 METHOD = "password_pdf"
@@ -310,7 +314,7 @@ class Workflow:
             return None
         return _Account.decode(record.value).key
 
-    async def protect(self, ctx: RecipientContext) -> Protected | Held:
+    async def protect(self, ctx: RecipientContext) -> Protected | Held | RetryLater:
         key = await self.recipient_key(ctx.recipient)
         if key is None:
             held = await self._hold_for_registration(ctx)
@@ -323,11 +327,20 @@ class Workflow:
             key = held  # the recipient registered meanwhile
         settings = self.settings
         # Rewriters change headers only, so the received size is the copy's size.
-        pdf = await renderer.render(
-            ctx.email, lambda: ctx.raw, size=len(ctx.message.raw), letterhead=self._letterhead(),
-            key=key, language=self.tenant.language, processes=settings.render_processes,
-            in_gateway_above_bytes=int(settings.render_in_gateway_above_mb * 1024 * 1024),
-            signing=settings.signing)
+        try:
+            pdf = await renderer.render(
+                ctx.email, lambda: ctx.raw, size=len(ctx.message.raw),
+                letterhead=self._letterhead(), key=key, language=self.tenant.language,
+                processes=settings.render_processes,
+                in_gateway_above_bytes=int(settings.render_in_gateway_above_mb * 1024 * 1024),
+                signing=settings.signing)
+        except renderer.WorkerDied as exc:
+            # The next try gets a new worker; the pipeline quarantines the copy when it keeps
+            # happening (a message that kills its worker every time).
+            log.warning("render worker died while rendering message %s: %s", ctx.message.id, exc)
+            return RetryLater(reason=Text(
+                "Der PDF-Erzeuger wurde während der Arbeit beendet",
+                "the PDF render worker died while rendering"))
         carrier = await self._carrier(ctx, pdf)
         return Protected(
             outgoing=[Outgoing(channel=self.tenant.delivery_channel,
