@@ -138,6 +138,9 @@ class DeliveryConfig:
     #: A copy whose protection method answered "retry later" this many times in a row is
     #: quarantined with the method's reason.
     max_protect_retries: int = attrs.field(default=3, validator=_positive)
+    #: ``siegel serve`` ends itself (status 75, for the supervisor to restart it) when its event
+    #: loop has not answered for this long: a plugin computing without awaiting.
+    stall_exit_seconds: float = attrs.field(default=300.0, validator=_positive)
     #: How long a worker may hold a claimed job before another may take it over.
     lease_seconds: float = attrs.field(default=900.0, validator=_positive)
     poll_seconds: float = attrs.field(default=5.0, validator=_positive)

@@ -1,0 +1,42 @@
+"""The event-loop watchdog: a loop that stops answering is noticed; a busy but answering one
+is not."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from siegel.watchdog import LoopWatchdog
+
+
+async def test_a_loop_blocked_by_code_that_never_awaits_is_reported() -> None:
+    stalls: list[float] = []
+    reported = threading.Event()
+
+    def on_stall(seconds: float) -> None:
+        stalls.append(seconds)
+        reported.set()
+
+    watchdog = LoopWatchdog(asyncio.get_running_loop(), 0.4, on_stall).start()
+    try:
+        deadline = time.monotonic() + 10
+        while not reported.is_set() and time.monotonic() < deadline:
+            pass  # computing on the event loop without ever awaiting
+        assert reported.is_set(), "the watchdog did not notice a loop blocked for 10 s"
+        assert stalls[0] > 0.4
+    finally:
+        watchdog.stop()
+
+
+async def test_a_loop_that_keeps_answering_is_left_alone() -> None:
+    stalls: list[float] = []
+    watchdog = LoopWatchdog(asyncio.get_running_loop(), 0.5, stalls.append).start()
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            time.sleep(0.05)  # short pieces of blocking work, each well inside the limit
+            await asyncio.sleep(0)
+        assert stalls == []
+    finally:
+        watchdog.stop()
