@@ -29,6 +29,7 @@ from siegel.model import (
     DeliveryResult,
     DeliveryStatus,
     Finding,
+    HeaderFieldTooLarge,
     Held,
     Level,
     Message,
@@ -183,6 +184,9 @@ class Pipeline:
             return await self._off_loop(read, seconds)
         except _Unreadable as exc:
             raise StageFailure(exc.reason) from exc
+        except HeaderFieldTooLarge as exc:
+            raise StageFailure(Text(f"Zu großes Kopffeld ({exc})",
+                                    f"header field too large ({exc})")) from exc
         except TimeoutError as exc:
             raise StageFailure(Text(
                 f"Das Lesen der Nachricht dauerte länger als {seconds:g} s",
@@ -212,8 +216,44 @@ class Pipeline:
             if not isinstance(result, bytes) or not result:
                 raise StageFailure(Text(f"{what.de} lieferte keine Nachricht",
                                         f"{what.en} returned no message"))
-            ctx = attrs.evolve(ctx, raw=result, email=parse_email(result))
+            ctx = await self._read_transformed(ctx, result)
         return ctx
+
+    async def _read_transformed(self, ctx: RecipientContext, raw: bytes) -> RecipientContext:
+        """The context of a transformer's output, read like the received copy (see :meth:`read`):
+        a decrypted message gets the same header limit and is parsed off the event loop."""
+        limit = self.config.delivery.max_header_size
+
+        def read() -> RecipientContext:
+            email = parse_email(raw)
+            oversized = mime.oversized_header_blocks(email, limit)
+            if oversized:
+                raise _Unreadable(Text(
+                    f"Kopfbereich der umgewandelten Nachricht größer als {limit} Bytes "
+                    f"({', '.join(oversized[:5])})",
+                    f"header block of the transformed message larger than {limit} bytes "
+                    f"({', '.join(oversized[:5])})"))
+            transformed = attrs.evolve(ctx, raw=raw, email=email)
+            transformed.subject  # noqa: B018 (read here, not on the event loop)
+            transformed.attachment_names  # noqa: B018
+            return transformed
+
+        seconds = self.config.delivery.classify_timeout_seconds
+        try:
+            return await self._off_loop(read, seconds)
+        except _Unreadable as exc:
+            raise StageFailure(exc.reason) from exc
+        except HeaderFieldTooLarge as exc:
+            raise StageFailure(Text(f"Zu großes Kopffeld ({exc})",
+                                    f"header field too large ({exc})")) from exc
+        except TimeoutError as exc:
+            raise StageFailure(Text(
+                f"Das Lesen der umgewandelten Nachricht dauerte länger als {seconds:g} s",
+                f"reading the transformed message took longer than {seconds:g} s")) from exc
+        except Exception as exc:
+            raise StageFailure(Text(
+                f"Die umgewandelte Nachricht ist kein lesbares MIME ({type(exc).__name__})",
+                f"the transformed message is not readable MIME ({type(exc).__name__})")) from exc
 
     async def classify(self, ctx: RecipientContext) -> Verdict:
         """Ask every classifier the tenant enables; the strictest finding wins."""
@@ -302,9 +342,11 @@ class Pipeline:
                       received_at=message.received_at)
 
     def quarantine(self, message: Message, job: Job, reasons: Iterable[Text], *,
-                   level: Level | None = None, notify: bool = True) -> Decision:
+                   level: Level | None = None, notify: bool = True,
+                   read_subject: bool = True) -> Decision:
         reasons = tuple(reasons)
-        notices = (self._notice(NoticeKind.QUARANTINED, message, job, reasons),) if (
+        notices = (self._notice(NoticeKind.QUARANTINED, message, job, reasons,
+                                read_subject=read_subject),) if (
             notify and message.origin is Origin.SMTP) else ()
         return Decision(
             update=RecipientUpdate(state=RecipientState.QUARANTINED,
@@ -364,7 +406,9 @@ class Pipeline:
         try:
             ctx = await self.read(message, tenant, job.recipient)
         except StageFailure as failure:
-            return self.quarantine(message, job, [failure.reason], level=Level.QUARANTINE)
+            # The notice leaves the subject out: reading it may be what failed or took so long.
+            return self.quarantine(message, job, [failure.reason], level=Level.QUARANTINE,
+                                   read_subject=False)
 
         try:
             ctx = await self.transform(ctx)
