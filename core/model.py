@@ -33,8 +33,8 @@ _CACHED_HEADER_CHARS = 2048
 _REMEMBERED_FIELDS = frozenset({"content-type", "content-transfer-encoding",
                                 "content-disposition"})
 #: The longest header field (in characters, folding included) that is parsed. The email package
-#: parses folded encoded words and long parameter lists in time that grows with the square of
-#: the field: about 10 s for 500 KB on a typical server, minutes for 1 MB.
+#: parses folded encoded words and long parameter lists in time that grows faster than the
+#: field: 42 s for a Subject of 1 MB of encoded words, 17 s for a Content-Type of 474 KB.
 MAX_PARSED_FIELD_CHARS = 100 * 1024
 
 

@@ -154,15 +154,17 @@ class Pipeline:
     # -- the stages -------------------------------------------------------------------------
 
     async def read(self, message: Message, tenant: Tenant, recipient: Address) -> RecipientContext:
-        """Parse the copy and read what every classifier asks for, in a thread and within the
-        classify time limit, so that a pathological message never holds up the event loop (the
-        listener answers other clients meanwhile). Raises :class:`StageFailure` when the message
-        is not readable MIME, has an oversized header block, or takes too long to read.
+        """Parse the copy and read what classifiers ask for (subject, body text, attachment
+        names), in a thread and within the classify time limit, so that a pathological message
+        never holds up the event loop (the listener answers other clients meanwhile). Raises
+        :class:`StageFailure` when the message is not readable MIME, has an oversized header
+        block, or takes too long to read.
 
         A thread that overruns cannot be stopped; it is left to finish and its result is
         discarded. Header blocks are limited (``delivery.max_header_size``) before any field is
-        parsed, which bounds what such a thread can cost: the email package parses folded
-        encoded words and long parameter lists in time that grows with the square of the field.
+        parsed, and so are single fields (:data:`siegel.model.MAX_PARSED_FIELD_CHARS`), which
+        bounds what such a thread can cost: the email package parses folded encoded words and
+        long parameter lists in time that grows faster than the field.
         """
         limit = self.config.delivery.max_header_size
 
@@ -176,7 +178,9 @@ class Pipeline:
             # Header access is where the lenient parser can still fail; make it fail here.
             ctx.subject  # noqa: B018 (read to raise here)
             ctx.email.get_body()
-            ctx.attachment_names  # noqa: B018 (read here, not on the event loop)
+            # What classifiers read, made here once instead of on the event loop by each.
+            ctx.attachment_names  # noqa: B018
+            ctx.body_text  # noqa: B018
             return ctx
 
         seconds = self.config.delivery.classify_timeout_seconds
@@ -236,6 +240,7 @@ class Pipeline:
             transformed = attrs.evolve(ctx, raw=raw, email=email)
             transformed.subject  # noqa: B018 (read here, not on the event loop)
             transformed.attachment_names  # noqa: B018
+            transformed.body_text  # noqa: B018
             return transformed
 
         seconds = self.config.delivery.classify_timeout_seconds

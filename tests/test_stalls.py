@@ -27,7 +27,7 @@ CITIZEN = "buerger@example.net"
 
 def folded_encoded_words(size: int) -> bytes:
     """A Subject of about ``size`` bytes of folded RFC 2047 words: what the email package parses
-    in time that grows with the square of the field."""
+    in time that grows faster than the field."""
     words = []
     total = 0
     index = 0
@@ -141,16 +141,21 @@ async def test_other_clients_are_answered_while_a_pathological_message_is_read(s
                 await asyncio.sleep(0.02)
             assert runtime._in_flight, "the worker never took the pathological message up"
             slowest = 0.0
-            for index in range(3):
+            answered_while_busy = 0
+            deadline = time.monotonic() + 120
+            # Small messages, one after the other, until the pathological copy is done with.
+            while (await harness.states(big_id))[CITIZEN] is RecipientState.ACCEPTED:
+                assert time.monotonic() < deadline, "the pathological copy took over 120 s"
                 started = time.monotonic()
-                code, text = await asyncio.wait_for(
-                    send(host, port, make_message(to=COLLEAGUE, body=f"klein {index}\n")), 30)
+                code, text = await asyncio.wait_for(send(host, port, make_message(
+                    to=COLLEAGUE, body=f"klein {answered_while_busy}\n")), 30)
                 slowest = max(slowest, time.monotonic() - started)
                 assert code == 250, text
-            states = await harness.states(big_id)
-            # The bound only means something if the pathological copy was still being read.
-            assert states == {CITIZEN: RecipientState.ACCEPTED}, states
-            print(f"slowest small-message dialogue while reading: {slowest:.3f} s")
+                answered_while_busy += 1
+            print(f"{answered_while_busy} small messages while the big one was processed, "
+                  f"slowest dialogue {slowest:.3f} s")
+            # The bound only means something if the copy was processed for a while meanwhile.
+            assert answered_while_busy >= 3
             assert slowest < 2.0, f"a small message took {slowest:.1f} s"
         finally:
             await runtime.stop(grace_seconds=0.1)
@@ -171,10 +176,10 @@ async def test_a_mime_part_with_an_oversized_header_block_is_quarantined_unread(
 
 
 async def test_a_header_field_too_long_to_parse_is_refused_before_parsing(siegel_harness):
-    """A part's Content-Type of 8 000 RFC 2231 parameters (224 KB) took the email package
-    about 12 s to parse; it is refused at once, whatever the block limits say."""
+    """A part's Content-Type of 16 000 RFC 2231 parameters (474 KB) took the email package
+    about 17 s to parse and read; it is refused at once, whatever the block limits say."""
     part_header = b"Content-Type: text/plain; " + b";\r\n ".join(
-        f"p{i}*=utf-8''%C3%A4x{i}".encode() for i in range(8000)) + b"\r\n"
+        f"p{i}*=utf-8''%C3%A4x{i}".encode() for i in range(16_000)) + b"\r\n"
     raw = (f"From: {SENDER}\r\nTo: {COLLEAGUE}\r\nSubject: Teile\r\nMIME-Version: 1.0\r\n"
            'Content-Type: multipart/mixed; boundary="grenze"\r\n\r\n--grenze\r\n').encode() + (
            part_header + b"\r\nText\r\n--grenze--\r\n")
@@ -183,7 +188,7 @@ async def test_a_header_field_too_long_to_parse_is_refused_before_parsing(siegel
         message_id = await harness.send(raw, mail_from=SENDER, rcpt_to=[COLLEAGUE])
         started = time.monotonic()
         await harness.process()
-        assert time.monotonic() - started < 6  # generous: parsing it took about 12 s
+        assert time.monotonic() - started < 6  # generous: reading it took about 17 s
         [record] = await harness.store.recipients(message_id)
         assert record.state is RecipientState.QUARANTINED
         assert "header field too large (the header field 'Content-Type' has" in record.detail
