@@ -116,9 +116,14 @@ class Pipeline:
     def now(self) -> datetime:
         return self.services.clock.now()
 
-    async def _guarded(self, awaitable: Awaitable[object], seconds: float, what: Text) -> object:
+    async def _guarded(self, awaitable: Awaitable[object], seconds: float, what: Text, *,
+                       late_fails: bool = True) -> object:
         """Await a plugin's callable with a time-out. Its answer is untrusted: callers check its
-        type, because a plugin that returns the wrong thing must quarantine, not crash or leak."""
+        type, because a plugin that returns the wrong thing must quarantine, not crash or leak.
+
+        With ``late_fails``, an answer that comes after ``seconds`` counts as timed out too (see
+        below). Deliveries pass False: a copy delivered late is still delivered, and calling it
+        failed would deliver it again."""
         started = time.monotonic()
         try:
             # asyncio.timeout, unlike wait_for, runs the plugin in this task instead of a new one.
@@ -134,7 +139,7 @@ class Pipeline:
         # asyncio.timeout only fires at an await: a plugin computing without awaiting can
         # overrun it and still return. Its answer then counts as timed out all the same.
         took = time.monotonic() - started
-        if took > seconds:
+        if late_fails and took > seconds:
             log.warning("%s took %.1f s without yielding to the event loop (limit %g s)",
                         what.en, took, seconds)
             raise StageFailure(Text(
@@ -550,7 +555,8 @@ class Pipeline:
                         f"delivery channel {channel.name!r} (plugin {channel.plugin!r})")
             try:
                 result = await self._guarded(channel.deliver(copy, tenant),
-                                             self.config.delivery.deliver_timeout_seconds, what)
+                                             self.config.delivery.deliver_timeout_seconds, what,
+                                             late_fails=False)
             except StageFailure as failure:
                 result = DeliveryResult.temporary_failure(failure.reason.en)
             if not isinstance(result, DeliveryResult):
