@@ -40,3 +40,26 @@ async def test_a_loop_that_keeps_answering_is_left_alone() -> None:
         assert stalls == []
     finally:
         watchdog.stop()
+
+
+def test_a_stalled_process_ends_with_status_75_and_says_where() -> None:
+    """What ``siegel serve`` does: a process whose loop is blocked ends itself, so that the
+    supervisor restarts it, and its log shows where it was stuck."""
+    import subprocess
+    import sys
+
+    program = (
+        "import asyncio, time\n"
+        "from siegel.watchdog import LoopWatchdog\n"
+        "def stuck_in_a_plugin():\n"
+        "    while True:\n"
+        "        time.sleep(0.01)\n"
+        "async def main():\n"
+        "    LoopWatchdog(asyncio.get_running_loop(), 0.5).start()\n"
+        "    stuck_in_a_plugin()\n"
+        "asyncio.run(main())\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 75, result.stderr
+    assert "the event loop has not answered for" in result.stderr
+    assert "stuck_in_a_plugin" in result.stderr
