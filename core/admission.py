@@ -113,6 +113,27 @@ def check_recipient(config: Config, address: str, sender: str | None,
     return recipient
 
 
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def header_block_size(raw: bytes, limit: int) -> int:
+    """The size of the header block of ``raw`` (up to the blank line), looking no further than
+    just past ``limit``: anything larger than ``limit`` is reported as ``limit + 1``."""
+    if raw.startswith((b"\r\n", b"\n")):
+        return 0
+    end = _HEADER_END.search(raw, 0, limit + 4)
+    if end is None:
+        return len(raw) if len(raw) <= limit else limit + 1
+    return end.start()
+
+
+def check_header_block(raw: bytes, max_header_size: int) -> None:
+    """The end of ``DATA``: the header block is not larger than the listener's
+    ``max_header_size`` (siegel's own check, after aiosmtpd's)."""
+    if header_block_size(raw, max_header_size) > max_header_size:
+        raise Refused(f"552 5.3.4 Message header block too large (limit {max_header_size} bytes)")
+
+
 def check_data(raw: bytes, max_message_size: int) -> None:
     """The end of ``DATA``: what the listener's SMTP layer (aiosmtpd) refuses, for a message as a
     client sends it (line ends as CRLF, lines that start with a dot doubled). The listener

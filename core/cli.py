@@ -37,6 +37,7 @@ from siegel.manager import PluginError, PluginRegistry
 from siegel.model import RecipientState
 from siegel.runtime import NoTenant, Runtime, open_store
 from siegel.store import MessageStore, StoreError
+from siegel.watchdog import LoopWatchdog
 
 _T = TypeVar("_T")
 
@@ -132,6 +133,7 @@ async def _serve(runtime: Runtime) -> None:
         await runtime.start()
     except StoreError as exc:
         _fail(f"cannot open the store: {exc}", 2)
+    watchdog = LoopWatchdog(loop, runtime.config.delivery.stall_exit_seconds).start()
     gateway = SmtpGateway(runtime)
     try:
         bound = await gateway.start()
@@ -175,6 +177,7 @@ async def _serve(runtime: Runtime) -> None:
             await portal.stop()
         await gateway.stop()
         await runtime.stop()
+        watchdog.stop()
 
 
 @cli.group("config")

@@ -126,6 +126,9 @@ class ListenerConfig:
     port: int = _checked(10025, _port)
     #: Largest message accepted, in bytes; larger ones get 552 before anything is stored.
     max_message_size: int = _checked(50 * 1024 * 1024, _positive)
+    #: Largest header block (all header fields up to the blank line), in bytes; a message with a
+    #: larger one gets 552 at the end of DATA. Postfix's header_size_limit is 100 kB too.
+    max_header_size: int = _checked(100 * 1024, _positive)
     max_recipients: int = _checked(100, _positive)
     #: Client networks allowed to send; everyone else gets 554. siegel is never an open relay.
     allowed_clients: tuple[str, ...] = _checked(("127.0.0.0/8", "::1/128"), _networks)
@@ -199,8 +202,19 @@ class DeliveryConfig:
     #: A copy still undeliverable after this long fails and the sender is told.
     give_up_after_hours: float = _checked(120.0, _positive)
     classify_timeout_seconds: float = _checked(30.0, _positive)
+    #: A copy with a larger header block (its own or a MIME part's) is quarantined unread.
+    max_header_size: int = _checked(100 * 1024, _positive)
     protect_timeout_seconds: float = _checked(120.0, _positive)
     deliver_timeout_seconds: float = _checked(300.0, _positive)
+    #: A copy whose processing was started this many times without finishing (the process
+    #: crashed, hung or was stopped each time) is quarantined as a poison message at the next.
+    max_processing_starts: int = _checked(3, _positive)
+    #: A copy whose protection method answered "retry later" this many times in a row is
+    #: quarantined with the method's reason.
+    max_protect_retries: int = _checked(3, _positive)
+    #: ``siegel serve`` ends itself (status 75, for the supervisor to restart it) when its event
+    #: loop has not answered for this long: a plugin computing without awaiting.
+    stall_exit_seconds: float = _checked(300.0, _positive)
     #: How long a worker may hold a claimed job before another may take it over.
     lease_seconds: float = _checked(900.0, _positive)
     poll_seconds: float = _checked(5.0, _positive)

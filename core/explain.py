@@ -145,6 +145,9 @@ def admit(config: Config, sender: str | None, recipients: Sequence[str],
     if raw is not None and parsed:
         admission.check_data(raw, min((listener.max_message_size
                                        for listener in config.listeners), default=0))
+        if config.listeners:
+            admission.check_header_block(raw, min(listener.max_header_size
+                                                  for listener in config.listeners))
     return Admission(sender=parsed_sender, recipients=tuple(parsed), refused=tuple(refused))
 
 

@@ -32,6 +32,7 @@ from siegel.addresses import InvalidAddress
 from siegel.admission import (
     NULL_SENDER,
     Refused,
+    check_header_block,
     check_recipient,
     check_sender,
     parse_smtp_address,
@@ -54,6 +55,7 @@ from siegel.throttle import NAMESPACE as THROTTLE_NAMESPACE
 log = logging.getLogger(__name__)
 
 __all__ = ["NULL_SENDER", "GatewayHandler", "SmtpGateway", "server_tls_context"]
+
 
 
 def _sender(envelope: Envelope) -> str | None:
@@ -325,6 +327,11 @@ class GatewayHandler:
         if not isinstance(raw, bytes):
             raw = str(raw or "").encode("utf-8", "surrogateescape")
         bounce_tokens = self.bounce_tokens.pop(envelope, None)
+        try:
+            check_header_block(raw, self.listener.max_header_size)
+        except Refused as refused:
+            log.warning("refused a message: %s", refused.reply)
+            return refused.reply
         if bounce_tokens:
             try:
                 with self.storing:

@@ -164,7 +164,10 @@ def siegel_register_protection_methods() -> Iterable[ProtectionMethod]:
 
     For a copy classified ``PROTECT``, the tenant's ``protection`` list is walked in order; the first
     method whose ``can_serve`` answers yes is awaited with ``protect``. It returns
-    :class:`~siegel.Protected` (the protected copies to deliver) or :class:`~siegel.Held`. If no
+    :class:`~siegel.Protected` (the protected copies to deliver), :class:`~siegel.Held`, or
+    :class:`~siegel.RetryLater` when a passing cause stopped it (a worker died): the copy is
+    queued again with back-off and quarantined after ``[delivery] max_protect_retries`` such
+    answers in a row. If no
     method can serve the recipient, or the chosen one raises or times out, the copy is quarantined
     and the sender told; it never leaves in plain text. A ``Protected`` copy identical to the
     unprotected message is refused as a bug.

@@ -515,6 +515,26 @@ def attachment_names(message: EmailMessage) -> list[str]:
     ]
 
 
+def oversized_header_blocks(message: EmailMessage, limit: int) -> list[str]:
+    """The header blocks (of the message and of each MIME part) larger than ``limit`` bytes,
+    measured on the raw fields, so that no field needs to be parsed to find out."""
+    found: list[str] = []
+
+    def visit(part: EmailMessage, path: str) -> None:
+        size = sum(len(name) + len(value) + 4 for name, value in part.raw_items())
+        if size > limit:
+            found.append(path)
+        if part.is_multipart():
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                for index, child in enumerate(payload, start=1):
+                    if isinstance(child, EmailMessage):
+                        visit(child, f"{path}.{index}" if path != "message" else f"part {index}")
+
+    visit(message, "message")
+    return found
+
+
 def subject_of(message: EmailMessage) -> str:
     value = message.get("subject")
     return str(value) if value is not None else ""

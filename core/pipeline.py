@@ -13,8 +13,10 @@ import asyncio
 import enum
 import logging
 import random
-from collections.abc import Awaitable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import attrs
 
@@ -28,6 +30,7 @@ from siegel.model import (
     DeliveryResult,
     DeliveryStatus,
     Finding,
+    HeaderFieldTooLarge,
     Held,
     Level,
     Message,
@@ -37,6 +40,7 @@ from siegel.model import (
     Outgoing,
     Protected,
     RecipientState,
+    RetryLater,
     Text,
     Verdict,
     parse_email,
@@ -45,6 +49,15 @@ from siegel.plugin import ProtectionMethod, RecipientContext, Services
 from siegel.store import Job, RecipientUpdate
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+class _Unreadable(Exception):
+    def __init__(self, reason: Text) -> None:
+        self.reason = reason
+        super().__init__(reason.en)
+
 
 class StageFailure(Exception):
     """A plugin failed in a stage; ``reason`` says which plugin, where and how."""
@@ -139,13 +152,19 @@ class Pipeline:
     def now(self) -> datetime:
         return self.services.clock.now()
 
-    async def _guarded(self, awaitable: Awaitable[object], seconds: float, what: Text) -> object:
+    async def _guarded(self, awaitable: Awaitable[object], seconds: float, what: Text, *,
+                       late_fails: bool = True) -> object:
         """Await a plugin's callable with a time-out. Its answer is untrusted: callers check its
-        type, because a plugin that returns the wrong thing must quarantine, not crash or leak."""
+        type, because a plugin that returns the wrong thing must quarantine, not crash or leak.
+
+        With ``late_fails``, an answer that comes after ``seconds`` counts as timed out too (see
+        below). Deliveries pass False: a copy delivered late is still delivered, and calling it
+        failed would deliver it again."""
+        started = time.monotonic()
         try:
             # asyncio.timeout, unlike wait_for, runs the plugin in this task instead of a new one.
             async with asyncio.timeout(seconds):
-                return await awaitable
+                result = await awaitable
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -153,6 +172,16 @@ class Pipeline:
             raise StageFailure(
                 Text(f"{what.de}: {_describe(exc)}", f"{what.en}: {_describe(exc)}")
             ) from exc
+        # asyncio.timeout only fires at an await: a plugin computing without awaiting can
+        # overrun it and still return. Its answer then counts as timed out all the same.
+        took = time.monotonic() - started
+        if late_fails and took > seconds:
+            log.warning("%s took %.1f s without yielding to the event loop (limit %g s)",
+                        what.en, took, seconds)
+            raise StageFailure(Text(
+                f"{what.de}: Zeitlimit überschritten ({took:.1f} s, erlaubt {seconds:g} s)",
+                f"{what.en}: timed out ({took:.1f} s, limit {seconds:g} s)"))
+        return result
 
     # -- contexts ---------------------------------------------------------------------------
 
@@ -164,6 +193,60 @@ class Pipeline:
         )
 
     # -- the stages -------------------------------------------------------------------------
+
+    async def read(self, message: Message, tenant: Tenant, recipient: Address) -> RecipientContext:
+        """Parse the copy and read what classifiers ask for (subject, body text, attachment
+        names), in a thread and within the classify time limit, so that a pathological message
+        never holds up the event loop (the listener answers other clients meanwhile). Raises
+        :class:`StageFailure` when the message is not readable MIME, has an oversized header
+        block, or takes too long to read.
+
+        A thread that overruns cannot be stopped; it is left to finish and its result is
+        discarded. Header blocks are limited (``delivery.max_header_size``) before any field is
+        parsed, and so are single fields (:data:`siegel.model.MAX_PARSED_FIELD_CHARS`), which
+        bounds what such a thread can cost: the email package parses folded encoded words and
+        long parameter lists in time that grows faster than the field.
+        """
+        limit = self.config.delivery.max_header_size
+
+        def read() -> RecipientContext:
+            oversized = mime.oversized_header_blocks(message.parsed, limit)
+            if oversized:
+                raise _Unreadable(Text(
+                    f"Kopfbereich größer als {limit} Bytes ({', '.join(oversized[:5])})",
+                    f"header block larger than {limit} bytes ({', '.join(oversized[:5])})"))
+            ctx = self.context(message, tenant, recipient)
+            # Header access is where the lenient parser can still fail; make it fail here.
+            ctx.subject  # noqa: B018 (read to raise here)
+            ctx.email.get_body()
+            # What classifiers read, made here once instead of on the event loop by each.
+            ctx.attachment_names  # noqa: B018
+            ctx.body_text  # noqa: B018
+            return ctx
+
+        seconds = self.config.delivery.classify_timeout_seconds
+        try:
+            return await self._off_loop(read, seconds)
+        except _Unreadable as exc:
+            raise StageFailure(exc.reason) from exc
+        except HeaderFieldTooLarge as exc:
+            raise StageFailure(Text(f"Zu großes Kopffeld ({exc})",
+                                    f"header field too large ({exc})")) from exc
+        except TimeoutError as exc:
+            raise StageFailure(Text(
+                f"Das Lesen der Nachricht dauerte länger als {seconds:g} s",
+                f"reading the message took longer than {seconds:g} s")) from exc
+        except Exception as exc:
+            raise StageFailure(Text(
+                f"Die Nachricht ist kein lesbares MIME ({type(exc).__name__}: {exc})",
+                f"the message is not readable MIME ({type(exc).__name__}: {exc})")) from exc
+
+    @staticmethod
+    async def _off_loop(function: Callable[[], _T], seconds: float) -> _T:
+        """Run CPU-bound ``function`` in a thread; TimeoutError after ``seconds`` (the thread
+        runs on to its end, its result unused)."""
+        async with asyncio.timeout(seconds):
+            return await asyncio.to_thread(function)
 
     async def transform(self, ctx: RecipientContext) -> RecipientContext:
         """Let the tenant's transformers turn the copy into another; raises :class:`StageFailure`."""
@@ -178,8 +261,45 @@ class Pipeline:
             if not isinstance(result, bytes) or not result:
                 raise StageFailure(Text(f"{what.de} lieferte keine Nachricht",
                                         f"{what.en} returned no message"))
-            ctx = attrs.evolve(ctx, raw=result, email=parse_email(result))
+            ctx = await self._read_transformed(ctx, result)
         return ctx
+
+    async def _read_transformed(self, ctx: RecipientContext, raw: bytes) -> RecipientContext:
+        """The context of a transformer's output, read like the received copy (see :meth:`read`):
+        a decrypted message gets the same header limit and is parsed off the event loop."""
+        limit = self.config.delivery.max_header_size
+
+        def read() -> RecipientContext:
+            email = parse_email(raw)
+            oversized = mime.oversized_header_blocks(email, limit)
+            if oversized:
+                raise _Unreadable(Text(
+                    f"Kopfbereich der umgewandelten Nachricht größer als {limit} Bytes "
+                    f"({', '.join(oversized[:5])})",
+                    f"header block of the transformed message larger than {limit} bytes "
+                    f"({', '.join(oversized[:5])})"))
+            transformed = attrs.evolve(ctx, raw=raw, email=email)
+            transformed.subject  # noqa: B018 (read here, not on the event loop)
+            transformed.attachment_names  # noqa: B018
+            transformed.body_text  # noqa: B018
+            return transformed
+
+        seconds = self.config.delivery.classify_timeout_seconds
+        try:
+            return await self._off_loop(read, seconds)
+        except _Unreadable as exc:
+            raise StageFailure(exc.reason) from exc
+        except HeaderFieldTooLarge as exc:
+            raise StageFailure(Text(f"Zu großes Kopffeld ({exc})",
+                                    f"header field too large ({exc})")) from exc
+        except TimeoutError as exc:
+            raise StageFailure(Text(
+                f"Das Lesen der umgewandelten Nachricht dauerte länger als {seconds:g} s",
+                f"reading the transformed message took longer than {seconds:g} s")) from exc
+        except Exception as exc:
+            raise StageFailure(Text(
+                f"Die umgewandelte Nachricht ist kein lesbares MIME ({type(exc).__name__})",
+                f"the transformed message is not readable MIME ({type(exc).__name__})")) from exc
 
     async def classify(self, ctx: RecipientContext) -> Verdict:
         """Ask every classifier the tenant enables; the strictest finding wins."""
@@ -268,21 +388,25 @@ class Pipeline:
             return None
 
     def notice(self, kind: NoticeKind, message: Message, recipient: Address,
-               reasons: Iterable[Text]) -> Notice:
-        """A notice about ``recipient``'s copy of ``message``."""
+               reasons: Iterable[Text], *, read_subject: bool = True) -> Notice:
+        """A notice about ``recipient``'s copy of ``message``; without ``read_subject`` the
+        subject is left out (reading it may be what failed or took so long)."""
+        subject = self.notice_subject(message, recipient) if read_subject else None
         return Notice(kind=kind, tenant=message.tenant, message_id=message.id,
                       sender=message.envelope.mail_from, recipient=recipient,
-                      subject=self.notice_subject(message, recipient), reasons=tuple(reasons),
+                      subject=subject, reasons=tuple(reasons),
                       at=self.now, received_at=message.received_at)
 
     def _notice(self, kind: NoticeKind, message: Message, job: Job,
-                reasons: Iterable[Text]) -> Notice:
-        return self.notice(kind, message, job.recipient, reasons)
+                reasons: Iterable[Text], *, read_subject: bool = True) -> Notice:
+        return self.notice(kind, message, job.recipient, reasons, read_subject=read_subject)
 
     def quarantine(self, message: Message, job: Job, reasons: Iterable[Text], *,
-                   level: Level | None = None, notify: bool = True) -> Decision:
+                   level: Level | None = None, notify: bool = True,
+                   read_subject: bool = True) -> Decision:
         reasons = tuple(reasons)
-        notices = (self._notice(NoticeKind.QUARANTINED, message, job, reasons),) if (
+        notices = (self._notice(NoticeKind.QUARANTINED, message, job, reasons,
+                                read_subject=read_subject),) if (
             notify and message.origin is Origin.SMTP) else ()
         return Decision(
             update=RecipientUpdate(state=RecipientState.QUARANTINED,
@@ -292,6 +416,27 @@ class Pipeline:
             notices=notices,
             events=(self._event("quarantined", message, job,
                                 reasons="; ".join(r.en for r in reasons)),),
+        )
+
+    def poison(self, message: Message, job: Job) -> Decision:
+        """Quarantine a copy whose processing kept being cut off (a *poison message*): its
+        earlier starts never finished, so the process crashed, hung or was stopped each time.
+        Nothing of the message is parsed here, not even the subject for the notice."""
+        cut_off = job.starts - 1
+        reason = Text(
+            f"Giftnachricht: die Verarbeitung wurde {cut_off}-mal begonnen und nie beendet "
+            "(Absturz, Hänger oder Neustart des Gateways); sie wird nicht erneut versucht",
+            f"poison message: processing was started {cut_off} times and never finished "
+            "(the gateway crashed, hung or was restarted); it is not tried again")
+        log.error("message %s to %s: %s", message.id, job.recipient.display, reason.en)
+        notices = (self._notice(NoticeKind.QUARANTINED, message, job, [reason],
+                                read_subject=False),) if message.origin is Origin.SMTP else ()
+        return Decision(
+            update=RecipientUpdate(state=RecipientState.QUARANTINED, detail=reason.en,
+                                   reasons=[reason.en], level=Level.QUARANTINE,
+                                   attempts=job.attempts),
+            notices=notices,
+            events=(self._event("quarantined", message, job, reasons=reason.en, poison="yes"),),
         )
 
     def expire(self, message: Message, job: Job) -> Decision:
@@ -348,7 +493,10 @@ class Pipeline:
                 warnings = (self._notice(NoticeKind.WARNING, message, job,
                                          [f.reason for f in verdict.warnings]),)
         if plan.action is Action.QUARANTINE:
-            decision = self.quarantine(message, job, plan.reasons, level=plan.level)
+            # A copy that could not be read is noticed without its subject: reading it may be
+            # what failed or took so long.
+            decision = self.quarantine(message, job, plan.reasons, level=plan.level,
+                                       read_subject=plan.ctx is not None)
         elif plan.action is Action.DELIVER:
             assert plan.outgoing is not None
             outgoing = Outgoing(channel=tenant.delivery_channel,
@@ -368,14 +516,10 @@ class Pipeline:
         """Read, transform, classify, rewrite and choose a method for one copy, without any
         side effect: what :meth:`process` then does, and what ``siegel explain`` shows."""
         try:
-            ctx = self.context(message, tenant, recipient)
-            # Header access is where the lenient parser can still fail; make it fail here.
-            ctx.subject  # noqa: B018 (read to raise here)
-            ctx.email.get_body()
-        except Exception as exc:
-            return Plan(action=Action.QUARANTINE, ctx=None, level=Level.QUARANTINE, reasons=(Text(
-                f"Die Nachricht ist kein lesbares MIME ({type(exc).__name__}: {exc})",
-                f"the message is not readable MIME ({type(exc).__name__}: {exc})"),))
+            ctx = await self.read(message, tenant, recipient)
+        except StageFailure as failure:
+            return Plan(action=Action.QUARANTINE, ctx=None, level=Level.QUARANTINE,
+                        reasons=(failure.reason,))
         try:
             ctx = await self.transform(ctx)
         except StageFailure as failure:
@@ -439,6 +583,8 @@ class Pipeline:
                 events=(self._event("held", message, job, method=method.name,
                                     until=str(result.until or "")),),
             )
+        if isinstance(result, RetryLater):
+            return self._retry_protect(message, job, method.name, reasons, level, result)
         if not isinstance(result, Protected) or not result.outgoing:
             return self.quarantine(message, job, [Text(f"{what.de} lieferte kein Ergebnis",
                                                        f"{what.en} returned no result")],
@@ -451,6 +597,26 @@ class Pipeline:
         return await self._deliver(message, job, tenant, result.outgoing, protected=True,
                                    level=level, method=method.name,
                                    reasons=(*reasons, result.reason))
+
+    def _retry_protect(self, message: Message, job: Job, method: str, reasons: tuple[Text, ...],
+                       level: Level | None, result: RetryLater) -> Decision:
+        """The method could not protect the copy this time: queue it again with back-off, or
+        quarantine it when that happened too often in a row (or the copy is too old)."""
+        retries = job.protect_retries + 1
+        retry_at = self._retry_at(job)
+        if retries > self.config.delivery.max_protect_retries or retry_at is None:
+            return self.quarantine(message, job, [*reasons, Text(
+                f"Schutzverfahren {method!r} gab nach {retries} Versuchen auf: {result.reason.de}",
+                f"protection method {method!r} gave up after {retries} tries: "
+                f"{result.reason.en}")], level=level)
+        return Decision(
+            update=RecipientUpdate(state=RecipientState.ACCEPTED, detail=result.reason.en,
+                                   reasons=[r.en for r in (*reasons, result.reason)],
+                                   level=level, method=method, attempts=job.attempts + 1,
+                                   next_attempt_at=retry_at, protect_retries=retries),
+            events=(self._event("deferred", message, job, method=method,
+                                reply=result.reason.en[:500], retry_at=retry_at.isoformat()),),
+        )
 
     def _retry_at(self, job: Job) -> datetime | None:
         settings = self.config.delivery
@@ -476,7 +642,8 @@ class Pipeline:
                         f"delivery channel {channel.name!r} (plugin {channel.plugin!r})")
             try:
                 result = await self._guarded(channel.deliver(copy, tenant),
-                                             self.config.delivery.deliver_timeout_seconds, what)
+                                             self.config.delivery.deliver_timeout_seconds, what,
+                                             late_fails=False)
             except StageFailure as failure:
                 result = DeliveryResult.temporary_failure(failure.reason.en)
             if not isinstance(result, DeliveryResult):

@@ -230,7 +230,8 @@ class ProtectionMethod:
 
     ``can_serve`` says whether the method can protect for this recipient (without side effects;
     ``siegel explain`` calls it too). ``protect`` returns :class:`~siegel.Protected` copies to
-    deliver or :class:`~siegel.Held`. The pipeline tries a tenant's methods in its preference order.
+    deliver, :class:`~siegel.Held` or :class:`~siegel.RetryLater`. The pipeline tries a tenant's
+    methods in its preference order.
     """
 
     name: str = attrs.field(validator=_valid_name)

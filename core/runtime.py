@@ -253,6 +253,10 @@ class Runtime:
                 attempts=job.attempts))
             await self._finish(job, decision, tenant_id=None)
             return
+        if job.starts > self.config.delivery.max_processing_starts:
+            await self._finish(job, self.pipeline.poison(message, job),
+                               tenant_id=message.tenant)
+            return
         try:
             decision = await self.pipeline.process(message, job)
         except asyncio.CancelledError:

@@ -42,7 +42,7 @@ from siegel.store import (
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS recipients (
     address TEXT NOT NULL,
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
+    starts INTEGER NOT NULL DEFAULT 0,
+    protect_retries INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT,
     hold_until TEXT,
     lease TEXT,
@@ -100,6 +102,23 @@ CREATE TABLE IF NOT EXISTS plugin_state (
 );
 CREATE INDEX IF NOT EXISTS plugin_state_expiry ON plugin_state (expires_at);
 """
+
+
+# Each step takes a store from the version it is keyed by to the next one.
+_MIGRATIONS = {
+    # 2: per copy, the processing starts that did not finish (poison messages) and the
+    # protection method's "retry later" answers in a row.
+    1: ("ALTER TABLE recipients ADD COLUMN starts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE recipients ADD COLUMN protect_retries INTEGER NOT NULL DEFAULT 0"),
+}
+
+
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    while version < SCHEMA_VERSION:
+        for statement in _MIGRATIONS[version]:
+            db.execute(statement)
+        version += 1
+    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -152,12 +171,17 @@ class SQLiteStore(MessageStore):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
+            row = None
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone():
+                row = db.execute("SELECT version FROM schema_version").fetchone()
+            if row is not None and row[0] in _MIGRATIONS:
+                self._transaction(db, lambda: _migrate(db, row[0]))
+            elif row is not None and row[0] != SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}"
+                                 " (written by a newer siegel?)")
             db.executescript(_SCHEMA)
-            row = db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] != SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
             return db
 
         loop = asyncio.get_running_loop()
@@ -294,21 +318,27 @@ class SQLiteStore(MessageStore):
         def work(db: sqlite3.Connection) -> list[Job]:
             rows = db.execute(
                 "SELECT r.message_id, r.address, r.state, r.attempts, r.released, m.received_at,"
-                " r.hold_until FROM recipients r JOIN messages m ON m.id = r.message_id"
+                " r.hold_until, r.starts, r.protect_retries"
+                " FROM recipients r JOIN messages m ON m.id = r.message_id"
                 " WHERE ((r.state = 'accepted' AND r.next_attempt_at <= ?)"
                 "     OR (r.state = 'held' AND r.hold_until IS NOT NULL AND r.hold_until <= ?))"
                 "   AND (r.lease_until IS NULL OR r.lease_until <= ?)"
                 " ORDER BY r.next_attempt_at LIMIT ?", (stamp, stamp, stamp, limit)).fetchall()
             jobs = []
-            for message_id, address, state, attempts, released, received_at, hold_until in rows:
+            for (message_id, address, state, attempts, released, received_at, hold_until,
+                 starts, protect_retries) in rows:
                 lease = secrets.token_hex(8)
+                # Counted before processing begins and reset when it ends (finish): what is
+                # left counts the starts that a crash or a hang cut off.
                 db.execute(
-                    "UPDATE recipients SET lease = ?, lease_until = ? WHERE message_id = ?"
-                    " AND address = ?", (lease, lease_until, message_id, address))
+                    "UPDATE recipients SET lease = ?, lease_until = ?, starts = starts + 1"
+                    " WHERE message_id = ? AND address = ?",
+                    (lease, lease_until, message_id, address))
                 jobs.append(Job(
                     message_id=message_id, recipient=Address.load(address),
                     state=RecipientState(state), attempts=attempts, released=bool(released),
                     lease=lease, received_at=_dt_required(received_at), hold_until=_dt(hold_until),
+                    starts=starts + 1, protect_retries=protect_retries,
                 ))
             return jobs
 
@@ -327,11 +357,13 @@ class SQLiteStore(MessageStore):
             cursor = db.execute(
                 "UPDATE recipients SET state = ?, attempts = ?, next_attempt_at = ?, hold_until = ?,"
                 " level = ?, method = ?, reasons = ?, detail = ?, updated_at = ?, lease = NULL,"
-                " lease_until = NULL WHERE message_id = ? AND address = ? AND lease = ?",
+                " lease_until = NULL, starts = 0, protect_retries = ?"
+                " WHERE message_id = ? AND address = ? AND lease = ?",
                 (update.state.value, update.attempts, _ts(update.next_attempt_at),
                  _ts(update.hold_until), None if update.level is None else int(update.level),
                  update.method, json.dumps(list(update.reasons), ensure_ascii=False),
-                 update.detail, _ts(now), job.message_id, str(job.recipient), job.lease))
+                 update.detail, _ts(now), update.protect_retries, job.message_id,
+                 str(job.recipient), job.lease))
             if cursor.rowcount != 1:
                 raise LeaseLost(f"message {job.message_id} to {job.recipient}: lease lost")
             for message in new_messages:
@@ -373,7 +405,7 @@ class SQLiteStore(MessageStore):
             marks = ",".join("?" * len(state_values))
             # Only "?" placeholders are formatted into the statement; values are bound.
             sql = (f"UPDATE recipients SET state = 'accepted', next_attempt_at = ?, updated_at = ?,"  # noqa: S608
-                   f" released = released OR ?, lease = NULL, lease_until = NULL"
+                   f" released = released OR ?, lease = NULL, lease_until = NULL, starts = 0"
                    f" WHERE message_id = ? AND state IN ({marks})")
             params: list[Any] = [_ts(now), _ts(now), int(release), message_id, *state_values]
             if wanted is not None:
@@ -397,7 +429,7 @@ class SQLiteStore(MessageStore):
     _RECORD_SQL = (
         "SELECT r.message_id, m.tenant, m.origin, m.mail_from, r.address, m.received_at, m.size,"
         " r.state, r.attempts, r.next_attempt_at, r.hold_until, r.released, r.level, r.method,"
-        " r.reasons, r.detail, r.updated_at, m.content IS NULL"
+        " r.reasons, r.detail, r.updated_at, m.content IS NULL, r.starts"
         " FROM recipients r JOIN messages m ON m.id = r.message_id"
     )
 
@@ -410,7 +442,7 @@ class SQLiteStore(MessageStore):
             hold_until=_dt(row[10]), released=bool(row[11]),
             level=None if row[12] is None else Level(row[12]), method=row[13],
             reasons=tuple(json.loads(row[14])), detail=row[15], updated_at=_dt_required(row[16]),
-            content_destroyed=bool(row[17]),
+            content_destroyed=bool(row[17]), starts=row[18],
         )
 
     async def recipients(self, message_id: str) -> list[RecipientRecord]:

@@ -7,6 +7,10 @@ absent and are purged by the gateway's maintenance.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TypeVar
 
@@ -14,6 +18,11 @@ from siegel.plugin import Clock
 from siegel.store import MessageStore, StateRecord, StateUpdate
 
 _R = TypeVar("_R")
+
+# One lock per record being updated in this process; a lock lives only while someone holds or
+# waits for it.
+_UPDATING: weakref.WeakValueDictionary[tuple[int, str, str], asyncio.Lock] = (
+    weakref.WeakValueDictionary())
 
 
 class PluginState:
@@ -44,6 +53,21 @@ class PluginState:
 
     async def delete(self, key: str) -> bool:
         return await self.store.state_delete(self.namespace, key)
+
+    @contextlib.asynccontextmanager
+    async def updating(self, key: str) -> AsyncIterator[None]:
+        """Hold while reading, changing and writing back the record ``key``: other updates of
+        the same record in this process wait, so that they do not conflict.
+
+        ``expect_version`` still guards against writers in other processes, but many updates
+        of one record at once (twenty first-contact messages for one new recipient) would
+        otherwise all read the same version, and all but one fail, round after round."""
+        lock_key = (id(self.store), self.namespace, key)
+        lock = _UPDATING.get(lock_key)
+        if lock is None:
+            lock = _UPDATING[lock_key] = asyncio.Lock()
+        async with lock:
+            yield
 
     async def scan(self, prefix: str = "") -> list[StateRecord]:
         return await self.store.state_scan(self.namespace, prefix, now=self.clock.now())

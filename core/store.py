@@ -56,6 +56,11 @@ class Job:
     lease: str
     received_at: datetime
     hold_until: datetime | None = None
+    #: Processing starts of this copy that have not finished, this one included: more than one
+    #: means earlier ones were cut off (the process crashed, hung or was stopped meanwhile).
+    starts: int = 1
+    #: The protection method's :class:`~siegel.RetryLater` answers for this copy in a row.
+    protect_retries: int = 0
 
 
 def _strings(values: Iterable[str]) -> tuple[str, ...]:
@@ -74,6 +79,8 @@ class RecipientUpdate:
     attempts: int = 0
     next_attempt_at: datetime | None = None
     hold_until: datetime | None = None
+    #: :attr:`Job.protect_retries` after this step (any other outcome than "retry later": 0).
+    protect_retries: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -96,6 +103,8 @@ class RecipientRecord:
     detail: str
     updated_at: datetime
     content_destroyed: bool
+    #: Processing starts that have not finished (see :attr:`Job.starts`).
+    starts: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -158,7 +167,10 @@ class MessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def claim_due(self, now: datetime, limit: int, lease_seconds: float) -> list[Job]:
-        """Claim up to ``limit`` jobs: accepted copies due now, and held copies past their hold."""
+        """Claim up to ``limit`` jobs: accepted copies due now, and held copies past their hold.
+
+        Each claim counts a processing start of the copy durably (:attr:`Job.starts`);
+        :meth:`finish` and :meth:`requeue` reset the count."""
 
     @abc.abstractmethod
     async def finish(

@@ -15,6 +15,7 @@ such a rule applies, once per copy.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any, Literal
 
@@ -30,7 +31,7 @@ from siegel import (
     Text,
     hookimpl,
 )
-from siegel.extract import ExtractLimits
+from siegel.extract import Extraction, ExtractLimits
 from siegel.mime import Unreadable, searchable
 
 SECTION = "content_rules"
@@ -150,12 +151,21 @@ async def classify(ctx: RecipientContext) -> list[Finding]:
     rules = [rule for rule in settings.rules
              if not (rule.scope == "external" and ctx.is_internal)]
     body_rules = [rule for rule in rules if "body" in rule.where]
+    extraction = None
+    if body_rules and settings.read_attachments:
+        extraction = await ctx.attachment_text(settings.limits)
+    # Reading the body and matching patterns is CPU work: in a thread, the event loop (and the
+    # listener with it) stays responsive, and the pipeline's time limit can end the wait.
+    return await asyncio.to_thread(_findings, ctx, settings, rules, body_rules, extraction)
+
+
+def _findings(ctx: RecipientContext, settings: ContentRulesSettings, rules: list[ContentRule],
+              body_rules: list[ContentRule], extraction: Extraction | None) -> list[Finding]:
     attachment_text = ""
     unreadable: list[Unreadable] = []
     if body_rules:
         unreadable += ctx.reading.unreadable
-        if settings.read_attachments:
-            extraction = await ctx.attachment_text(settings.limits)
+        if extraction is not None:
             attachment_text = extraction.text
             unreadable += extraction.unreadable
         else:

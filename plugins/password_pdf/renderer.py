@@ -44,8 +44,9 @@ class RenderFailed(Exception):
     """A worker could not render the message, or died while doing it."""
 
 
-class _WorkerGone(RenderFailed):
-    """The worker process ended; it cannot take another message."""
+class WorkerDied(RenderFailed):
+    """The worker process ended (killed, out of memory); it is replaced for the next message,
+    and this one may be tried again."""
 
 
 class _Worker:
@@ -63,7 +64,7 @@ class _Worker:
         payload = read_frame(self.process.stdout)
         if payload is None:
             code = self.process.wait()
-            raise _WorkerGone(f"the render worker ended (exit code {code})")
+            raise WorkerDied(f"the render worker ended (exit code {code})")
         answer: tuple[str, object] = pickle.loads(payload)  # noqa: S301 (our own child)
         return answer
 
@@ -75,7 +76,7 @@ class _Worker:
         try:
             write_frame(self.process.stdin, request)
         except (BrokenPipeError, ValueError):
-            raise _WorkerGone("the render worker is gone") from None
+            raise WorkerDied("the render worker is gone") from None
         del request
         kind, value = self._answer()
         if kind != "pdf" or not isinstance(value, bytes):
@@ -125,7 +126,7 @@ class _Pool:
         worker = self._take()
         try:
             pdf = worker.render(raw, letterhead, key, language, signing)
-        except _WorkerGone:
+        except WorkerDied:
             self._forget(worker)
             raise
         except RenderFailed:  # this message could not be rendered; the worker is fine
@@ -182,8 +183,9 @@ async def render(message: EmailMessage, raw: Callable[[], bytes], *, size: int,
     process renders it from ``raw()``; otherwise the gateway's render thread does, from
     ``message`` (and ``raw`` is not called, so no second copy of a large message is made). With
     ``signing``, the PDF carries the tenant's PAdES signature. A
-    worker that dies (killed, out of memory) fails this message with :class:`RenderFailed` (the
-    pipeline quarantines it: kept, the sender told), and the next message gets a new worker."""
+    worker that dies (killed, out of memory) fails this message with :class:`WorkerDied` (the
+    workflow answers "retry later"), and the next message gets a new worker; a message the
+    worker could not render fails with :class:`RenderFailed`."""
     loop = asyncio.get_running_loop()
     if processes <= 0 or size > in_gateway_above_bytes:
         return await loop.run_in_executor(_THREAD, functools.partial(

@@ -26,6 +26,7 @@ import email.utils
 import functools
 import hashlib
 import json
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -43,6 +44,7 @@ from siegel import (
     Outgoing,
     Protected,
     RecipientContext,
+    RetryLater,
     Services,
     SettingError,
     SystemMail,
@@ -59,6 +61,8 @@ from .encrypt import PasswordRejected, RecipientKey, derive_recipient_key
 from .login import check_password, hash_password
 from .render import Letterhead
 from .signing import PdfSigning, SigningKeyInvalid
+
+log = logging.getLogger(__name__)
 
 SECTION = "password_pdf"
 METHOD = "password_pdf"
@@ -402,21 +406,33 @@ class Workflow:
             return None
         return _Account.decode(record.value).key
 
-    async def protect(self, ctx: RecipientContext) -> Protected | Held:
+    async def protect(self, ctx: RecipientContext) -> Protected | Held | RetryLater:
         key = await self.recipient_key(ctx.recipient)
         if key is None:
-            until = await self._hold_for_registration(ctx)
-            return Held(reason=Text(
-                "Erstkontakt: Die Nachricht wartet, bis der Empfänger ein Passwort festgelegt hat",
-                "first contact: the message waits until the recipient has chosen a password"),
-                until=until)
+            held = await self._hold_for_registration(ctx)
+            if isinstance(held, datetime):
+                return Held(reason=Text(
+                    "Erstkontakt: Die Nachricht wartet, bis der Empfänger ein Passwort "
+                    "festgelegt hat",
+                    "first contact: the message waits until the recipient has chosen a password"),
+                    until=held)
+            key = held  # the recipient registered meanwhile
         settings = self.settings
         # Rewriters change headers only, so the received size is the copy's size.
-        pdf = await renderer.render(
-            ctx.email, lambda: ctx.raw, size=len(ctx.message.raw), letterhead=self._letterhead(),
-            key=key, language=self.tenant.language, processes=settings.render_processes,
-            in_gateway_above_bytes=int(settings.render_in_gateway_above_mb * 1024 * 1024),
-            signing=settings.signing)
+        try:
+            pdf = await renderer.render(
+                ctx.email, lambda: ctx.raw, size=len(ctx.message.raw),
+                letterhead=self._letterhead(), key=key, language=self.tenant.language,
+                processes=settings.render_processes,
+                in_gateway_above_bytes=int(settings.render_in_gateway_above_mb * 1024 * 1024),
+                signing=settings.signing)
+        except renderer.WorkerDied as exc:
+            # The next try gets a new worker; the pipeline quarantines the copy when it keeps
+            # happening (a message that kills its worker every time).
+            log.warning("render worker died while rendering message %s: %s", ctx.message.id, exc)
+            return RetryLater(reason=Text(
+                "Der PDF-Erzeuger wurde während der Arbeit beendet",
+                "the PDF render worker died while rendering"))
         carrier = await self._carrier(ctx, pdf)
         return Protected(
             outgoing=[Outgoing(channel=self.tenant.delivery_channel,
@@ -430,8 +446,19 @@ class Workflow:
                           address_lines=self.settings.letterhead_lines,
                           logo_png=self.settings.logo_png, time_zone=self.tenant.time_zone.key)
 
-    async def _hold_for_registration(self, ctx: RecipientContext) -> datetime:
+    async def _hold_for_registration(self, ctx: RecipientContext) -> datetime | RecipientKey:
+        """Record the copy as waiting for the recipient's registration; when it will expire.
+        The recipient's key instead if the recipient registered since protect looked."""
         key = _account_key(self.tenant.id, ctx.recipient)
+        # The same lock as the release after registration, so that a copy is either in the
+        # waiting list that the release reads, or sees the new account.
+        async with self.pending.updating(key):
+            registered = await self.recipient_key(ctx.recipient)
+            if registered is not None:
+                return registered
+            return await self._record_held(ctx, key)
+
+    async def _record_held(self, ctx: RecipientContext, key: str) -> datetime:
         for _attempt in range(5):
             record = await self.pending.get(key)
             if record is not None:
@@ -548,16 +575,17 @@ class Workflow:
 
     async def _release_held(self, recipient: Address) -> None:
         key = _account_key(self.tenant.id, recipient)
-        record = await self.pending.get(key)
-        if record is None:
-            return
-        data = json.loads(record.value)
-        held = data.get("held", {})
-        for message_id in data["messages"]:
-            spelt = held.get(message_id)
-            await self.services.release(
-                message_id, Address.load(spelt) if spelt else recipient)
-        await self.pending.delete(key)
+        async with self.pending.updating(key):
+            record = await self.pending.get(key)
+            if record is None:
+                return
+            data = json.loads(record.value)
+            held = data.get("held", {})
+            for message_id in data["messages"]:
+                spelt = held.get(message_id)
+                await self.services.release(
+                    message_id, Address.load(spelt) if spelt else recipient)
+            await self.pending.delete(key)
 
     async def request_reset(self, recipient: Address) -> None:
         """Send a one-time reset link if the recipient has a password. Callers answer the same

@@ -209,10 +209,13 @@ def test_password_rules():
     assert password_problems("x" * 20 + "ÄÖÜäöüß€€", citizen, 12)  # over 32 bytes: viewers fail
 
 
-async def test_a_render_worker_that_dies_fails_the_message_closed(siegel_harness, monkeypatch):
-    """A render worker killed while it renders (out of memory, say): the copy is quarantined,
-    nothing reaches the recipient, the sender is told; the next message gets a new worker."""
-    async with siegel_harness(config=CONFIG) as harness:
+async def test_a_render_worker_that_dies_is_replaced_and_the_copy_retried(siegel_harness,
+                                                                         monkeypatch):
+    """A render worker killed while it renders (out of memory, say): nothing reaches the
+    recipient, the copy waits for a retry with a new worker and is then delivered; a copy that
+    kills its worker every time is quarantined after max_protect_retries, the sender told."""
+    config = {**CONFIG, "delivery": {"max_protect_retries": 2}}
+    async with siegel_harness(config=config) as harness:
         await send_customer_mail(harness)
         await harness.process()
         [invitation] = harness.sink.to(CITIZEN)
@@ -220,23 +223,37 @@ async def test_a_render_worker_that_dies_fails_the_message_closed(siegel_harness
         await workflow.register(link_from(invitation, "register"), PASSWORD)
         await harness.process()
         delivered = len(harness.sink.to(CITIZEN))
-        [worker] = renderer.worker_pids()
-
         original = renderer._Worker.render
+        kills = {"left": 1}
 
         def killed_while_rendering(self, *args):
-            os.kill(worker, signal.SIGKILL)
+            if kills["left"]:
+                kills["left"] -= 1
+                os.kill(self.process.pid, signal.SIGKILL)
             return original(self, *args)
 
-        with monkeypatch.context() as patch:
-            patch.setattr(renderer._Worker, "render", killed_while_rendering)
-            doomed = await send_customer_mail(harness, subject="Während der Arbeit beendet")
+        monkeypatch.setattr(renderer._Worker, "render", killed_while_rendering)
+        [worker] = renderer.worker_pids()
+        once = await send_customer_mail(harness, subject="Einmal beendet")
+        await harness.process()
+        [record] = await harness.store.recipients(once)
+        assert record.state is RecipientState.ACCEPTED, record
+        assert record.detail == "the PDF render worker died while rendering"
+        assert len(harness.sink.to(CITIZEN)) == delivered
+        assert renderer.worker_pids() == []  # the dead one is gone; a new one comes when needed
+        harness.clock.advance(seconds=600)
+        await harness.process()
+        assert (await harness.states(once))[CITIZEN] is RecipientState.DELIVERED
+        assert renderer.worker_pids() not in ([], [worker])
+        delivered += 1
+
+        kills["left"] = 100
+        doomed = await send_customer_mail(harness, subject="Jedes Mal beendet")
+        for _ in range(3):
             await harness.process()
-        assert (await harness.states(doomed))[CITIZEN] is RecipientState.QUARANTINED
+            harness.clock.advance(seconds=600)
+        [record] = await harness.store.recipients(doomed)
+        assert record.state is RecipientState.QUARANTINED, record
+        assert "gave up after 3 tries: the PDF render worker died" in record.detail
         assert len(harness.sink.to(CITIZEN)) == delivered
         assert harness.notices("quarantined")
-
-        later = await send_customer_mail(harness, subject="Danach")
-        await harness.process()
-        assert (await harness.states(later))[CITIZEN] is RecipientState.DELIVERED
-        assert renderer.worker_pids() != [worker]
