@@ -11,12 +11,14 @@ known about that program (issue 15), in this order:
    knows the partner's software. An address entry wins over its domain's.
 3. **tenant default**: the ``profile`` for recipients nothing is known about:
 
-   * ``interoperable``: AES-256-CBC EnvelopedData, RSAES-PKCS1-v1_5 key transport for RSA keys,
-     ECDH (dhSinglePass-stdDH-sha256kdf, AES-256 key wrap) for EC keys. The tests measured that
-     OpenSSL 3.0, NSS 3.87 (``cmsutil``) and GnuPG 2.2 (``gpgsm``) decrypt this for RSA keys;
-     AES-GCM (AuthEnvelopedData) and RSA-OAEP are refused by NSS and gpgsm (see
+   * ``interoperable``: AES-256-CBC EnvelopedData with RSAES-PKCS1-v1_5 key transport for RSA
+     keys. The tests measured that OpenSSL 3.0, NSS 3.87 (``cmsutil``) and GnuPG 2.2 (``gpgsm``)
+     decrypt this; AES-GCM (AuthEnvelopedData) and RSA-OAEP are refused by NSS and gpgsm (see
      docs/smime-interop). Deviations from BSI TR-02102-1: RSAES-PKCS1-v1_5, and CBC without
-     integrity protection (the signature inside still detects changes).
+     integrity protection (the signature inside still detects changes). An EC key needs ECDH,
+     which neither NSS 3.87 nor gpgsm 2.2 decrypts: without evidence, S/MIME declines such a
+     recipient (the next protection method serves), because a message the recipient's program
+     cannot open helps nobody.
    * ``strict``: only TR-02102-1 algorithms (AES-256, RSA-OAEP or ECDH), and only where a
      recipient is known to read them (harvested or configured). Otherwise ``can_serve`` says no
      with the reason, and the tenant's next protection method (the password PDF) serves.
@@ -207,6 +209,14 @@ def choose_algorithms(
             "RSAES-OAEP/ECDH lesen kann (keine signierte Post mit Fähigkeiten, keine Einstellung)",
             "profile 'strict': not known whether the recipient's program reads AES-256 with "
             "RSAES-OAEP/ECDH (no signed mail announcing capabilities, no setting)"))
+    if key_kind == "ec":
+        return Declined(Text(
+            "Profil 'interoperable': ein EC-Zertifikat braucht ECDH, das NSS 3.87 (Thunderbird) "
+            "und gpgsm 2.2 nicht entschlüsseln (gemessen); keine signierte Post mit Fähigkeiten "
+            "und keine Einstellung sagt, dass das Programm des Empfängers es kann",
+            "profile 'interoperable': an EC certificate needs ECDH, which NSS 3.87 (Thunderbird) "
+            "and gpgsm 2.2 do not decrypt (measured); no signed mail announcing capabilities and "
+            "no setting says that the recipient's program does"))
     return AlgorithmChoice(
         content_cipher=ContentCipher.AES256_CBC, key_kind=key_kind,
         rsa_key_transport=RsaKeyTransport.RSAES_PKCS1_V15, signature=signature, signer=signer,

@@ -650,7 +650,10 @@ def gateway_config(pki: Pki, tmp_path: Path, **ldap: Any) -> dict[str, Any]:
         "settings": {"smime": {"certificate": str(chain), "private_key": str(pki.rsa.key_path),
                                "trust_anchors": [str(pki.root_path)], "revocation": "off",
                                "ldap_base_dn": PEOPLE, "ldap_timeout_seconds": 2,
-                               "profile": "interoperable", **ldap}}}}}
+                               "profile": "interoperable",
+                               # Beratung's EC key needs ECDH: sent where a setting says it is read.
+                               "recipients": {"verein.example": {"content_cipher": "aes256-cbc"}},
+                               **ldap}}}}}
 
 
 def now() -> FrozenClock:

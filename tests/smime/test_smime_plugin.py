@@ -29,7 +29,11 @@ def config(pki: Pki, parties, **smime) -> dict:
         "settings": {"smime": {"certificate": str(parties["tenant_chain"]),
                                "private_key": str(pki.rsa.key_path),
                                "trust_anchors": [str(pki.root_path)], "revocation": "off",
-                               "profile": "interoperable", **smime}}}}}
+                               "profile": "interoperable",
+                               # The office's EC key needs ECDH, which the interoperable profile
+                               # sends only where a setting (or signed mail) says it is read.
+                               "recipients": {"verein.example": {"content_cipher": "aes256-cbc"}},
+                               **smime}}}}}
 
 
 def now() -> FrozenClock:
