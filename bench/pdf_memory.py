@@ -263,7 +263,7 @@ STAGES = [
     ("siegel.plugins.password_pdf.renderer", "render_encrypted", "    render_encrypted"),
     ("siegel.plugins.password_pdf.render", "_extract", "      decode attachments"),
     ("siegel.plugins.password_pdf.render", "_typeset", "      typeset (reportlab)"),
-    ("siegel.plugins.password_pdf.pipeline", "_serialise", "      encrypt and write PDF"),
+    ("siegel.plugins.password_pdf.render", "_serialise", "      encrypt and write PDF"),
     ("siegel.plugins.password_pdf.workflow", "Workflow._carrier", "    carrier mail"),
     ("siegel.plugins.smtp_relay", "deliver", "  relay: send"),
     ("siegel.sqlite_store", "SQLiteStore.finish", "store: finish"),

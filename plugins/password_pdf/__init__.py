@@ -13,11 +13,11 @@ from .encrypt import (
     encrypt_pdf,
     verify_password,
 )
-from .pipeline import render_encrypted
 from .render import (
     Language,
     Letterhead,
     html_to_text,
+    render_encrypted,
     render_message,
 )
 

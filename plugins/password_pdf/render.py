@@ -31,6 +31,7 @@ from reportlab.platypus import Flowable, Paragraph, Spacer
 from siegel.localtime import DEFAULT_TIME_ZONE, UnknownTimeZone, time_zone
 
 from .embedded_files import _embed_attachments
+from .encrypt import RecipientKey, _protect_writer, _serialise
 from .labels import _LABELS
 from .layout import (
     _REPORTLAB_LOCK,
@@ -44,8 +45,16 @@ from .layout import (
     _typeset,
 )
 from .message_parts import _Attachment, _clean, _extract, _header, _unique, html_to_text
+from .signing import PdfSigning, sign_and_serialise
 
-__all__ = ["DEFAULT_MAX_BODY_CHARS", "Language", "Letterhead", "html_to_text", "render_message"]
+__all__ = [
+    "DEFAULT_MAX_BODY_CHARS",
+    "Language",
+    "Letterhead",
+    "html_to_text",
+    "render_encrypted",
+    "render_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +109,7 @@ def _render_writer(
 ) -> PdfFileWriter:
     """The rendered message as a pyHanko writer, not yet serialised.
 
-    Internal to this package: ``pipeline.render_encrypted`` encrypts this writer directly,
+    Internal to this package: :func:`render_encrypted` encrypts this writer directly,
     so a large attachment is not written out unencrypted and parsed back in.
     """
     if language not in _LABELS:
@@ -186,7 +195,7 @@ def render_message(
     is listed and embedded with its file name, MIME type and exact bytes. A body longer
     than ``max_body_chars`` is cut in the pages and embedded in full as a text file.
 
-    To deliver the PDF encrypted, prefer :func:`~.pipeline.render_encrypted`, which does
+    To deliver the PDF encrypted, prefer :func:`render_encrypted`, which does
     not hold an unencrypted copy of the attachments in between.
 
     :raises ValueError: for an unknown ``language``.
@@ -197,3 +206,28 @@ def render_message(
     out = io.BytesIO()
     writer.write(out)  # type: ignore[no-untyped-call]  # pyHanko is untyped
     return out.getvalue()
+
+
+def render_encrypted(
+    message: EmailMessage,
+    *,
+    letterhead: Letterhead,
+    key: RecipientKey,
+    language: Language = "de",
+    max_body_chars: int = DEFAULT_MAX_BODY_CHARS,
+    signing: PdfSigning | None = None,
+) -> bytes:
+    """``encrypt_pdf(render_message(...), key)`` without the intermediate plain PDF.
+
+    Same output guarantees as the two steps; the attachments are held once in plain form
+    (as decoded from the message) and are never serialised unencrypted, which saves
+    about two copies of the attachments at peak. With ``signing``, the PDF carries the tenant's
+    PAdES signature, made in the same write.
+    """
+    writer = _render_writer(
+        message, letterhead=letterhead, language=language, max_body_chars=max_body_chars
+    )
+    _protect_writer(writer, key)
+    if signing is not None:
+        return sign_and_serialise(writer, signing)
+    return _serialise(writer)

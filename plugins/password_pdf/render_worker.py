@@ -22,8 +22,7 @@ from siegel.model import parse_email
 from siegel.worker import read_frame, worker_streams, write_frame
 
 from .encrypt import derive_recipient_key
-from .pipeline import render_encrypted
-from .render import Letterhead
+from .render import Letterhead, render_encrypted
 
 
 def _warm_up() -> None:
