@@ -260,7 +260,7 @@ STAGES = [
     ("siegel.pipeline", "Pipeline.rewrite", "  rewrite (RawMessage)"),
     ("siegel.mime", "RawMessage.parsed", "  parse (rewritten headers)"),
     ("siegel.plugins.password_pdf.workflow", "Workflow.protect", "  password_pdf: protect"),
-    ("siegel.plugins.password_pdf.renderer", "render_encrypted", "    render_encrypted"),
+    ("siegel.plugins.password_pdf.render_pool", "render_encrypted", "    render_encrypted"),
     ("siegel.plugins.password_pdf.render", "_extract", "      decode attachments"),
     ("siegel.plugins.password_pdf.render", "_typeset", "      typeset (reportlab)"),
     ("siegel.plugins.password_pdf.render", "_serialise", "      encrypt and write PDF"),

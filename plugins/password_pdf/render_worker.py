@@ -1,6 +1,6 @@
 """A render worker process: ``python -m siegel.plugins.password_pdf.render_worker``.
 
-Started by :mod:`.renderer`, never by hand. It reads requests from standard input and writes
+Started by :mod:`.render_pool`, never by hand. It reads requests from standard input and writes
 answers to standard output, each a frame (:mod:`siegel.worker`): an 8-byte big-endian length,
 then a pickle. A request is
 ``(raw, letterhead, key, language, signing)``; the answer is ``("pdf", bytes)`` or ``("error", text)``.

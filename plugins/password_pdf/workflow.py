@@ -56,7 +56,7 @@ from siegel import (
 from siegel.state import PluginState
 from siegel.store import StateConflict, StateRecord
 
-from . import renderer
+from . import render_pool
 from .encrypt import PasswordRejected, RecipientKey, derive_recipient_key
 from .login import check_password, hash_password
 from .render import Letterhead
@@ -420,13 +420,13 @@ class Workflow:
         settings = self.settings
         # Rewriters change headers only, so the received size is the copy's size.
         try:
-            pdf = await renderer.render(
+            pdf = await render_pool.render(
                 ctx.email, lambda: ctx.raw, size=len(ctx.message.raw),
                 letterhead=self._letterhead(), key=key, language=self.tenant.language,
                 processes=settings.render_processes,
                 in_gateway_above_bytes=int(settings.render_in_gateway_above_mb * 1024 * 1024),
                 signing=settings.signing)
-        except renderer.WorkerDied as exc:
+        except render_pool.WorkerDied as exc:
             # The next try gets a new worker; the pipeline quarantines the copy when it keeps
             # happening (a message that kills its worker every time).
             log.warning("render worker died while rendering message %s: %s", ctx.message.id, exc)
