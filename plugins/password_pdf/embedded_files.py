@@ -23,7 +23,7 @@ from pyhanko.pdf_utils.crypt.filter_mixins import AESCryptFilterMixin
 from pyhanko.pdf_utils.misc import PdfWriteError
 from pyhanko.pdf_utils.writer import PdfFileWriter
 
-from .message_parts import _Attachment, _unique
+from .message_parts import Attachment, unique_name
 
 
 def _pdfdoc_key(name: str) -> bytes:
@@ -67,7 +67,7 @@ class _EmbeddedFile(embed.EmbeddedFileObject):
     makes it smaller. It can be written once.
     """
 
-    def __init__(self, writer: PdfFileWriter, attachment: _Attachment) -> None:
+    def __init__(self, writer: PdfFileWriter, attachment: Attachment) -> None:
         super().__init__(pdf_writer=writer, mime_type=attachment.mime_type)
         data = attachment.data
         # pyHanko is untyped: its object constructors are untyped calls.
@@ -130,11 +130,11 @@ def _aes256_key(handler: SecurityHandler, container_ref: generic.Reference) -> b
     return key
 
 
-def _embed_attachments(writer: PdfFileWriter, attachments: Sequence[_Attachment]) -> None:
+def embed_attachments(writer: PdfFileWriter, attachments: Sequence[Attachment]) -> None:
     taken: set[str] = set()
     specs = []
     for attachment in attachments:
-        legacy = _unique(_legacy_name(attachment.filename), taken)
+        legacy = unique_name(_legacy_name(attachment.filename), taken)
         specs.append((legacy, attachment))
     # The EmbeddedFiles name tree must be sorted by key; embed_file appends in call order.
     for legacy, attachment in sorted(specs, key=lambda item: _pdfdoc_key(item[0])):

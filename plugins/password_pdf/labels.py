@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-_LABELS: Final[dict[str, dict[str, str]]] = {
+LABELS: Final[dict[str, dict[str, str]]] = {
     "de": {
         "from": "Von",
         "to": "An",

@@ -3,7 +3,7 @@
 Nothing in the message is ever interpreted as markup: all text is escaped (:func:`_markup`)
 before it reaches reportlab's Paragraph mini-language, whose ``<img src=...>`` would otherwise
 read files or URLs. reportlab keeps module-level state, so the layout runs under
-:data:`_REPORTLAB_LOCK`, one document at a time per process.
+:data:`REPORTLAB_LOCK`, one document at a time per process.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from .labels import _LABELS
-from .message_parts import _Attachment, _clean, _date, _header
+from .labels import LABELS
+from .message_parts import Attachment, clean_text, date_text, header_value
 
 if TYPE_CHECKING:
     from .render import Letterhead
@@ -48,7 +48,7 @@ _FONT_REGULAR: Final = "SiegelDejaVuSans"
 _FONT_BOLD: Final = "SiegelDejaVuSans-Bold"
 # A4 less 20 mm margins and the 6 pt padding of SimpleDocTemplate's frame on each side.
 _CONTENT_WIDTH: Final = A4[0] - 40 * mm - 12
-_REPORTLAB_LOCK: Final = threading.Lock()
+REPORTLAB_LOCK: Final = threading.Lock()
 
 
 def _markup(text: str) -> str:
@@ -60,7 +60,7 @@ def _markup(text: str) -> str:
 
 
 @functools.cache
-def _register_fonts() -> None:
+def register_fonts() -> None:
     folder = resources.files(__package__).joinpath("fonts")
     for font_name, file_name in (
         (_FONT_REGULAR, "DejaVuSans.ttf"),
@@ -77,7 +77,7 @@ def _register_fonts() -> None:
     )
 
 
-def _has_unrenderable(text: str) -> bool:
+def has_unrenderable(text: str) -> bool:
     """True if ``text`` has characters without a glyph in the font, or right-to-left
     characters (reportlab lays out without the bidi algorithm, so they come out reversed)."""
     if text.isascii():
@@ -89,7 +89,7 @@ def _has_unrenderable(text: str) -> bool:
     )
 
 
-def _styles() -> dict[str, ParagraphStyle]:
+def paragraph_styles() -> dict[str, ParagraphStyle]:
     base = ParagraphStyle(
         "siegel-body", fontName=_FONT_REGULAR, fontSize=10, leading=13.5, splitLongWords=1
     )
@@ -158,10 +158,10 @@ def _format_size(size: int, language: str, labels: dict[str, str]) -> str:
     return text.replace(".", ",") if language == "de" else text
 
 
-def _letterhead_flowables(letterhead: Letterhead, styles: dict[str, ParagraphStyle]) -> Flowable:
-    lines: list[Flowable] = [Paragraph(_markup(_clean(letterhead.tenant_name)), styles["tenant"])]
+def letterhead_flowables(letterhead: Letterhead, styles: dict[str, ParagraphStyle]) -> Flowable:
+    lines: list[Flowable] = [Paragraph(_markup(clean_text(letterhead.tenant_name)), styles["tenant"])]
     lines += [
-        Paragraph(_markup(_clean(line)), styles["small"]) for line in letterhead.address_lines
+        Paragraph(_markup(clean_text(line)), styles["small"]) for line in letterhead.address_lines
     ]
     logo: Flowable | str = ""
     if letterhead.logo_png is not None:
@@ -186,25 +186,25 @@ def _letterhead_flowables(letterhead: Letterhead, styles: dict[str, ParagraphSty
     return table
 
 
-def _header_table(
+def header_table(
     message: EmailMessage, language: str, labels: dict[str, str], styles: dict[str, ParagraphStyle],
     zone: str,
 ) -> Flowable:
     rows = []
     for key, value in (
-        ("from", _header(message, "From")),
-        ("to", _header(message, "To")),
-        ("cc", _header(message, "Cc")),
-        ("date", _date(message, language, zone)),
+        ("from", header_value(message, "From")),
+        ("to", header_value(message, "To")),
+        ("cc", header_value(message, "Cc")),
+        ("date", date_text(message, language, zone)),
     ):
         if value or key in ("from", "to"):
             rows.append(
                 [
                     Paragraph(labels[key] + ":", styles["label"]),
-                    Paragraph(_markup(_clean(value)), styles["body"]),
+                    Paragraph(_markup(clean_text(value)), styles["body"]),
                 ]
             )
-    subject = _clean(_header(message, "Subject")) or labels["no_subject"]
+    subject = clean_text(header_value(message, "Subject")) or labels["no_subject"]
     rows.append(
         [
             Paragraph(labels["subject"] + ":", styles["label"]),
@@ -227,7 +227,7 @@ def _header_table(
     return table
 
 
-def _body_flowables(text: str, styles: dict[str, ParagraphStyle]) -> list[Flowable]:
+def body_flowables(text: str, styles: dict[str, ParagraphStyle]) -> list[Flowable]:
     # One Paragraph per source line: splitting a huge paragraph across pages is quadratic
     # in reportlab, many small ones are linear.
     flowables: list[Flowable] = []
@@ -240,8 +240,8 @@ def _body_flowables(text: str, styles: dict[str, ParagraphStyle]) -> list[Flowab
     return flowables
 
 
-def _attachment_table(
-    attachments: Sequence[_Attachment],
+def attachment_table(
+    attachments: Sequence[Attachment],
     language: str,
     labels: dict[str, str],
     styles: dict[str, ParagraphStyle],
@@ -279,9 +279,9 @@ def _attachment_table(
     ]
 
 
-def _typeset(story: list[Flowable], *, title: str, author: str, language: str) -> tuple[bytes, int]:
+def typeset(story: list[Flowable], *, title: str, author: str, language: str) -> tuple[bytes, int]:
     """Lay out ``story`` with reportlab; returns the PDF and its page count."""
-    labels = _LABELS[language]
+    labels = LABELS[language]
     out = io.BytesIO()
     doc = SimpleDocTemplate(
         out,

@@ -1,6 +1,6 @@
 """Extracting what the PDF shows from the MIME message: the body text and the attachments.
 
-Text as it is shown (:func:`_clean`), the header values as the reader should see them, the body
+Text as it is shown (:func:`clean_text`), the header values as the reader should see them, the body
 (text/plain if the message has one, otherwise its HTML reduced to text with the stdlib parser:
 script and style content dropped, nothing fetched) and every other leaf part as an attachment
 with a safe, unique file name and its exact bytes.
@@ -31,7 +31,10 @@ _MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^
 
 
 @attrs.frozen
-class _Attachment:
+class Attachment:
+    """A part as the PDF embeds it: a safe file name, unique in the message, its MIME type and
+    its exact bytes."""
+
     filename: str
     mime_type: str
     data: bytes = attrs.field(repr=False)
@@ -48,7 +51,7 @@ _UNSAFE_CHARS = re.compile(
 )
 
 
-def _clean(text: str) -> str:
+def clean_text(text: str) -> str:
     """Text as it is shown: composed accents (NFC), no control or bidi-override characters."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "    ")
     text = _UNSAFE_CHARS.sub(lambda m: "\ufffd" if "\ud800" <= m[0] <= "\udfff" else "", text)
@@ -212,7 +215,7 @@ def _raw_header(message: EmailMessage, name: str) -> str:
     return ", ".join(" ".join(v.split()) for v in values)
 
 
-def _header(message: EmailMessage, name: str) -> str:
+def header_value(message: EmailMessage, name: str) -> str:
     """The header as the reader should see it; where parsing lost something, the raw text."""
     try:
         values = message.get_all(name) or []
@@ -223,20 +226,20 @@ def _header(message: EmailMessage, name: str) -> str:
     return _raw_header(message, name)
 
 
-def _date(message: EmailMessage, language: str, zone: str) -> str:
+def date_text(message: EmailMessage, language: str, zone: str) -> str:
     try:
         header = message["Date"]
         moment = getattr(header, "datetime", None)
     except Exception:  # a malformed header must not stop the delivery
-        return _header(message, "Date")
+        return header_value(message, "Date")
     if moment is None:
-        return _header(message, "Date")
+        return header_value(message, "Date")
     if moment.tzinfo is None:  # "-0000": the sender did not say its zone; RFC 5322 means UTC
         moment = moment.replace(tzinfo=UTC)
     try:
         return format_moment(moment, time_zone(zone), language)
     except (ValueError, OverflowError):  # a date the calendar functions cannot show
-        return _header(message, "Date")
+        return header_value(message, "Date")
 
 
 def _leaves(part: Message) -> Iterator[Message]:
@@ -281,7 +284,7 @@ def _is_body_rendition(part: Message) -> bool:
 
 
 def _safe_filename(raw: str | None, fallback: str) -> str:
-    name = _clean(raw or "").replace("\n", " ")
+    name = clean_text(raw or "").replace("\n", " ")
     name = re.split(r"[/\\]", name)[-1].strip().strip(".").strip()
     name = unicodedata.normalize("NFC", name)
     if not name:
@@ -294,7 +297,7 @@ def _safe_filename(raw: str | None, fallback: str) -> str:
     return name
 
 
-def _unique(name: str, taken: set[str]) -> str:
+def unique_name(name: str, taken: set[str]) -> str:
     candidate, n = name, 1
     stem, dot, ext = name.rpartition(".")
     if not dot or not stem:
@@ -324,7 +327,7 @@ def _attachment_data(part: Message) -> bytes:
     return payload if isinstance(payload, bytes) else b""
 
 
-def _extract(message: EmailMessage, labels: dict[str, str]) -> tuple[str, list[_Attachment]]:
+def extract(message: EmailMessage, labels: dict[str, str]) -> tuple[str, list[Attachment]]:
     body = message.get_body(preferencelist=("plain", "html"))
     skip: set[int] = set()
     text = ""
@@ -337,7 +340,7 @@ def _extract(message: EmailMessage, labels: dict[str, str]) -> tuple[str, list[_
         if body.get_content_type() == "text/html":
             text = html_to_text(text)
 
-    attachments: list[_Attachment] = []
+    attachments: list[Attachment] = []
     taken: set[str] = set()
     for part in _leaves(message):
         if id(part) in skip:
@@ -347,6 +350,6 @@ def _extract(message: EmailMessage, labels: dict[str, str]) -> tuple[str, list[_
             mime_type = "application/octet-stream"
         extension = mimetypes.guess_extension(mime_type, strict=False) or ".bin"
         fallback = labels["fallback_name"].format(n=len(attachments) + 1) + extension
-        name = _unique(_safe_filename(part.get_filename(), fallback), taken)
-        attachments.append(_Attachment(name, mime_type, _attachment_data(part)))
+        name = unique_name(_safe_filename(part.get_filename(), fallback), taken)
+        attachments.append(Attachment(name, mime_type, _attachment_data(part)))
     return text, attachments

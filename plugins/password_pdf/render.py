@@ -30,21 +30,21 @@ from reportlab.platypus import Flowable, Paragraph, Spacer
 
 from siegel.localtime import DEFAULT_TIME_ZONE, UnknownTimeZone, time_zone
 
-from .embedded_files import _embed_attachments
-from .encrypt import RecipientKey, _protect_writer, _serialise
-from .labels import _LABELS
+from .embedded_files import embed_attachments
+from .encrypt import RecipientKey, protect_writer, serialise
+from .labels import LABELS
 from .layout import (
-    _REPORTLAB_LOCK,
-    _attachment_table,
-    _body_flowables,
-    _has_unrenderable,
-    _header_table,
-    _letterhead_flowables,
-    _register_fonts,
-    _styles,
-    _typeset,
+    REPORTLAB_LOCK,
+    attachment_table,
+    body_flowables,
+    has_unrenderable,
+    header_table,
+    letterhead_flowables,
+    paragraph_styles,
+    register_fonts,
+    typeset,
 )
-from .message_parts import _Attachment, _clean, _extract, _header, _unique, html_to_text
+from .message_parts import Attachment, clean_text, extract, header_value, html_to_text, unique_name
 from .signing import PdfSigning, sign_and_serialise
 
 __all__ = [
@@ -104,7 +104,7 @@ class Letterhead:
 
 
 
-def _render_writer(
+def render_writer(
     message: EmailMessage, *, letterhead: Letterhead, language: str, max_body_chars: int
 ) -> PdfFileWriter:
     """The rendered message as a pyHanko writer, not yet serialised.
@@ -112,27 +112,27 @@ def _render_writer(
     Internal to this package: :func:`render_encrypted` encrypts this writer directly,
     so a large attachment is not written out unencrypted and parsed back in.
     """
-    if language not in _LABELS:
-        raise ValueError(f"language must be one of {sorted(_LABELS)}, not {language!r}")
-    labels = _LABELS[language]
+    if language not in LABELS:
+        raise ValueError(f"language must be one of {sorted(LABELS)}, not {language!r}")
+    labels = LABELS[language]
     started = time.perf_counter()
 
-    original, attachments = _extract(message, labels)
-    text = _clean(original)
+    original, attachments = extract(message, labels)
+    text = clean_text(original)
     # Where the pages cannot show the text faithfully (too long, or characters the font or
     # reportlab cannot lay out), the text as decoded travels along as a UTF-8 file.
     notice = ""
     if len(text) > max_body_chars:
         notice = "truncated"
     else:
-        with _REPORTLAB_LOCK:
-            _register_fonts()
-        if _has_unrenderable(text):
+        with REPORTLAB_LOCK:
+            register_fonts()
+        if has_unrenderable(text):
             notice = "unrenderable"
     if notice:
-        full_name = _unique(labels["full_text_name"], {a.filename.casefold() for a in attachments})
+        full_name = unique_name(labels["full_text_name"], {a.filename.casefold() for a in attachments})
         data = original.encode("utf-8", "replace")
-        attachments.append(_Attachment(full_name, "text/plain", data))
+        attachments.append(Attachment(full_name, "text/plain", data))
         shown = text[:max_body_chars] if notice == "truncated" else text
         text = shown + "\n\n" + labels[notice].format(name=full_name)
     del original
@@ -140,25 +140,25 @@ def _render_writer(
     # reportlab keeps module-level state (font registry, per-document font subsets) and
     # is not documented as thread-safe: one layout at a time per process. Layout takes
     # milliseconds; the slow part for big attachments (pyHanko) runs outside the lock.
-    with _REPORTLAB_LOCK:
-        _register_fonts()
-        styles = _styles()
+    with REPORTLAB_LOCK:
+        register_fonts()
+        styles = paragraph_styles()
         story: list[Flowable] = [
-            _letterhead_flowables(letterhead, styles),
+            letterhead_flowables(letterhead, styles),
             Spacer(1, 6 * mm),
-            _header_table(message, language, labels, styles, letterhead.time_zone),
+            header_table(message, language, labels, styles, letterhead.time_zone),
             Spacer(1, 5 * mm),
         ]
         if text.strip():
-            story += _body_flowables(text, styles)
+            story += body_flowables(text, styles)
         else:
             story.append(Paragraph(labels["no_text"], styles["body"]))
         if attachments:
-            story += _attachment_table(attachments, language, labels, styles)
-        pdf, pages = _typeset(
+            story += attachment_table(attachments, language, labels, styles)
+        pdf, pages = typeset(
             story,
-            title=_clean(_header(message, "Subject")) or labels["no_subject"],
-            author=_clean(letterhead.tenant_name),
+            title=clean_text(header_value(message, "Subject")) or labels["no_subject"],
+            author=clean_text(letterhead.tenant_name),
             language=language,
         )
     layout_ms = (time.perf_counter() - started) * 1000
@@ -167,7 +167,7 @@ def _render_writer(
     # the (small) typeset document.
     writer = copy_into_new_writer(PdfFileReader(io.BytesIO(pdf)))
     if attachments:
-        _embed_attachments(writer, attachments)
+        embed_attachments(writer, attachments)
     log.debug(
         "typeset %d page(s) in %.1f ms (%.1f ms/page), %d attachment(s)",
         pages,
@@ -200,7 +200,7 @@ def render_message(
 
     :raises ValueError: for an unknown ``language``.
     """
-    writer = _render_writer(
+    writer = render_writer(
         message, letterhead=letterhead, language=language, max_body_chars=max_body_chars
     )
     out = io.BytesIO()
@@ -224,10 +224,10 @@ def render_encrypted(
     about two copies of the attachments at peak. With ``signing``, the PDF carries the tenant's
     PAdES signature, made in the same write.
     """
-    writer = _render_writer(
+    writer = render_writer(
         message, letterhead=letterhead, language=language, max_body_chars=max_body_chars
     )
-    _protect_writer(writer, key)
+    protect_writer(writer, key)
     if signing is not None:
         return sign_and_serialise(writer, signing)
-    return _serialise(writer)
+    return serialise(writer)
