@@ -1,15 +1,14 @@
 """Extracting what the PDF shows from the MIME message: the body text and the attachments.
 
-Text as it is shown (:func:`clean_text`), the header values as the reader should see them, the body
-(text/plain if the message has one, otherwise its HTML reduced to text with the stdlib parser:
-script and style content dropped, nothing fetched) and every other leaf part as an attachment
-with a safe, unique file name and its exact bytes.
+Text as it is shown (:func:`clean_text`), the header values as the reader should see them, the
+body (text/plain if the message has one, otherwise its HTML as the page shows it, by
+:func:`siegel.mime.html_to_text`: nothing is fetched or run) and every other leaf part as an
+attachment with a safe, unique file name and its exact bytes.
 """
 
 from __future__ import annotations
 
 import binascii
-import html.parser
 import logging
 import mimetypes
 import re
@@ -23,6 +22,7 @@ from typing import Final
 import attrs
 
 from siegel.localtime import format_moment, time_zone
+from siegel.mime import html_to_text
 
 log = logging.getLogger(__name__)
 
@@ -56,136 +56,6 @@ def clean_text(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "    ")
     text = _UNSAFE_CHARS.sub(lambda m: "\ufffd" if "\ud800" <= m[0] <= "\udfff" else "", text)
     return unicodedata.normalize("NFC", text)
-
-
-class _HtmlToText(html.parser.HTMLParser):
-    """Reduce HTML to readable text. Only text is kept: nothing is loaded or run."""
-
-    _SKIP: Final = frozenset({"script", "style", "template", "title", "head"})
-    _BLOCK: Final = frozenset(
-        {
-            "address",
-            "article",
-            "aside",
-            "blockquote",
-            "dd",
-            "div",
-            "dl",
-            "dt",
-            "fieldset",
-            "figcaption",
-            "figure",
-            "footer",
-            "form",
-            "h1",
-            "h2",
-            "h3",
-            "h4",
-            "h5",
-            "h6",
-            "header",
-            "main",
-            "nav",
-            "ol",
-            "p",
-            "pre",
-            "section",
-            "table",
-            "tbody",
-            "thead",
-            "tfoot",
-            "tr",
-            "ul",
-        }
-    )
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self._out: list[str] = []
-        self._skip_depth = 0
-        self._pre_depth = 0
-        self._links: list[str | None] = []
-        self._link_text_start: list[int] = []
-
-    def handle_starttag(self, tag: str, attrs_: list[tuple[str, str | None]]) -> None:
-        if tag == "body":
-            # An unclosed <head> must not swallow the body.
-            self._skip_depth = 0
-            return
-        if tag in self._SKIP:
-            self._skip_depth += 1
-            return
-        if self._skip_depth:
-            return
-        attributes = dict(attrs_)
-        if tag == "br":
-            self._out.append("\n")
-        elif tag == "li":
-            self._out.append("\n• ")
-        elif tag in ("td", "th"):
-            self._out.append("\t")
-        elif tag == "hr":
-            self._out.append("\n" + "—" * 20 + "\n")
-        elif tag == "img":
-            alt = (attributes.get("alt") or "").strip()
-            if alt:
-                self._out.append(f"[{alt}]")
-        elif tag == "a":
-            self._links.append(attributes.get("href"))
-            self._link_text_start.append(len(self._out))
-        elif tag in self._BLOCK:
-            self._out.append("\n\n" if tag in ("p", "h1", "h2", "h3", "table") else "\n")
-        if tag == "pre":
-            self._pre_depth += 1
-
-    def handle_startendtag(self, tag: str, attrs_: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs_)
-        if tag not in ("br", "hr", "img", "a"):
-            self.handle_endtag(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
-            self._skip_depth = max(0, self._skip_depth - 1)
-            return
-        if self._skip_depth:
-            return
-        if tag == "a" and self._links:
-            href = (self._links.pop() or "").strip()
-            start = self._link_text_start.pop()
-            text = "".join(self._out[start:]).strip()
-            # Links become visible text, never clickable: the reader sees where it points.
-            if re.match(r"(?i)(https?|mailto):", href) and href.removeprefix("mailto:") != text:
-                self._out.append(f" <{href}>")
-        elif tag in self._BLOCK:
-            self._out.append("\n\n" if tag in ("p", "h1", "h2", "h3", "table") else "\n")
-        if tag == "pre":
-            self._pre_depth = max(0, self._pre_depth - 1)
-
-    def handle_data(self, data: str) -> None:
-        if self._skip_depth:
-            return
-        if self._pre_depth:
-            # Keep line structure: protect newlines from the whitespace collapse below.
-            self._out.append(data.replace("\n", "\x00"))
-        else:
-            self._out.append(re.sub(r"\s+", " ", data))
-
-    def text(self) -> str:
-        self.close()
-        raw = "".join(self._out)
-        lines = []
-        for line in raw.split("\n"):
-            line = re.sub(r"[ \t]*\t[ \t]*", "\t", line).strip(" ")
-            line = line.strip("\t").replace("\t", "  |  ")
-            lines.append(line.replace("\x00", "\n"))
-        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
-
-
-def html_to_text(markup: str) -> str:
-    """Readable text from an HTML body; script/style/head content is dropped."""
-    parser = _HtmlToText()
-    parser.feed(markup)
-    return parser.text()
 
 
 # ------------------------------------------------------------------------ message

@@ -44,14 +44,13 @@ from .layout import (
     register_fonts,
     typeset,
 )
-from .message_parts import Attachment, clean_text, extract, header_value, html_to_text, unique_name
+from .message_parts import Attachment, clean_text, extract, header_value, unique_name
 from .signing import PdfSigning, sign_and_serialise
 
 __all__ = [
     "DEFAULT_MAX_BODY_CHARS",
     "Language",
     "Letterhead",
-    "html_to_text",
     "render_encrypted",
     "render_message",
 ]
