@@ -20,11 +20,9 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import email.utils
 import functools
-import hashlib
 import json
 import logging
 import secrets
@@ -40,7 +38,6 @@ from siegel import (
     ConfigPath,
     Held,
     HeldCopy,
-    InvalidAddress,
     Outgoing,
     Protected,
     RecipientContext,
@@ -57,6 +54,19 @@ from siegel.state import PluginState
 from siegel.store import StateConflict, StateRecord
 
 from . import render_pool
+from .accounts import (
+    _KEYS_UPGRADED,
+    PortalAccount,
+    Purpose,
+    TokenInvalid,
+    TokenRecord,
+    _Account,
+    _account_key,
+    _merge_accounts,
+    _merge_pending,
+    _upgraded_key,
+    hash_token,
+)
 from .encrypt import PasswordRejected, RecipientKey, derive_recipient_key
 from .login import check_password, hash_password
 from .render import Letterhead
@@ -69,8 +79,6 @@ METHOD = "password_pdf"
 ACCOUNTS = "password_pdf.accounts"
 PENDING = "password_pdf.pending"
 TOKENS = "password_pdf.tokens"
-
-Purpose = Literal["register", "reset", "reply"]
 
 
 def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -160,109 +168,6 @@ class PasswordPdfSettings:
     def logo_png(self) -> bytes | None:
         """The letterhead's logo, as read when the config was loaded."""
         return self._logo_png
-
-
-class TokenInvalid(Exception):
-    """A link that is unknown, used, expired or meant for something else. Deliberately vague."""
-
-
-@attrs.frozen(kw_only=True)
-class TokenRecord:
-    purpose: Purpose
-    tenant: str
-    recipient: str
-    created_at: str
-    version: int
-    key: str
-    message_id: str | None = None
-    reply_to: str | None = None
-    subject: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class _Account:
-    """A recipient's record in ``password_pdf.accounts``: what the PDFs need and the login hash.
-    Accounts from before the portal login have no ``login_hash``; they cannot log in until the
-    password is set again (reset link)."""
-
-    key: RecipientKey
-    set_at: datetime
-    login_hash: str | None = attrs.field(default=None, repr=False)
-
-    def encode(self) -> bytes:
-        data = {"u": base64.b64encode(self.key.u_entry).decode(),
-                "ue": base64.b64encode(self.key.ue_key).decode(),
-                "set_at": self.set_at.isoformat()}
-        if self.login_hash is not None:
-            data["login_hash"] = self.login_hash
-        return json.dumps(data).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes) -> _Account:
-        data = json.loads(raw)
-        return cls(key=RecipientKey(base64.b64decode(data["u"]), base64.b64decode(data["ue"])),
-                   set_at=datetime.fromisoformat(data["set_at"]), login_hash=data.get("login_hash"))
-
-
-@attrs.frozen(kw_only=True)
-class PortalAccount:
-    """A recipient as the portal's account page shows them."""
-
-    recipient: Address
-    password_set_at: datetime
-    #: Changes whenever the password (or its hash) changes; a login remembers it, so that a
-    #: reset or change elsewhere ends every older login of the account.
-    password_version: str
-
-    @classmethod
-    def of(cls, recipient: Address, account: _Account) -> PortalAccount:
-        assert account.login_hash is not None
-        version = hashlib.sha256(account.login_hash.encode()).hexdigest()[:32]
-        return cls(recipient=recipient, password_set_at=account.set_at, password_version=version)
-
-
-def _upgraded_key(tenant: str, stored_key: str) -> str | None:
-    """The key a record stored under ``stored_key`` belongs under now; ``None`` for keys that
-    name no address (the upgrade marker)."""
-    spelt = stored_key.removeprefix(f"{tenant}/")
-    if "@" not in spelt:
-        return None
-    try:
-        return _account_key(tenant, Address.load(spelt))
-    except InvalidAddress:
-        return None
-
-
-def _merge_accounts(records: list[tuple[str, bytes]]) -> bytes:
-    """Several spellings had accounts: the password set last stays (it is the one the recipient
-    remembers best; PDFs already sent stay readable with the password they were made for)."""
-    return max((value for _spelt, value in records), key=lambda v: _Account.decode(v).set_at)
-
-
-def _merge_pending(records: list[tuple[str, bytes]]) -> bytes:
-    """Several spellings had held messages: all stay held, until the latest end of the holds;
-    each is released under the address its message has."""
-    merged: dict[str, Any] = {"messages": [], "until": None, "held": {}}
-    for spelt, value in records:
-        data = json.loads(value)
-        merged["messages"] += [m for m in data["messages"] if m not in merged["messages"]]
-        merged["held"].update({m: spelt for m in data["messages"]}, **data.get("held", {}))
-        if merged["until"] is None or data["until"] > merged["until"]:
-            merged["until"] = data["until"]
-    return json.dumps(merged).encode()
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
-
-
-def _account_key(tenant: str, recipient: Address) -> str:
-    return f"{tenant}/{recipient.key}"
-
-
-#: Marks (per tenant, in the accounts namespace) that every record there is keyed by
-#: ``Address.key``; it has no "@", so no address key can collide with it.
-_KEYS_UPGRADED = ".keys-case-insensitive"
 
 
 @functools.cache
