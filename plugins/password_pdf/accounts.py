@@ -40,7 +40,7 @@ class TokenRecord:
 
 
 @attrs.frozen(kw_only=True)
-class _Account:
+class Account:
     """A recipient's record in ``password_pdf.accounts``: what the PDFs need and the login hash.
     Accounts from before the portal login have no ``login_hash``; they cannot log in until the
     password is set again (reset link)."""
@@ -58,7 +58,7 @@ class _Account:
         return json.dumps(data).encode()
 
     @classmethod
-    def decode(cls, raw: bytes) -> _Account:
+    def decode(cls, raw: bytes) -> Account:
         data = json.loads(raw)
         return cls(key=RecipientKey(base64.b64decode(data["u"]), base64.b64decode(data["ue"])),
                    set_at=datetime.fromisoformat(data["set_at"]), login_hash=data.get("login_hash"))
@@ -75,31 +75,31 @@ class PortalAccount:
     password_version: str
 
     @classmethod
-    def of(cls, recipient: Address, account: _Account) -> PortalAccount:
+    def of(cls, recipient: Address, account: Account) -> PortalAccount:
         assert account.login_hash is not None
         version = hashlib.sha256(account.login_hash.encode()).hexdigest()[:32]
         return cls(recipient=recipient, password_set_at=account.set_at, password_version=version)
 
 
-def _upgraded_key(tenant: str, stored_key: str) -> str | None:
+def upgraded_key(tenant: str, stored_key: str) -> str | None:
     """The key a record stored under ``stored_key`` belongs under now; ``None`` for keys that
     name no address (the upgrade marker)."""
     spelt = stored_key.removeprefix(f"{tenant}/")
     if "@" not in spelt:
         return None
     try:
-        return _account_key(tenant, Address.load(spelt))
+        return account_key(tenant, Address.load(spelt))
     except InvalidAddress:
         return None
 
 
-def _merge_accounts(records: list[tuple[str, bytes]]) -> bytes:
+def merge_accounts(records: list[tuple[str, bytes]]) -> bytes:
     """Several spellings had accounts: the password set last stays (it is the one the recipient
     remembers best; PDFs already sent stay readable with the password they were made for)."""
-    return max((value for _spelt, value in records), key=lambda v: _Account.decode(v).set_at)
+    return max((value for _spelt, value in records), key=lambda v: Account.decode(v).set_at)
 
 
-def _merge_pending(records: list[tuple[str, bytes]]) -> bytes:
+def merge_pending(records: list[tuple[str, bytes]]) -> bytes:
     """Several spellings had held messages: all stay held, until the latest end of the holds;
     each is released under the address its message has."""
     merged: dict[str, Any] = {"messages": [], "until": None, "held": {}}
@@ -116,10 +116,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
-def _account_key(tenant: str, recipient: Address) -> str:
+def account_key(tenant: str, recipient: Address) -> str:
     return f"{tenant}/{recipient.key}"
 
 
 #: Marks (per tenant, in the accounts namespace) that every record there is keyed by
 #: ``Address.key``; it has no "@", so no address key can collide with it.
-_KEYS_UPGRADED = ".keys-case-insensitive"
+KEYS_UPGRADED = ".keys-case-insensitive"

@@ -55,17 +55,17 @@ from siegel.store import StateConflict, StateRecord
 
 from . import render_pool
 from .accounts import (
-    _KEYS_UPGRADED,
+    KEYS_UPGRADED,
+    Account,
     PortalAccount,
     Purpose,
     TokenInvalid,
     TokenRecord,
-    _Account,
-    _account_key,
-    _merge_accounts,
-    _merge_pending,
-    _upgraded_key,
+    account_key,
     hash_token,
+    merge_accounts,
+    merge_pending,
+    upgraded_key,
 )
 from .encrypt import PasswordRejected, RecipientKey, derive_recipient_key
 from .login import check_password, hash_password
@@ -259,14 +259,14 @@ class Workflow:
 
     async def upgrade_keys(self) -> None:
         """Move account and held-message records written under an address as spelt (before
-        addresses were case-insensitive) to :func:`_account_key`. Runs once per tenant; a dry
+        addresses were case-insensitive) to :func:`account_key`. Runs once per tenant; a dry
         run, which may not write, leaves them and reads them through :meth:`_account`."""
-        marker = f"{self.tenant.id}/{_KEYS_UPGRADED}"
+        marker = f"{self.tenant.id}/{KEYS_UPGRADED}"
         if await self.accounts.get(marker) is not None:
             return
         try:
-            await self._move_records(self.accounts, _merge_accounts)
-            await self._move_records(self.pending, _merge_pending)
+            await self._move_records(self.accounts, merge_accounts)
+            await self._move_records(self.pending, merge_pending)
             await self.accounts.put(marker, b"1")
         except PermissionError:  # a dry run's read-only state
             return
@@ -278,7 +278,7 @@ class Workflow:
         prefix = f"{self.tenant.id}/"
         moves: dict[str, list[StateRecord]] = {}
         for record in await state.scan(prefix):
-            new_key = _upgraded_key(self.tenant.id, record.key)
+            new_key = upgraded_key(self.tenant.id, record.key)
             if new_key is not None and new_key != record.key:
                 moves.setdefault(new_key, []).append(record)
         for new_key, old in moves.items():
@@ -295,21 +295,21 @@ class Workflow:
     async def _account(self, recipient: Address) -> StateRecord | None:
         """The recipient's account record, whatever case its address was written in."""
         await self.upgrade_keys()
-        record = await self.accounts.get(_account_key(self.tenant.id, recipient))
+        record = await self.accounts.get(account_key(self.tenant.id, recipient))
         if record is not None or await self.accounts.get(
-                f"{self.tenant.id}/{_KEYS_UPGRADED}") is not None:
+                f"{self.tenant.id}/{KEYS_UPGRADED}") is not None:
             return record
         # Not upgraded (a dry run): find the record under any spelling, without writing.
-        wanted = _account_key(self.tenant.id, recipient)
+        wanted = account_key(self.tenant.id, recipient)
         found = [r for r in await self.accounts.scan(f"{self.tenant.id}/")
-                 if _upgraded_key(self.tenant.id, r.key) == wanted]
-        return max(found, key=lambda r: _Account.decode(r.value).set_at, default=None)
+                 if upgraded_key(self.tenant.id, r.key) == wanted]
+        return max(found, key=lambda r: Account.decode(r.value).set_at, default=None)
 
     async def recipient_key(self, recipient: Address) -> RecipientKey | None:
         record = await self._account(recipient)
         if record is None:
             return None
-        return _Account.decode(record.value).key
+        return Account.decode(record.value).key
 
     async def protect(self, ctx: RecipientContext) -> Protected | Held | RetryLater:
         key = await self.recipient_key(ctx.recipient)
@@ -354,7 +354,7 @@ class Workflow:
     async def _hold_for_registration(self, ctx: RecipientContext) -> datetime | RecipientKey:
         """Record the copy as waiting for the recipient's registration; when it will expire.
         The recipient's key instead if the recipient registered since protect looked."""
-        key = _account_key(self.tenant.id, ctx.recipient)
+        key = account_key(self.tenant.id, ctx.recipient)
         # The same lock as the release after registration, so that a copy is either in the
         # waiting list that the release reads, or sees the new account.
         async with self.pending.updating(key):
@@ -461,16 +461,16 @@ class Workflow:
         await self._replace_password(recipient, account, tell=purpose == "reset")
         return recipient, []
 
-    async def _new_account(self, password: str) -> _Account:
-        return _Account(key=derive_recipient_key(password), set_at=self.now,
+    async def _new_account(self, password: str) -> Account:
+        return Account(key=derive_recipient_key(password), set_at=self.now,
                         login_hash=await hash_password(password))
 
-    async def _replace_password(self, recipient: Address, account: _Account, *,
+    async def _replace_password(self, recipient: Address, account: Account, *,
                                 tell: bool) -> None:
         """Store the new key and hash, tell the recipient (unless this is the first password),
         and release what waited for a password."""
         await self.upgrade_keys()
-        await self.accounts.put(_account_key(self.tenant.id, recipient), account.encode())
+        await self.accounts.put(account_key(self.tenant.id, recipient), account.encode())
         if tell:
             await self._send(recipient, "password_changed", {
                 "when": self.tenant.format_time(self.now, "de"),
@@ -479,7 +479,7 @@ class Workflow:
         await self._release_held(recipient)
 
     async def _release_held(self, recipient: Address) -> None:
-        key = _account_key(self.tenant.id, recipient)
+        key = account_key(self.tenant.id, recipient)
         async with self.pending.updating(key):
             record = await self.pending.get(key)
             if record is None:
@@ -513,9 +513,9 @@ class Workflow:
         """The account if ``password`` is the recipient's, else ``None``. An unknown recipient,
         an account without a login hash and a wrong password take the same time and give the same
         answer. A hash made with older parameters is replaced by one made with the current ones."""
-        key = _account_key(self.tenant.id, recipient)
+        key = account_key(self.tenant.id, recipient)
         record = await self._account(recipient)
-        account = _Account.decode(record.value) if record is not None else None
+        account = Account.decode(record.value) if record is not None else None
         check = await check_password(account.login_hash if account else None, password)
         if not check.verified or account is None or record is None:
             return None
@@ -532,7 +532,7 @@ class Workflow:
         record = await self._account(recipient)
         if record is None:
             return None
-        account = _Account.decode(record.value)
+        account = Account.decode(record.value)
         return PortalAccount.of(recipient, account) if account.login_hash is not None else None
 
     async def change_password(self, recipient: Address, password: str) -> list[Text]:
