@@ -42,7 +42,8 @@ from siegel.clock import SystemClock
 from siegel.crypto import ContentCipher
 from siegel.model import parse_email
 from siegel.plugins.password_pdf import Letterhead, derive_recipient_key, render_encrypted
-from siegel.plugins.password_pdf.workflow import ACCOUNTS, _Account
+from siegel.plugins.password_pdf.accounts import Account
+from siegel.plugins.password_pdf.workflow import ACCOUNTS
 from siegel.sink import free_port
 from siegel.sqlite_store import SQLiteStore
 from siegel.state import PluginState
@@ -208,7 +209,7 @@ plugin_set = "district"
 
 def account_record() -> bytes:
     """The recipient's account as the workflow stores it once the password is chosen."""
-    return _Account(key=derive_recipient_key(PASSWORD), set_at=SystemClock().now()).encode()
+    return Account(key=derive_recipient_key(PASSWORD), set_at=SystemClock().now()).encode()
 
 
 async def register_recipient(folder: Path) -> None:

@@ -16,10 +16,10 @@ import re
 import unicodedata
 from email.message import EmailMessage
 from email.parser import BytesParser
-from html.parser import HTMLParser
 
 import attrs
 
+from siegel.html_text import html_to_text as html_to_text  # documented here (hooks.rst)
 from siegel.model import Text, parse_email
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -131,55 +131,6 @@ _STRUCTURE_FIELDS = frozenset({"content-type", "content-transfer-encoding", "mim
 def _structure(message: EmailMessage) -> list[tuple[str, str]]:
     return [(name.lower(), str(value)) for name, value in message.raw_items()
             if name.lower() in _STRUCTURE_FIELDS]
-
-
-class _HtmlText(HTMLParser):
-    """Collects the text of an HTML document as a recipient could see it, in the mail program or
-    in its source view: text, comments and attribute values (``alt``, ``title``, links). Inline
-    tags join their neighbours (``12<b>3</b>45`` reads ``12345``); block tags end a line."""
-
-    _BLOCKS = frozenset({
-        "address", "article", "aside", "blockquote", "br", "caption", "dd", "div", "dl", "dt",
-        "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
-        "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "td", "th",
-        "tr", "ul", "title", "option", "head", "body", "html",
-    })
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.text: list[str] = []
-        self.attributes: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._BLOCKS:
-            self.text.append("\n")
-        self.attributes.extend(value for name, value in attrs if value and name != "style")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._BLOCKS:
-            self.text.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-    def handle_comment(self, data: str) -> None:
-        self.text.append("\n" + data + "\n")
-
-
-def html_to_text(markup: str) -> str:
-    """The text of HTML for content checks (nothing in it is executed): what the page shows,
-    comments, and attribute values on lines of their own at the end.
-
-    The standard library's HTML parser (the tokenizer that browsers' rules describe) rather than
-    regular expressions or a converter such as html2text: the checks need every character a
-    recipient could read, not a pretty layout."""
-    parser = _HtmlText()
-    parser.feed(markup)
-    parser.close()
-    text = "".join(parser.text)
-    if parser.attributes:
-        text += "\n" + "\n".join(parser.attributes)
-    return re.sub(r"[ \t\r\f\v]+", " ", text)
 
 
 #: Why a part could not be read, by code, for reasons a clerk reads (German, English).
@@ -450,7 +401,7 @@ class _Reader:
         if PGP_ARMOR in text:  # an encrypted message inside: its content cannot be checked
             self.problem(path, content_type, "encrypted")
         if content_type == "text/html":
-            text = html_to_text(text)
+            text = html_to_text(text, with_source=True)
         elif content_type in ("text/enriched", "text/richtext"):
             text = _ENRICHED_TAG.sub("", text).replace("<<", "<")
         self.add_text(path, content_type, text)

@@ -13,11 +13,10 @@ from .encrypt import (
     encrypt_pdf,
     verify_password,
 )
-from .pipeline import render_encrypted
 from .render import (
     Language,
     Letterhead,
-    html_to_text,
+    render_encrypted,
     render_message,
 )
 
@@ -28,7 +27,6 @@ __all__ = [
     "RecipientKey",
     "derive_recipient_key",
     "encrypt_pdf",
-    "html_to_text",
     "render_encrypted",
     "render_message",
     "verify_password",

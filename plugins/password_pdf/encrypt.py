@@ -24,7 +24,7 @@ metadata stream are all encrypted with AESV3 (AES-256-CBC).
 pyHanko is used for the PDF object model and the per-object encryption. It has no API to
 build a revision-6 handler from precomputed ``/U``/``/UE`` values, so this module uses two
 private members (``StandardSecurityHandler._shared_key`` in :func:`_security_handler`,
-``BasePdfFileWriter._assign_security_handler`` in :func:`_protect_writer`); pin pyHanko
+``BasePdfFileWriter._assign_security_handler`` in :func:`protect_writer`); pin pyHanko
 exactly (``pyhanko==0.38.0``) and rerun the tests before upgrading.
 """
 
@@ -311,7 +311,7 @@ def _page_refs(node: generic.PdfObject) -> list[generic.PdfObject]:
     return found
 
 
-def _protect_writer(writer: BasePdfFileWriter, key: RecipientKey) -> None:
+def protect_writer(writer: BasePdfFileWriter, key: RecipientKey) -> None:
     """Strip actions and attach a fresh revision-6 handler; internal to this package."""
     _strip_actions(writer)
     # PRIVATE pyHanko member (checked against pyhanko==0.38.0): PdfFileWriter.encrypt()
@@ -321,7 +321,7 @@ def _protect_writer(writer: BasePdfFileWriter, key: RecipientKey) -> None:
     writer._assign_security_handler(_security_handler(key))
 
 
-def _serialise(writer: BasePdfFileWriter) -> bytes:
+def serialise(writer: BasePdfFileWriter) -> bytes:
     out = io.BytesIO()
     writer.write(out)  # type: ignore[no-untyped-call]  # pyHanko is untyped
     return out.getvalue()
@@ -344,5 +344,5 @@ def encrypt_pdf(pdf: bytes, key: RecipientKey) -> bytes:
         raise ValueError("encrypt_pdf: input is already encrypted; pass the plain PDF")
     writer = copy_into_new_writer(reader)
     del reader
-    _protect_writer(writer, key)
-    return _serialise(writer)
+    protect_writer(writer, key)
+    return serialise(writer)

@@ -34,17 +34,9 @@ from starlette.responses import Response
 from siegel import Address, InvalidAddress, PortalRoute, Text
 from siegel.portal import FormErrors, PortalContext, Throttle
 
+from .accounts import PortalAccount, Purpose, TokenInvalid, TokenRecord
 from .encrypt import MAX_PASSWORD_BYTES
-from .workflow import (
-    SECTION,
-    PasswordPdfSettings,
-    PortalAccount,
-    Purpose,
-    TokenInvalid,
-    TokenRecord,
-    Workflow,
-    password_problems,
-)
+from .workflow import SECTION, PasswordPdfSettings, Workflow, password_problems
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """A render worker process: ``python -m siegel.plugins.password_pdf.render_worker``.
 
-Started by :mod:`.renderer`, never by hand. It reads requests from standard input and writes
+Started by :mod:`.render_pool`, never by hand. It reads requests from standard input and writes
 answers to standard output, each a frame (:mod:`siegel.worker`): an 8-byte big-endian length,
 then a pickle. A request is
 ``(raw, letterhead, key, language, signing)``; the answer is ``("pdf", bytes)`` or ``("error", text)``.
@@ -22,8 +22,7 @@ from siegel.model import parse_email
 from siegel.worker import read_frame, worker_streams, write_frame
 
 from .encrypt import derive_recipient_key
-from .pipeline import render_encrypted
-from .render import Letterhead
+from .render import Letterhead, render_encrypted
 
 
 def _warm_up() -> None:

@@ -20,11 +20,9 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import email.utils
 import functools
-import hashlib
 import json
 import logging
 import secrets
@@ -40,7 +38,6 @@ from siegel import (
     ConfigPath,
     Held,
     HeldCopy,
-    InvalidAddress,
     Outgoing,
     Protected,
     RecipientContext,
@@ -56,7 +53,20 @@ from siegel import (
 from siegel.state import PluginState
 from siegel.store import StateConflict, StateRecord
 
-from . import renderer
+from . import render_pool
+from .accounts import (
+    KEYS_UPGRADED,
+    Account,
+    PortalAccount,
+    Purpose,
+    TokenInvalid,
+    TokenRecord,
+    account_key,
+    hash_token,
+    merge_accounts,
+    merge_pending,
+    upgraded_key,
+)
 from .encrypt import PasswordRejected, RecipientKey, derive_recipient_key
 from .login import check_password, hash_password
 from .render import Letterhead
@@ -69,8 +79,6 @@ METHOD = "password_pdf"
 ACCOUNTS = "password_pdf.accounts"
 PENDING = "password_pdf.pending"
 TOKENS = "password_pdf.tokens"
-
-Purpose = Literal["register", "reset", "reply"]
 
 
 def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -162,109 +170,6 @@ class PasswordPdfSettings:
         return self._logo_png
 
 
-class TokenInvalid(Exception):
-    """A link that is unknown, used, expired or meant for something else. Deliberately vague."""
-
-
-@attrs.frozen(kw_only=True)
-class TokenRecord:
-    purpose: Purpose
-    tenant: str
-    recipient: str
-    created_at: str
-    version: int
-    key: str
-    message_id: str | None = None
-    reply_to: str | None = None
-    subject: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class _Account:
-    """A recipient's record in ``password_pdf.accounts``: what the PDFs need and the login hash.
-    Accounts from before the portal login have no ``login_hash``; they cannot log in until the
-    password is set again (reset link)."""
-
-    key: RecipientKey
-    set_at: datetime
-    login_hash: str | None = attrs.field(default=None, repr=False)
-
-    def encode(self) -> bytes:
-        data = {"u": base64.b64encode(self.key.u_entry).decode(),
-                "ue": base64.b64encode(self.key.ue_key).decode(),
-                "set_at": self.set_at.isoformat()}
-        if self.login_hash is not None:
-            data["login_hash"] = self.login_hash
-        return json.dumps(data).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes) -> _Account:
-        data = json.loads(raw)
-        return cls(key=RecipientKey(base64.b64decode(data["u"]), base64.b64decode(data["ue"])),
-                   set_at=datetime.fromisoformat(data["set_at"]), login_hash=data.get("login_hash"))
-
-
-@attrs.frozen(kw_only=True)
-class PortalAccount:
-    """A recipient as the portal's account page shows them."""
-
-    recipient: Address
-    password_set_at: datetime
-    #: Changes whenever the password (or its hash) changes; a login remembers it, so that a
-    #: reset or change elsewhere ends every older login of the account.
-    password_version: str
-
-    @classmethod
-    def of(cls, recipient: Address, account: _Account) -> PortalAccount:
-        assert account.login_hash is not None
-        version = hashlib.sha256(account.login_hash.encode()).hexdigest()[:32]
-        return cls(recipient=recipient, password_set_at=account.set_at, password_version=version)
-
-
-def _upgraded_key(tenant: str, stored_key: str) -> str | None:
-    """The key a record stored under ``stored_key`` belongs under now; ``None`` for keys that
-    name no address (the upgrade marker)."""
-    spelt = stored_key.removeprefix(f"{tenant}/")
-    if "@" not in spelt:
-        return None
-    try:
-        return _account_key(tenant, Address.load(spelt))
-    except InvalidAddress:
-        return None
-
-
-def _merge_accounts(records: list[tuple[str, bytes]]) -> bytes:
-    """Several spellings had accounts: the password set last stays (it is the one the recipient
-    remembers best; PDFs already sent stay readable with the password they were made for)."""
-    return max((value for _spelt, value in records), key=lambda v: _Account.decode(v).set_at)
-
-
-def _merge_pending(records: list[tuple[str, bytes]]) -> bytes:
-    """Several spellings had held messages: all stay held, until the latest end of the holds;
-    each is released under the address its message has."""
-    merged: dict[str, Any] = {"messages": [], "until": None, "held": {}}
-    for spelt, value in records:
-        data = json.loads(value)
-        merged["messages"] += [m for m in data["messages"] if m not in merged["messages"]]
-        merged["held"].update({m: spelt for m in data["messages"]}, **data.get("held", {}))
-        if merged["until"] is None or data["until"] > merged["until"]:
-            merged["until"] = data["until"]
-    return json.dumps(merged).encode()
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
-
-
-def _account_key(tenant: str, recipient: Address) -> str:
-    return f"{tenant}/{recipient.key}"
-
-
-#: Marks (per tenant, in the accounts namespace) that every record there is keyed by
-#: ``Address.key``; it has no "@", so no address key can collide with it.
-_KEYS_UPGRADED = ".keys-case-insensitive"
-
-
 @functools.cache
 def _common_passwords() -> frozenset[str]:
     """Loaded when a password is first checked: zxcvbn's lists cost about 12 MB in every gateway
@@ -354,14 +259,14 @@ class Workflow:
 
     async def upgrade_keys(self) -> None:
         """Move account and held-message records written under an address as spelt (before
-        addresses were case-insensitive) to :func:`_account_key`. Runs once per tenant; a dry
+        addresses were case-insensitive) to :func:`account_key`. Runs once per tenant; a dry
         run, which may not write, leaves them and reads them through :meth:`_account`."""
-        marker = f"{self.tenant.id}/{_KEYS_UPGRADED}"
+        marker = f"{self.tenant.id}/{KEYS_UPGRADED}"
         if await self.accounts.get(marker) is not None:
             return
         try:
-            await self._move_records(self.accounts, _merge_accounts)
-            await self._move_records(self.pending, _merge_pending)
+            await self._move_records(self.accounts, merge_accounts)
+            await self._move_records(self.pending, merge_pending)
             await self.accounts.put(marker, b"1")
         except PermissionError:  # a dry run's read-only state
             return
@@ -373,7 +278,7 @@ class Workflow:
         prefix = f"{self.tenant.id}/"
         moves: dict[str, list[StateRecord]] = {}
         for record in await state.scan(prefix):
-            new_key = _upgraded_key(self.tenant.id, record.key)
+            new_key = upgraded_key(self.tenant.id, record.key)
             if new_key is not None and new_key != record.key:
                 moves.setdefault(new_key, []).append(record)
         for new_key, old in moves.items():
@@ -390,21 +295,21 @@ class Workflow:
     async def _account(self, recipient: Address) -> StateRecord | None:
         """The recipient's account record, whatever case its address was written in."""
         await self.upgrade_keys()
-        record = await self.accounts.get(_account_key(self.tenant.id, recipient))
+        record = await self.accounts.get(account_key(self.tenant.id, recipient))
         if record is not None or await self.accounts.get(
-                f"{self.tenant.id}/{_KEYS_UPGRADED}") is not None:
+                f"{self.tenant.id}/{KEYS_UPGRADED}") is not None:
             return record
         # Not upgraded (a dry run): find the record under any spelling, without writing.
-        wanted = _account_key(self.tenant.id, recipient)
+        wanted = account_key(self.tenant.id, recipient)
         found = [r for r in await self.accounts.scan(f"{self.tenant.id}/")
-                 if _upgraded_key(self.tenant.id, r.key) == wanted]
-        return max(found, key=lambda r: _Account.decode(r.value).set_at, default=None)
+                 if upgraded_key(self.tenant.id, r.key) == wanted]
+        return max(found, key=lambda r: Account.decode(r.value).set_at, default=None)
 
     async def recipient_key(self, recipient: Address) -> RecipientKey | None:
         record = await self._account(recipient)
         if record is None:
             return None
-        return _Account.decode(record.value).key
+        return Account.decode(record.value).key
 
     async def protect(self, ctx: RecipientContext) -> Protected | Held | RetryLater:
         key = await self.recipient_key(ctx.recipient)
@@ -420,13 +325,13 @@ class Workflow:
         settings = self.settings
         # Rewriters change headers only, so the received size is the copy's size.
         try:
-            pdf = await renderer.render(
+            pdf = await render_pool.render(
                 ctx.email, lambda: ctx.raw, size=len(ctx.message.raw),
                 letterhead=self._letterhead(), key=key, language=self.tenant.language,
                 processes=settings.render_processes,
                 in_gateway_above_bytes=int(settings.render_in_gateway_above_mb * 1024 * 1024),
                 signing=settings.signing)
-        except renderer.WorkerDied as exc:
+        except render_pool.WorkerDied as exc:
             # The next try gets a new worker; the pipeline quarantines the copy when it keeps
             # happening (a message that kills its worker every time).
             log.warning("render worker died while rendering message %s: %s", ctx.message.id, exc)
@@ -449,7 +354,7 @@ class Workflow:
     async def _hold_for_registration(self, ctx: RecipientContext) -> datetime | RecipientKey:
         """Record the copy as waiting for the recipient's registration; when it will expire.
         The recipient's key instead if the recipient registered since protect looked."""
-        key = _account_key(self.tenant.id, ctx.recipient)
+        key = account_key(self.tenant.id, ctx.recipient)
         # The same lock as the release after registration, so that a copy is either in the
         # waiting list that the release reads, or sees the new account.
         async with self.pending.updating(key):
@@ -556,16 +461,16 @@ class Workflow:
         await self._replace_password(recipient, account, tell=purpose == "reset")
         return recipient, []
 
-    async def _new_account(self, password: str) -> _Account:
-        return _Account(key=derive_recipient_key(password), set_at=self.now,
+    async def _new_account(self, password: str) -> Account:
+        return Account(key=derive_recipient_key(password), set_at=self.now,
                         login_hash=await hash_password(password))
 
-    async def _replace_password(self, recipient: Address, account: _Account, *,
+    async def _replace_password(self, recipient: Address, account: Account, *,
                                 tell: bool) -> None:
         """Store the new key and hash, tell the recipient (unless this is the first password),
         and release what waited for a password."""
         await self.upgrade_keys()
-        await self.accounts.put(_account_key(self.tenant.id, recipient), account.encode())
+        await self.accounts.put(account_key(self.tenant.id, recipient), account.encode())
         if tell:
             await self._send(recipient, "password_changed", {
                 "when": self.tenant.format_time(self.now, "de"),
@@ -574,7 +479,7 @@ class Workflow:
         await self._release_held(recipient)
 
     async def _release_held(self, recipient: Address) -> None:
-        key = _account_key(self.tenant.id, recipient)
+        key = account_key(self.tenant.id, recipient)
         async with self.pending.updating(key):
             record = await self.pending.get(key)
             if record is None:
@@ -608,9 +513,9 @@ class Workflow:
         """The account if ``password`` is the recipient's, else ``None``. An unknown recipient,
         an account without a login hash and a wrong password take the same time and give the same
         answer. A hash made with older parameters is replaced by one made with the current ones."""
-        key = _account_key(self.tenant.id, recipient)
+        key = account_key(self.tenant.id, recipient)
         record = await self._account(recipient)
-        account = _Account.decode(record.value) if record is not None else None
+        account = Account.decode(record.value) if record is not None else None
         check = await check_password(account.login_hash if account else None, password)
         if not check.verified or account is None or record is None:
             return None
@@ -627,7 +532,7 @@ class Workflow:
         record = await self._account(recipient)
         if record is None:
             return None
-        account = _Account.decode(record.value)
+        account = Account.decode(record.value)
         return PortalAccount.of(recipient, account) if account.login_hash is not None else None
 
     async def change_password(self, recipient: Address, password: str) -> list[Text]:

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from test_workflow import CONFIG, PASSWORD, link_from
 
 from siegel import Address, RecipientState
+from siegel.plugins.password_pdf.accounts import Account
 from siegel.plugins.password_pdf.encrypt import derive_recipient_key
 from siegel.plugins.password_pdf.login import hash_password
-from siegel.plugins.password_pdf.workflow import ACCOUNTS, Workflow, _Account
+from siegel.plugins.password_pdf.workflow import ACCOUNTS, Workflow
 from siegel.testing import make_message
 
 LOWER = "anna.meier@example.net"
@@ -75,7 +76,7 @@ async def test_login_and_reset_in_another_case_find_the_account(siegel_harness):
 
 async def _legacy_account(harness, spelt: str, password: str, age: timedelta) -> None:
     """An account as siegel stored it before addresses were case-insensitive."""
-    account = _Account(key=derive_recipient_key(password), set_at=harness.clock.now() - age,
+    account = Account(key=derive_recipient_key(password), set_at=harness.clock.now() - age,
                        login_hash=await hash_password(password))
     await harness.runtime.state(ACCOUNTS).put(f"test/{spelt}", account.encode())
 

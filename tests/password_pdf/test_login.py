@@ -13,8 +13,9 @@ from test_workflow import CITIZEN, CONFIG, PASSWORD, link_from, send_customer_ma
 
 from siegel import Address, RecipientState
 from siegel.plugins.password_pdf import verify_password
+from siegel.plugins.password_pdf.accounts import Account
 from siegel.plugins.password_pdf.login import PARAMETERS, check_password, hash_password
-from siegel.plugins.password_pdf.workflow import ACCOUNTS, Workflow, _Account
+from siegel.plugins.password_pdf.workflow import ACCOUNTS, Workflow
 
 NEW_PASSWORD = "Blaue Birnen im Herbst"
 # OWASP ASVS 5 / Password Storage Cheat Sheet: Argon2id with at least 19 MiB, 2 passes, 1 lane.
@@ -74,12 +75,12 @@ async def test_login_checks_the_password_against_the_hash(siegel_harness):
         assert (await workflow.portal_account(citizen)) == account
 
 
-async def replace_login_hash(harness, login_hash: str | None) -> _Account:
+async def replace_login_hash(harness, login_hash: str | None) -> Account:
     """Store the citizen's account with another login hash (None: from before the login)."""
     state = harness.runtime.state(ACCOUNTS)
     record = await state.get(f"test/{CITIZEN}")
     assert record is not None
-    account = attrs.evolve(_Account.decode(record.value), login_hash=login_hash)
+    account = attrs.evolve(Account.decode(record.value), login_hash=login_hash)
     await state.put(f"test/{CITIZEN}", account.encode())
     return account
 

@@ -15,7 +15,8 @@ from password_pdf_helpers import ATTACHMENTS, PASSWORD, make_message, run, sha25
 from PIL import Image as PILImage
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-from siegel.plugins.password_pdf import Language, Letterhead, html_to_text, render_message
+from siegel.mime import html_to_text
+from siegel.plugins.password_pdf import Language, Letterhead, render_message
 
 PdfWriter = Callable[[bytes, str], Path]
 

@@ -12,7 +12,7 @@ import pytest
 from password_pdf_helpers import sha256
 
 from siegel import Address, RecipientState
-from siegel.plugins.password_pdf import renderer
+from siegel.plugins.password_pdf import render_pool
 from siegel.plugins.password_pdf.workflow import TokenInvalid, Workflow
 from siegel.testing import make_message
 
@@ -223,7 +223,7 @@ async def test_a_render_worker_that_dies_is_replaced_and_the_copy_retried(siegel
         await workflow.register(link_from(invitation, "register"), PASSWORD)
         await harness.process()
         delivered = len(harness.sink.to(CITIZEN))
-        original = renderer._Worker.render
+        original = render_pool._Worker.render
         kills = {"left": 1}
 
         def killed_while_rendering(self, *args):
@@ -232,19 +232,19 @@ async def test_a_render_worker_that_dies_is_replaced_and_the_copy_retried(siegel
                 os.kill(self.process.pid, signal.SIGKILL)
             return original(self, *args)
 
-        monkeypatch.setattr(renderer._Worker, "render", killed_while_rendering)
-        [worker] = renderer.worker_pids()
+        monkeypatch.setattr(render_pool._Worker, "render", killed_while_rendering)
+        [worker] = render_pool.worker_pids()
         once = await send_customer_mail(harness, subject="Einmal beendet")
         await harness.process()
         [record] = await harness.store.recipients(once)
         assert record.state is RecipientState.ACCEPTED, record
         assert record.detail == "the PDF render worker died while rendering"
         assert len(harness.sink.to(CITIZEN)) == delivered
-        assert renderer.worker_pids() == []  # the dead one is gone; a new one comes when needed
+        assert render_pool.worker_pids() == []  # the dead one is gone; a new one comes when needed
         harness.clock.advance(seconds=600)
         await harness.process()
         assert (await harness.states(once))[CITIZEN] is RecipientState.DELIVERED
-        assert renderer.worker_pids() not in ([], [worker])
+        assert render_pool.worker_pids() not in ([], [worker])
         delivered += 1
 
         kills["left"] = 100

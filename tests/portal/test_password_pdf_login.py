@@ -13,6 +13,7 @@ import httpx
 from portal_helpers import csrf_token
 
 from siegel import Address
+from siegel.plugins.password_pdf.accounts import Account
 from siegel.plugins.password_pdf.encrypt import derive_recipient_key
 from siegel.plugins.password_pdf.login import hash_password
 from siegel.plugins.password_pdf.portal import (
@@ -20,7 +21,7 @@ from siegel.plugins.password_pdf.portal import (
     LOGIN_SECONDS,
     LOGIN_THROTTLE,
 )
-from siegel.plugins.password_pdf.workflow import ACCOUNTS, Workflow, _Account
+from siegel.plugins.password_pdf.workflow import ACCOUNTS, Workflow
 from siegel.portal import PortalSettings, Throttle
 from siegel.throttle import NAMESPACE as THROTTLE_NAMESPACE
 
@@ -38,7 +39,7 @@ SETTINGS = PortalSettings()
 
 async def add_account(p, address: str, password: str, *, login_hash: bool = True,
                       tenant: str = "test") -> None:
-    account = _Account(key=derive_recipient_key(password), set_at=p.harness.clock.now(),
+    account = Account(key=derive_recipient_key(password), set_at=p.harness.clock.now(),
                        login_hash=await hash_password(password) if login_hash else None)
     await p.harness.runtime.state(ACCOUNTS).put(f"{tenant}/{address}", account.encode())
 

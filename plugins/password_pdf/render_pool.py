@@ -31,8 +31,7 @@ from email.message import EmailMessage
 from siegel.worker import read_frame, write_frame
 
 from .encrypt import RecipientKey
-from .pipeline import render_encrypted
-from .render import Language, Letterhead
+from .render import Language, Letterhead, render_encrypted
 from .signing import PdfSigning
 
 # More than one thread at it made each PDF about 40 % more expensive (they evict each other's

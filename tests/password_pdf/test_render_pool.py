@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from password_pdf_helpers import PASSWORD, make_message, run, sha256
 
-from siegel.plugins.password_pdf import Letterhead, RecipientKey, renderer
+from siegel.plugins.password_pdf import Letterhead, RecipientKey, render_pool
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def workers() -> Iterator[None]:
     yield
-    renderer.shutdown()
+    render_pool.shutdown()
 
 
 def _text(pdf: Path) -> str:
@@ -29,7 +29,7 @@ def _text(pdf: Path) -> str:
 async def _render(letterhead: Letterhead, key: RecipientKey, *, processes: int) -> bytes:
     message = make_message()
     raw = message.as_bytes()
-    return await renderer.render(message, lambda: raw, size=len(raw), letterhead=letterhead,
+    return await render_pool.render(message, lambda: raw, size=len(raw), letterhead=letterhead,
                                  key=key, language="de", processes=processes,
                                  in_gateway_above_bytes=len(raw))
 
@@ -57,14 +57,14 @@ async def test_a_large_message_is_rendered_in_the_gateway_process(
     def no_workers(processes: int) -> None:
         raise AssertionError("a large message was sent to a worker process")
 
-    monkeypatch.setattr(renderer, "_pool", no_workers)
+    monkeypatch.setattr(render_pool, "_pool", no_workers)
     message = make_message()
     raw = message.as_bytes()
 
     def no_copy() -> bytes:
         raise AssertionError("the bytes of a large message were made")
 
-    pdf = await renderer.render(message, no_copy, size=len(raw), letterhead=letterhead,
+    pdf = await render_pool.render(message, no_copy, size=len(raw), letterhead=letterhead,
                                 key=recipient_key, language="de", processes=1,
                                 in_gateway_above_bytes=len(raw) - 1)
     assert pdf.startswith(b"%PDF-")
@@ -73,10 +73,10 @@ async def test_a_large_message_is_rendered_in_the_gateway_process(
 async def test_a_dead_worker_fails_that_message_and_the_next_gets_a_new_one(
         workers: None, letterhead: Letterhead, recipient_key: RecipientKey) -> None:
     await _render(letterhead, recipient_key, processes=1)
-    for pid in renderer.worker_pids():
+    for pid in render_pool.worker_pids():
         os.kill(pid, signal.SIGKILL)
 
-    with pytest.raises(renderer.RenderFailed, match="render worker"):
+    with pytest.raises(render_pool.RenderFailed, match="render worker"):
         await _render(letterhead, recipient_key, processes=1)
     assert (await _render(letterhead, recipient_key, processes=1)).startswith(b"%PDF-")
 
@@ -85,9 +85,9 @@ async def test_a_message_the_worker_cannot_render_fails_alone(
         workers: None, letterhead: Letterhead, recipient_key: RecipientKey) -> None:
     broken_logo = Letterhead(tenant_name="Stadt Köln", logo_png=b"\x89PNG\r\n\x1a\nnot an image")
     await _render(letterhead, recipient_key, processes=1)
-    [worker] = renderer.worker_pids()
+    [worker] = render_pool.worker_pids()
 
-    with pytest.raises(renderer.RenderFailed, match=r"the render worker failed: \w+ in \w+\.py:\d+"):
+    with pytest.raises(render_pool.RenderFailed, match=r"the render worker failed: \w+ in \w+\.py:\d+"):
         await _render(broken_logo, recipient_key, processes=1)
     assert (await _render(letterhead, recipient_key, processes=1)).startswith(b"%PDF-")
-    assert renderer.worker_pids() == [worker]
+    assert render_pool.worker_pids() == [worker]

@@ -1,0 +1,125 @@
+"""A recipient's account and the links of the password-PDF workflow, as kept in plugin state.
+
+Accounts (``password_pdf.accounts``) and held messages (``password_pdf.pending``) are keyed by
+:attr:`siegel.Address.key`; links (``password_pdf.tokens``) are stored only as the SHA-256 of
+their token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+import attrs
+
+from siegel import Address, InvalidAddress
+
+from .encrypt import RecipientKey
+
+Purpose = Literal["register", "reset", "reply"]
+
+
+class TokenInvalid(Exception):
+    """A link that is unknown, used, expired or meant for something else. Deliberately vague."""
+
+
+@attrs.frozen(kw_only=True)
+class TokenRecord:
+    purpose: Purpose
+    tenant: str
+    recipient: str
+    created_at: str
+    version: int
+    key: str
+    message_id: str | None = None
+    reply_to: str | None = None
+    subject: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Account:
+    """A recipient's record in ``password_pdf.accounts``: what the PDFs need and the login hash.
+    Accounts from before the portal login have no ``login_hash``; they cannot log in until the
+    password is set again (reset link)."""
+
+    key: RecipientKey
+    set_at: datetime
+    login_hash: str | None = attrs.field(default=None, repr=False)
+
+    def encode(self) -> bytes:
+        data = {"u": base64.b64encode(self.key.u_entry).decode(),
+                "ue": base64.b64encode(self.key.ue_key).decode(),
+                "set_at": self.set_at.isoformat()}
+        if self.login_hash is not None:
+            data["login_hash"] = self.login_hash
+        return json.dumps(data).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Account:
+        data = json.loads(raw)
+        return cls(key=RecipientKey(base64.b64decode(data["u"]), base64.b64decode(data["ue"])),
+                   set_at=datetime.fromisoformat(data["set_at"]), login_hash=data.get("login_hash"))
+
+
+@attrs.frozen(kw_only=True)
+class PortalAccount:
+    """A recipient as the portal's account page shows them."""
+
+    recipient: Address
+    password_set_at: datetime
+    #: Changes whenever the password (or its hash) changes; a login remembers it, so that a
+    #: reset or change elsewhere ends every older login of the account.
+    password_version: str
+
+    @classmethod
+    def of(cls, recipient: Address, account: Account) -> PortalAccount:
+        assert account.login_hash is not None
+        version = hashlib.sha256(account.login_hash.encode()).hexdigest()[:32]
+        return cls(recipient=recipient, password_set_at=account.set_at, password_version=version)
+
+
+def upgraded_key(tenant: str, stored_key: str) -> str | None:
+    """The key a record stored under ``stored_key`` belongs under now; ``None`` for keys that
+    name no address (the upgrade marker)."""
+    spelt = stored_key.removeprefix(f"{tenant}/")
+    if "@" not in spelt:
+        return None
+    try:
+        return account_key(tenant, Address.load(spelt))
+    except InvalidAddress:
+        return None
+
+
+def merge_accounts(records: list[tuple[str, bytes]]) -> bytes:
+    """Several spellings had accounts: the password set last stays (it is the one the recipient
+    remembers best; PDFs already sent stay readable with the password they were made for)."""
+    return max((value for _spelt, value in records), key=lambda v: Account.decode(v).set_at)
+
+
+def merge_pending(records: list[tuple[str, bytes]]) -> bytes:
+    """Several spellings had held messages: all stay held, until the latest end of the holds;
+    each is released under the address its message has."""
+    merged: dict[str, Any] = {"messages": [], "until": None, "held": {}}
+    for spelt, value in records:
+        data = json.loads(value)
+        merged["messages"] += [m for m in data["messages"] if m not in merged["messages"]]
+        merged["held"].update({m: spelt for m in data["messages"]}, **data.get("held", {}))
+        if merged["until"] is None or data["until"] > merged["until"]:
+            merged["until"] = data["until"]
+    return json.dumps(merged).encode()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def account_key(tenant: str, recipient: Address) -> str:
+    return f"{tenant}/{recipient.key}"
+
+
+#: Marks (per tenant, in the accounts namespace) that every record there is keyed by
+#: ``Address.key``; it has no "@", so no address key can collide with it.
+KEYS_UPGRADED = ".keys-case-insensitive"
