@@ -32,19 +32,16 @@ from siegel.config import config_from_mapping
 from siegel.crypto import ContentCipher, create_key_file
 from siegel.manager import PluginRegistry
 from siegel.plugins.smime.capabilities import Capability, SmimeCapabilities
+from siegel.plugins.smime.cert_files import ImportFailure
+from siegel.plugins.smime.certificates import fingerprint
 from siegel.plugins.smime.directory import (
     CERTIFICATES_NAMESPACE,
     INTERMEDIATES_NAMESPACE,
     CertificateDirectory,
-    DirectoryPolicy,
-    ImportFailure,
-    Refusal,
-    Selection,
-    SmimeDirectorySettings,
-    fingerprint,
     harvest,
-    policy_from_settings,
 )
+from siegel.plugins.smime.policy import DirectoryPolicy, SmimeDirectorySettings, policy_from_settings
+from siegel.plugins.smime.records import Refusal, Selection
 from siegel.sqlite_store import SQLiteStore
 from siegel.state import PluginState
 
