@@ -17,11 +17,13 @@ from .revocation import describe
 
 
 def normalize_address(address: str | Address) -> str:
-    """The directory's form of an address: local part lower-cased, domain as IDNA A-labels.
+    """The directory's form of an address: :attr:`siegel.Address.key`, the one form under which
+    siegel keys anything about an address (local part unquoted where quotes are needless,
+    NFC-normalised, lower-cased; domain as IDNA A-labels).
 
     Raises :class:`siegel.InvalidAddress`."""
     parsed = address if isinstance(address, Address) else Address.parse(address)
-    return f"{parsed.local.lower()}@{parsed.domain}"
+    return parsed.key
 
 
 def fingerprint(certificate: x509.Certificate) -> str:

@@ -21,9 +21,13 @@ When nothing stored is usable, :meth:`CertificateDirectory.find_usable` asks the
 optional :class:`CertificateLookup` (the LDAP lookup of :mod:`.ldap`); what it finds is filed and
 then judged exactly like every other certificate.
 
-Addresses are compared case-insensitively (local part lower-cased, domain in IDNA A-labels): a CA
-writing ``Max.Muster@Behoerde.de`` into a certificate means the mailbox mail is sent to as
-``max.muster@behoerde.de``.
+Addresses are compared by :attr:`siegel.Address.key` (local part lower-cased, domain in IDNA
+A-labels): a CA writing ``Max.Muster@Behoerde.de`` into a certificate means the mailbox mail is
+sent to as ``max.muster@behoerde.de``.
+
+The rooms around this module: :mod:`.certificates` (what a certificate names), :mod:`.cert_files`
+(reading files), :mod:`.policy` (settings and policy), :mod:`.records` (entries and answers),
+:mod:`.checks` (one certificate's checks) and :mod:`.paths` (chain building).
 """
 
 from __future__ import annotations
