@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from .certificates import is_ca
-from .revocation import describe
+from .texts import describe
 
 
 class ImportFailure(ValueError):

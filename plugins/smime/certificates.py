@@ -13,7 +13,7 @@ from cryptography.x509.oid import NameOID
 
 from siegel import Address, InvalidAddress
 
-from .revocation import describe
+from .texts import describe
 
 
 def normalize_address(address: str | Address) -> str:

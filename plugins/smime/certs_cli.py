@@ -36,7 +36,7 @@ from .directory import CERTIFICATES_NAMESPACE, INTERMEDIATES_NAMESPACE, Certific
 from .policy import SmimeDirectorySettings, policy_from_settings
 from .profiles import AlgorithmChoice, Declined
 from .records import CertificateEntry, Refusal, UsableCertificate
-from .revocation import describe, format_time
+from .texts import describe, format_time
 
 _T = TypeVar("_T")
 

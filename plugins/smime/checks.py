@@ -17,7 +17,7 @@ from siegel import Text
 from .certificates import certified_addresses, subject_addresses
 from .policy import RSA_FLOOR_BITS, DirectoryPolicy
 from .records import Problem
-from .revocation import format_time
+from .texts import format_time
 
 EKU_NAMES = {
     ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",

@@ -69,7 +69,8 @@ from .records import (
     UsableCertificate,
     _iso,
 )
-from .revocation import RevocationChecker, crl_urls, describe, load_crls, ocsp_urls
+from .revocation import RevocationChecker, crl_urls, load_crls, ocsp_urls
+from .texts import describe
 
 log = logging.getLogger(__name__)
 

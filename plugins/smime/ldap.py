@@ -54,7 +54,7 @@ from .cert_files import ImportFailure, load_certificates
 from .certificates import fingerprint, is_ca, mentioned_addresses
 from .directory import CertificateDirectory
 from .records import CertificateEntry, LookupResult
-from .revocation import format_time
+from .texts import format_time
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from .certificates import _self_signed, fingerprint
 from .checks import _extension, _validity_problems
 from .pki import MAX_CHAIN_DEPTH, validate_path
 from .records import Problem
-from .revocation import describe
+from .texts import describe
 
 _WEAK_SIGNATURE_HASHES = ("md5", "sha1")
 

@@ -16,7 +16,8 @@ from siegel import ConfigPath, SettingError
 from .cert_files import load_anchor_file
 from .keys import SUPPORTED_CURVES
 from .profiles import AlgorithmChoice, Declined
-from .revocation import REVOCATION_MODES, RevocationChecker, RevocationMode, describe, load_crls
+from .revocation import REVOCATION_MODES, RevocationChecker, RevocationMode, load_crls
+from .texts import describe
 
 #: Below this no RSA key is used, whatever the policy allows.
 RSA_FLOOR_BITS = 2048

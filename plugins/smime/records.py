@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from siegel import Availability, Text
 
 from .certificates import fingerprint
-from .revocation import describe, format_time
+from .texts import describe, format_time
 
 _RECORD_FORMAT = 1
 
