@@ -2,8 +2,8 @@
 
 * :mod:`.envelope` - :func:`encrypt` / :func:`decrypt`: CMS AuthEnvelopedData (AES-GCM, default)
   and EnvelopedData (AES-CBC); RSA-OAEP / PKCS#1 v1.5 key transport, ECDH key agreement.
-* :mod:`.signing` - :func:`sign` / :func:`verify`: detached SignedData with RSASSA-PSS,
-  RSASSA-PKCS1-v1_5 or ECDSA; chain validation to given trust anchors.
+* :mod:`.signing` - :func:`sign`: detached SignedData with RSASSA-PSS, RSASSA-PKCS1-v1_5 or
+  ECDSA; :mod:`.verification` - :func:`verify`, with chain validation to given trust anchors.
 * :mod:`.capabilities` - SMIMECapabilities: what a peer can decrypt, what we announce.
 * :mod:`.mime` - multipart/signed and application/pkcs7-mime entities, and :func:`unwrap` for
   incoming messages.
@@ -56,7 +56,8 @@ from .mime import (
     unwrap,
     verify_signed_entity,
 )
-from .signing import SignOptions, VerifiedSignature, sign, verify
+from .signing import SignOptions, sign
+from .verification import VerifiedSignature, verify
 
 __all__ = [
     "OUR_CAPABILITIES",

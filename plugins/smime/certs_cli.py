@@ -29,23 +29,14 @@ from siegel.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, ConfigError
 from siegel.state import PluginState
 
 from .capabilities import CAPABILITY_NAMES
-from .directory import (
-    CERTIFICATES_NAMESPACE,
-    EKU_NAMES,
-    INTERMEDIATES_NAMESPACE,
-    CertificateDirectory,
-    CertificateEntry,
-    ImportFailure,
-    Refusal,
-    SmimeDirectorySettings,
-    UsableCertificate,
-    certified_addresses,
-    fingerprint,
-    policy_from_settings,
-    san_addresses,
-)
+from .cert_files import ImportFailure
+from .certificates import certified_addresses, fingerprint, san_addresses
+from .checks import EKU_NAMES
+from .directory import CERTIFICATES_NAMESPACE, INTERMEDIATES_NAMESPACE, CertificateDirectory
+from .policy import SmimeDirectorySettings, policy_from_settings
 from .profiles import AlgorithmChoice, Declined
-from .revocation import describe, format_time
+from .records import CertificateEntry, Refusal, UsableCertificate
+from .texts import describe, format_time
 
 _T = TypeVar("_T")
 

@@ -13,65 +13,60 @@ and one RecipientInfo per recipient certificate:
 
 :func:`decrypt` / :func:`open_envelope` read both content types with the RecipientInfo variants
 mainstream clients (OpenSSL, Thunderbird/NSS, Outlook, BouncyCastle) produce.
+
+This module assembles and opens the envelope; the key management and the content cipher live
+apart: :mod:`.key_transport` (RSA), :mod:`.key_agreement` (ECDH) and :mod:`.content_encryption`
+(AES-GCM and the CBC ciphers).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
-from asn1crypto import algos, cms, core
-from asn1crypto import keys as asn1_keys
+from asn1crypto import cms, core
 from cryptography import x509
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
-from cryptography.hazmat.primitives.keywrap import (
-    InvalidUnwrap,
-    aes_key_unwrap,
-    aes_key_wrap,
-)
 
 from . import _asn1
+from ._asn1 import _VERSION_0, _VERSION_2
 from .algorithms import (
-    HASHES_BY_NAME,
     ContentCipher,
     Digest,
     RsaKeyTransport,
 )
+from .content_encryption import (
+    _CIPHER_NAMES,
+    _GCM_NONCE_BYTES,
+    _GCM_TAG_BYTES,
+    _aesgcm_encrypt,
+    _content_key_bytes,
+    _decrypt_cbc,
+    _decrypt_gcm,
+)
 from .errors import (
     CertificateError,
-    IntegrityError,
     MalformedError,
     NoMatchingRecipientError,
     PolicyError,
     UnsupportedError,
 )
+from .key_agreement import _key_agreement_info, _unwrap_key_agreement
+from .key_transport import _key_transport_info, _unwrap_key_transport
 from .keys import (
     SUPPORTED_CURVES,
     PrivateKey,
-    issuer_and_serial_der,
     issuer_name_and_serial,
     names_equal,
     require_key_pair,
 )
 
-_GCM_NONCE_BYTES = 12
-_GCM_TAG_BYTES = 16
-_MIN_GCM_TAG_BYTES = 12  # RFC 5084 allows 12..16; shorter tags are refused
-_KEK_BYTES = 32  # we always wrap with AES-256
 _AUTH_ENVELOPED_DATA_OID = "1.2.840.113549.1.9.16.1.23"
 _ENVELOPED_DATA_OID = "1.2.840.113549.1.7.3"
-# CMSVersion values (INTEGER)
-_VERSION_0 = b"\x02\x01\x00"
-_VERSION_2 = b"\x02\x01\x02"
-_VERSION_3 = b"\x02\x01\x03"
 
 
 def _validate_min_rsa_bits(_instance: object, _attribute: object, value: int) -> None:
@@ -330,140 +325,10 @@ def _require_key_usage(certificate: x509.Certificate, usage: str, where: str) ->
         )
 
 
-_OAEP_SHA256 = asym_padding.OAEP(
-    mgf=asym_padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
-)
 
-
-def _key_transport_info(
-    certificate: x509.Certificate,
-    public_key: rsa.RSAPublicKey,
-    cek: bytes,
-    transport: RsaKeyTransport,
-) -> bytes:
-    """KeyTransRecipientInfo (the untagged ``ktri`` choice of RecipientInfo)."""
-    if transport is RsaKeyTransport.RSAES_OAEP_SHA256:
-        encrypted_key = public_key.encrypt(cek, _OAEP_SHA256)
-    else:
-        encrypted_key = public_key.encrypt(cek, asym_padding.PKCS1v15())
-    return _asn1.der_sequence(
-        _VERSION_0,
-        issuer_and_serial_der(certificate),  # rid
-        _key_transport_algorithm_der(transport),
-        _asn1.der_octet_string(encrypted_key),
-    )
-
-
-@functools.cache
-def _key_transport_algorithm_der(transport: RsaKeyTransport) -> bytes:
-    algorithm: dict[str, Any]
-    if transport is RsaKeyTransport.RSAES_OAEP_SHA256:
-        algorithm = {
-            "algorithm": "rsaes_oaep",
-            "parameters": {
-                "hash_algorithm": {"algorithm": "sha256"},
-                "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
-            },
-        }
-    else:
-        algorithm = {"algorithm": "rsaes_pkcs1v15"}
-    return _asn1.der(cms.KeyEncryptionAlgorithm(algorithm))
-
-
-def _key_agreement_info(
-    certificate: x509.Certificate,
-    public_key: ec.EllipticCurvePublicKey,
-    cek: bytes,
-    kdf_digest: Digest,
-) -> bytes:
-    """KeyAgreeRecipientInfo as the ``kari`` choice of RecipientInfo ([1] IMPLICIT)."""
-    ephemeral = ec.generate_private_key(public_key.curve)
-    shared_secret = ephemeral.exchange(ec.ECDH(), public_key)
-    wrap_algorithm = _aes256_wrap_der()
-    kek = _x963_kek(shared_secret, kdf_digest.asn1_name, wrap_algorithm, None, _KEK_BYTES)
-    point = ephemeral.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
-    # RFC 5753 3.1.1: originatorKey with id-ecPublicKey, parameters absent.
-    originator_key = _asn1.der_tlv(
-        _asn1.context_tag(1),  # [1] IMPLICIT OriginatorPublicKey
-        _ec_public_key_algorithm_der(),
-        _asn1.der_tlv(_asn1.TAG_BIT_STRING, b"\x00", point),
-    )
-    recipient_encrypted_key = _asn1.der_sequence(
-        issuer_and_serial_der(certificate),  # rid
-        _asn1.der_octet_string(aes_key_wrap(kek, cek)),
-    )
-    return _asn1.der_tlv(
-        _asn1.context_tag(1),
-        _VERSION_3,
-        _asn1.der_tlv(_asn1.context_tag(0), originator_key),  # originator [0] EXPLICIT
-        _key_agreement_algorithm_der(kdf_digest.asn1_name),
-        _asn1.der_sequence(recipient_encrypted_key),  # recipientEncryptedKeys
-    )
-
-
-@functools.cache
-def _aes256_wrap_der() -> bytes:
-    return _asn1.der(cms.KeyEncryptionAlgorithm({"algorithm": "aes256_wrap"}))
-
-
-@functools.cache
-def _ec_public_key_algorithm_der() -> bytes:
-    return _asn1.der(asn1_keys.PublicKeyAlgorithm({"algorithm": "ec"}))
-
-
-@functools.cache
-def _key_agreement_algorithm_der(kdf_digest_name: str) -> bytes:
-    return _asn1.der(
-        cms.KeyEncryptionAlgorithm(
-            {
-                "algorithm": _asn1.ECDH_STD_SCHEME_BY_HASH[kdf_digest_name],
-                "parameters": cms.KeyEncryptionAlgorithm.load(_aes256_wrap_der()),
-            }
-        )
-    )
-
-
-def _x963_kek(
-    shared_secret: bytes, hash_name: str, wrap_algorithm_der: bytes, ukm: bytes | None, size: int
-) -> bytes:
-    """RFC 5753 7.2: KEK = X9.63-KDF(Z, ECC-CMS-SharedInfo)."""
-    kdf = X963KDF(
-        algorithm=HASHES_BY_NAME[hash_name](),
-        length=size,
-        sharedinfo=_shared_info_der(wrap_algorithm_der, ukm, size),
-    )
-    return kdf.derive(shared_secret)
-
-
-@functools.lru_cache(maxsize=64)
-def _shared_info_der(wrap_algorithm_der: bytes, ukm: bytes | None, size: int) -> bytes:
-    shared_info: dict[str, Any] = {
-        "key_info": algos.AnyAlgorithmIdentifier.load(wrap_algorithm_der),
-        "supp_pub_info": (size * 8).to_bytes(4, "big"),
-    }
-    if ukm is not None:
-        shared_info["entity_u_info"] = ukm
-    return _asn1.der(_asn1.EccCmsSharedInfo(shared_info))
-
-
-def _aesgcm_encrypt(key: bytes, nonce: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
-    """AES-GCM ciphertext and 16-byte tag."""
-    encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
-    ciphertext = encryptor.update(plaintext) + encryptor.finalize()
-    return ciphertext, encryptor.tag
 
 
 # --- decryption helpers --------------------------------------------------------------------------
-
-_CIPHER_NAMES = {
-    **{oid: f"aes{size * 8}-GCM" for oid, size in _asn1.AES_GCM_OIDS.items()},
-    **{oid: f"aes{size * 8}-CBC" for oid, size in _asn1.AES_CBC_OIDS.items()},
-    "1.2.840.113549.3.7": "des-ede3-cbc",
-    "1.2.840.113549.3.2": "rc2-cbc",
-    "1.3.14.3.2.7": "des-cbc",
-}
 
 
 def _load_content_info(der: bytes) -> cms.ContentInfo:
@@ -474,81 +339,6 @@ def _load_content_info(der: bytes) -> cms.ContentInfo:
         raise MalformedError(f"not a DER CMS ContentInfo: {exc}", where="ContentInfo") from None
     return info
 
-
-def _content_key_bytes(cipher_oid: str, authenticated: bool, where: str) -> int:
-    table = _asn1.AES_GCM_OIDS if authenticated else _asn1.AES_CBC_OIDS
-    if cipher_oid in table:
-        return table[cipher_oid]
-    kind = "AuthEnvelopedData" if authenticated else "EnvelopedData"
-    raise UnsupportedError(
-        f"content cipher {_CIPHER_NAMES.get(cipher_oid, cipher_oid)} is not supported in "
-        f"{kind}; supported: " + ", ".join(_CIPHER_NAMES[oid] for oid in table),
-        where=f"{where}.encryptedContentInfo.contentEncryptionAlgorithm",
-    )
-
-
-def _decrypt_gcm(body: Any, algorithm: Any, cek: bytes, ciphertext: bytes, where: str) -> bytes:
-    params_where = f"{where}.authEncryptedContentInfo.contentEncryptionAlgorithm.parameters"
-    try:
-        params = _asn1.parse_as(algorithm["parameters"], _asn1.GCMParameters)
-        nonce = _asn1.as_bytes(params["aes_nonce"])
-        tag_length = _asn1.as_int(params["aes_icvlen"])
-    except (ValueError, TypeError) as exc:
-        raise MalformedError(f"unreadable GCMParameters: {exc}", where=params_where) from None
-    if not _MIN_GCM_TAG_BYTES <= tag_length <= _GCM_TAG_BYTES:
-        raise PolicyError(
-            f"GCM tag length {tag_length} is refused; 12 to 16 bytes are accepted",
-            where=params_where,
-        )
-    tag = _asn1.as_bytes(body["mac"])
-    if len(tag) != tag_length:
-        raise MalformedError(
-            f"the tag has {len(tag)} bytes, GCMParameters announce {tag_length}",
-            where=f"{where}.mac",
-        )
-    auth_attrs = body["auth_attrs"]
-    # RFC 5083 2.2: authenticated attributes are MACed in their DER SET OF encoding.
-    aad = b"" if isinstance(auth_attrs, core.Void) else b"\x31" + _asn1.der(auth_attrs)[1:]
-    try:
-        decryptor = Cipher(
-            algorithms.AES(cek), modes.GCM(nonce, tag, min_tag_length=_MIN_GCM_TAG_BYTES)
-        ).decryptor()
-        if aad:
-            decryptor.authenticate_additional_data(aad)
-        return decryptor.update(ciphertext) + decryptor.finalize()
-    except InvalidTag:
-        raise IntegrityError(
-            "AES-GCM authentication failed: the message was modified in transit or "
-            "encrypted with a different key; do not use its content",
-            where=f"{where}.mac",
-        ) from None
-
-
-def _decrypt_cbc(algorithm: Any, cek: bytes, ciphertext: bytes, where: str) -> bytes:
-    where = f"{where}.encryptedContentInfo"
-    try:
-        iv = _asn1.as_bytes(_asn1.parse_as(algorithm["parameters"], core.OctetString))
-    except (ValueError, TypeError) as exc:
-        raise MalformedError(
-            f"unreadable AES-CBC IV: {exc}", where=f"{where}.contentEncryptionAlgorithm"
-        ) from None
-    if len(iv) != 16 or len(ciphertext) % 16 or not ciphertext:
-        raise MalformedError(
-            f"AES-CBC needs a 16-byte IV and whole blocks; got IV {len(iv)} bytes, ciphertext "
-            f"{len(ciphertext)} bytes",
-            where=where,
-        )
-    decryptor = Cipher(algorithms.AES(cek), modes.CBC(iv)).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(128).unpadder()
-    try:
-        return unpadder.update(padded) + unpadder.finalize()
-    except ValueError:
-        raise IntegrityError(
-            "AES-CBC decryption failed (bad padding): wrong key or modified message. "
-            "EnvelopedData has no integrity protection; prefer AuthEnvelopedData",
-            where=f"{where}.encryptedContent",
-        ) from None
 
 
 def _recover_content_key(
@@ -628,152 +418,6 @@ def _describe_rid(rid: Any) -> str:
     return f"subject key identifier {_asn1.as_bytes(rid.chosen['subject_key_identifier']).hex()}"
 
 
-def _unwrap_key_transport(
-    ktri: Any, private_key: rsa.RSAPrivateKey, key_bytes: int, where: str
-) -> tuple[bytes, str]:
-    algorithm = ktri["key_encryption_algorithm"]
-    oid = _asn1.dotted(algorithm["algorithm"])
-    encrypted_key = _asn1.as_bytes(ktri["encrypted_key"])
-    if oid == _asn1.RSAES_PKCS1_V15_OID:
-        # RFC 3218 2.3.2: on any failure continue with a random key, so the only observable
-        # outcome is the content-decryption failure, never a distinguishable padding error.
-        try:
-            cek = private_key.decrypt(encrypted_key, asym_padding.PKCS1v15())
-        except ValueError:
-            cek = b""
-        if len(cek) != key_bytes:
-            cek = os.urandom(key_bytes)
-        return cek, "ktri rsaEncryption(PKCS#1 v1.5)"
-    if oid == _asn1.RSAES_OAEP_OID:
-        oaep, description = _oaep_padding(algorithm, f"{where}.keyEncryptionAlgorithm")
-        try:
-            cek = private_key.decrypt(encrypted_key, oaep)
-        except ValueError:
-            raise IntegrityError(
-                "RSAES-OAEP decryption of the content-encryption key failed: the message was "
-                "encrypted to another key with the same issuer and serial, or modified",
-                where=f"{where}.encryptedKey",
-            ) from None
-        if len(cek) != key_bytes:
-            raise IntegrityError(
-                f"the decrypted content-encryption key has {len(cek)} bytes, the content cipher "
-                f"needs {key_bytes}",
-                where=f"{where}.encryptedKey",
-            )
-        return cek, f"ktri {description}"
-    raise UnsupportedError(
-        f"key transport algorithm {oid} is not supported (RSAES-OAEP and PKCS#1 v1.5 are)",
-        where=f"{where}.keyEncryptionAlgorithm",
-    )
-
-
-def _oaep_padding(algorithm: Any, where: str) -> tuple[asym_padding.OAEP, str]:
-    return _oaep_padding_for(_asn1.der(algorithm), where)
-
-
-@functools.lru_cache(maxsize=64)
-def _oaep_padding_for(der: bytes, where: str) -> tuple[asym_padding.OAEP, str]:
-    """:func:`_oaep_padding` by the DER of the keyEncryptionAlgorithm, which senders keep the same."""
-    params = cms.KeyEncryptionAlgorithm.load(der)["parameters"]
-    if _asn1.is_absent(params):
-        hash_name = mgf_hash_name = "sha1"  # RFC 4055: all defaults
-        label = b""
-    else:
-        hash_name = params["hash_algorithm"]["algorithm"].native
-        mgf = params["mask_gen_algorithm"]
-        if mgf["algorithm"].native != "mgf1":
-            raise UnsupportedError(
-                f"OAEP mask generation {mgf['algorithm'].dotted} is not supported (MGF1 is)",
-                where=where,
-            )
-        mgf_hash_name = mgf["parameters"]["algorithm"].native
-        p_source = params["p_source_algorithm"]
-        if p_source["algorithm"].native != "p_specified":
-            raise UnsupportedError(
-                f"OAEP label source {p_source['algorithm'].dotted} is not supported", where=where
-            )
-        label = _asn1.as_bytes(p_source["parameters"])
-    for name in (hash_name, mgf_hash_name):
-        if name not in HASHES_BY_NAME:
-            raise UnsupportedError(f"OAEP hash {name} is not supported", where=where)
-    oaep = asym_padding.OAEP(
-        mgf=asym_padding.MGF1(HASHES_BY_NAME[mgf_hash_name]()),
-        algorithm=HASHES_BY_NAME[hash_name](),
-        label=label or None,
-    )
-    return oaep, f"rsaesOaep({hash_name})"
-
-
-def _unwrap_key_agreement(
-    kari: Any,
-    encrypted_key: bytes,
-    private_key: ec.EllipticCurvePrivateKey,
-    key_bytes: int,
-    where: str,
-    rek_index: int,
-) -> tuple[bytes, str]:
-    curve = private_key.curve
-    originator = kari["originator"]
-    if originator.name != "originator_key":
-        raise UnsupportedError(
-            "only ephemeral-static ECDH (originatorKey) is supported; this message identifies "
-            f"a static originator key by {originator.name}",
-            where=f"{where}.originator",
-        )
-    originator_key = originator.chosen
-    curve_params = originator_key["algorithm"]["parameters"]
-    if not _asn1.is_absent(curve_params):
-        named = curve_params.chosen if curve_params.name == "named" else None
-        if named is None or named.dotted != SUPPORTED_CURVES.get(curve.name):
-            raise MalformedError(
-                f"the originator key is not on the recipient's curve {curve.name}",
-                where=f"{where}.originator.originatorKey.algorithm",
-            )
-    point = _asn1.as_bytes(originator_key["public_key"])
-    try:
-        originator_public = ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
-    except ValueError:
-        raise MalformedError(
-            f"the originator public key is not a point on {curve.name}",
-            where=f"{where}.originator.originatorKey.publicKey",
-        ) from None
-
-    algorithm = kari["key_encryption_algorithm"]
-    scheme_oid = _asn1.dotted(algorithm["algorithm"])
-    if scheme_oid not in _asn1.ECDH_SCHEMES:
-        raise UnsupportedError(
-            f"key agreement scheme {scheme_oid} is not supported (dhSinglePass stdDH/cofactorDH "
-            "with SHA-1/SHA-2 KDFs are)",
-            where=f"{where}.keyEncryptionAlgorithm",
-        )
-    hash_name, cofactor = _asn1.ECDH_SCHEMES[scheme_oid]
-    wrap_der = _asn1.der(algorithm["parameters"])
-    wrap_oid = _asn1.dotted(cms.KeyEncryptionAlgorithm.load(wrap_der)["algorithm"])
-    if wrap_oid not in _asn1.AES_WRAP_OIDS:
-        raise UnsupportedError(
-            f"key wrap algorithm {wrap_oid} is not supported (AES key wrap is; never 3DES)",
-            where=f"{where}.keyEncryptionAlgorithm.parameters",
-        )
-    ukm_value = kari["ukm"]
-    ukm = None if isinstance(ukm_value, core.Void) else _asn1.as_bytes(ukm_value)
-    shared_secret = private_key.exchange(ec.ECDH(), originator_public)
-    kek = _x963_kek(shared_secret, hash_name, wrap_der, ukm, _asn1.AES_WRAP_OIDS[wrap_oid])
-    try:
-        cek = aes_key_unwrap(kek, encrypted_key)
-    except InvalidUnwrap:
-        raise IntegrityError(
-            "AES key unwrap failed: the message was modified or encrypted to another key",
-            where=f"{where}.recipientEncryptedKeys[{rek_index}].encryptedKey",
-        ) from None
-    if len(cek) != key_bytes:
-        raise IntegrityError(
-            f"the unwrapped content-encryption key has {len(cek)} bytes, the content cipher "
-            f"needs {key_bytes}",
-            where=f"{where}.recipientEncryptedKeys[{rek_index}].encryptedKey",
-        )
-    scheme = "cofactorDH" if cofactor else "stdDH"
-    wrap_name = f"aes{_asn1.AES_WRAP_OIDS[wrap_oid] * 8}-wrap"
-    return cek, f"kari dhSinglePass-{scheme}-{hash_name}kdf {wrap_name}"
 
 
 __all__ = [

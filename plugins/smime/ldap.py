@@ -50,17 +50,11 @@ from ldap3.utils.dn import parse_dn  # type: ignore[import-untyped]
 from siegel import Clock, SettingError, Text
 from siegel.state import PluginState
 
-from .directory import (
-    CertificateDirectory,
-    CertificateEntry,
-    ImportFailure,
-    LookupResult,
-    fingerprint,
-    is_ca,
-    load_certificates,
-    mentioned_addresses,
-)
-from .revocation import format_time
+from .cert_files import ImportFailure, load_certificates
+from .certificates import fingerprint, is_ca, mentioned_addresses
+from .directory import CertificateDirectory
+from .records import CertificateEntry, LookupResult
+from .texts import format_time
 
 log = logging.getLogger(__name__)
 

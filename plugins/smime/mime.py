@@ -46,7 +46,8 @@ from .envelope import (
 )
 from .errors import MalformedError, UnsupportedError
 from .keys import PrivateKey
-from .signing import SignOptions, VerifiedSignature, sign, verify
+from .signing import SignOptions, sign
+from .verification import VerifiedSignature, verify
 
 SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 PKCS7_MIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")

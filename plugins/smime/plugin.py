@@ -48,13 +48,7 @@ from siegel.model import parse_email
 
 from .algorithms import RsaKeyTransport
 from .certs_cli import config_directory_opener, register_certs_command
-from .directory import (
-    CertificateDirectory,
-    Selection,
-    SmimeDirectorySettings,
-    harvest,
-    policy_from_settings,
-)
+from .directory import CertificateDirectory, harvest
 from .envelope import EncryptOptions
 from .errors import SmimeError
 from .inbound import merge as merge_inbound
@@ -62,6 +56,7 @@ from .keys import PrivateKey
 from .ldap import LDAP_CACHE_NAMESPACE, LdapCertificateSource, LdapConfig, read_password_file
 from .mime import PKCS7_MIME_TYPES, assemble_message, body_part, encrypt_entity, sign_and_encrypt_entity
 from .mime import unwrap as unwrap_smime
+from .policy import SmimeDirectorySettings, policy_from_settings
 from .profiles import (
     PROFILES,
     SIGNATURE_SETTINGS,
@@ -73,6 +68,7 @@ from .profiles import (
     configured_for,
     key_kind,
 )
+from .records import Selection
 from .signing import SignOptions
 
 SECTION = "smime"

@@ -16,12 +16,12 @@ from test_directory import NOW, DirectoryPki, Server, build_test_pki, pem
 
 from siegel.cli import cli as siegel_cli
 from siegel.clock import FrozenClock
+from siegel.plugins.smime.certificates import fingerprint
 from siegel.plugins.smime.certs_cli import (
     certs_group,
     config_directory_opener,
     register_certs_command,
 )
-from siegel.plugins.smime.directory import fingerprint
 
 CONFIG = """
 [store]

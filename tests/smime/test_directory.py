@@ -26,25 +26,22 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from siegel import ConfigError
+from siegel import Address, ConfigError
 from siegel.clock import FrozenClock
 from siegel.config import config_from_mapping
 from siegel.crypto import ContentCipher, create_key_file
 from siegel.manager import PluginRegistry
 from siegel.plugins.smime.capabilities import Capability, SmimeCapabilities
+from siegel.plugins.smime.cert_files import ImportFailure
+from siegel.plugins.smime.certificates import fingerprint
 from siegel.plugins.smime.directory import (
     CERTIFICATES_NAMESPACE,
     INTERMEDIATES_NAMESPACE,
     CertificateDirectory,
-    DirectoryPolicy,
-    ImportFailure,
-    Refusal,
-    Selection,
-    SmimeDirectorySettings,
-    fingerprint,
     harvest,
-    policy_from_settings,
 )
+from siegel.plugins.smime.policy import DirectoryPolicy, SmimeDirectorySettings, policy_from_settings
+from siegel.plugins.smime.records import Refusal, Selection
 from siegel.sqlite_store import SQLiteStore
 from siegel.state import PluginState
 
@@ -495,6 +492,22 @@ async def test_every_format_imports_into_the_store_and_is_selected(
 
     again = await directory.import_file(path, password=b"geheim" if kind == "pkcs12" else None)
     assert again.added == () and len(again.present) == 1
+
+
+async def test_the_directory_keys_addresses_like_the_core(
+        pki: DirectoryPki, make_directory: MakeDirectory) -> None:
+    """One rule keys addresses everywhere (:attr:`siegel.Address.key`): needless quotes around the
+    local part and its case do not hide a recipient's certificate."""
+    directory = make_directory()
+    await directory.add_certificates([pki.intermediate, pki["alice"]], source="test")
+    for spelling in ('"alice"@example.net', '"Alice"@EXAMPLE.net', "ALICE@example.net"):
+        assert Address.parse(spelling).key == "alice@example.net"
+        selection = await directory.find_usable(spelling)
+        assert selection.address == "alice@example.net"
+        assert selection.best is not None, selection.reason.en
+        assert selection.best.fingerprint == fingerprint(pki["alice"])
+        assert [e.fingerprint for e in await directory.entries(spelling)] == [
+            fingerprint(pki["alice"])]
 
 
 async def test_pkcs12_password_problems_and_garbage_are_import_failures(

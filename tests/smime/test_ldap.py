@@ -37,20 +37,15 @@ from siegel.config import config_from_mapping
 from siegel.crypto import ContentCipher, create_key_file
 from siegel.explain import DryRun, explain
 from siegel.manager import PluginRegistry
+from siegel.plugins.smime.certificates import fingerprint
 from siegel.plugins.smime.directory import (
     CERTIFICATES_NAMESPACE,
     INTERMEDIATES_NAMESPACE,
     CertificateDirectory,
-    DirectoryPolicy,
-    fingerprint,
 )
-from siegel.plugins.smime.ldap import (
-    LDAP_CACHE_NAMESPACE,
-    LdapCertificateSource,
-    LdapConfig,
-    search_filter,
-)
+from siegel.plugins.smime.ldap import LDAP_CACHE_NAMESPACE, LdapCertificateSource, LdapConfig, search_filter
 from siegel.plugins.smime.plugin import directory_for
+from siegel.plugins.smime.policy import DirectoryPolicy
 from siegel.sink import free_port
 from siegel.sqlite_store import SQLiteStore
 from siegel.state import PluginState, ReadOnlyPluginState

@@ -1,0 +1,111 @@
+"""The checks of one certificate against an address and the policy: validity period, the address
+it names, its key and key usages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from siegel import Text
+
+from .certificates import certified_addresses, subject_addresses
+from .policy import RSA_FLOOR_BITS, DirectoryPolicy
+from .records import Problem
+from .texts import format_time
+
+EKU_NAMES = {
+    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+    ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+    ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
+    ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
+    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "anyExtendedKeyUsage",
+}
+
+
+
+def _extension(certificate: x509.Certificate, kind: type[Any]) -> Any:
+    try:
+        return certificate.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _validity_problems(certificate: x509.Certificate, now: dt.datetime) -> list[Problem]:
+    if now < certificate.not_valid_before_utc:
+        de, en = format_time(certificate.not_valid_before_utc)
+        return [Problem("not-yet-valid", Text(f"erst ab {de} gültig", f"not valid before {en}"))]
+    if now > certificate.not_valid_after_utc:
+        de, en = format_time(certificate.not_valid_after_utc)
+        return [Problem("expired", Text(f"abgelaufen seit {de}", f"expired since {en}"))]
+    return []
+
+
+def _address_problems(certificate: x509.Certificate, address: str) -> list[Problem]:
+    certified = certified_addresses(certificate)
+    if address in certified:
+        return []
+    names = ", ".join(certified) or "-"
+    if address in subject_addresses(certificate):
+        return [Problem("wrong-address", Text(
+            f"{address} steht nur im Subject (emailAddress), das bei vorhandenem subjectAltName "
+            f"nicht zählt; subjectAltName nennt {names}",
+            f"{address} appears only in the subject's emailAddress, which does not count when "
+            f"there is a subjectAltName; the subjectAltName names {names}"))]
+    return [Problem("wrong-address", Text(f"nennt nicht {address}, sondern {names}",
+                                          f"does not name {address} but {names}"))]
+
+
+def _key_problems(certificate: x509.Certificate, policy: DirectoryPolicy) -> list[Problem]:
+    try:
+        key = certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        return [Problem("unsupported-key", Text(f"Schlüssel nicht lesbar ({exc})",
+                                                f"unreadable public key ({exc})"))]
+    usage: x509.KeyUsage | None = _extension(certificate, x509.KeyUsage)
+    problems: list[Problem] = []
+    if isinstance(key, rsa.RSAPublicKey):
+        bits = key.key_size
+        floor = RSA_FLOOR_BITS if policy.allow_rsa_below_minimum else policy.minimum_rsa_bits
+        if bits < floor:
+            problems.append(Problem("weak-key", Text(
+                f"RSA-Schlüssel mit {bits} Bit unter dem Minimum von {floor} Bit",
+                f"RSA key {bits} bits below minimum {floor}")))
+        if usage is not None and not usage.key_encipherment:
+            problems.append(Problem("no-key-encipherment", Text(
+                "keyUsage erlaubt keine Schlüsselverschlüsselung (keyEncipherment)",
+                "keyUsage does not permit key encipherment (keyEncipherment)")))
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in policy.allowed_curves:
+            problems.append(Problem("unsupported-key", Text(
+                f"elliptische Kurve {key.curve.name} ist nicht zugelassen",
+                f"elliptic curve {key.curve.name} is not allowed")))
+        if usage is not None and not usage.key_agreement:
+            problems.append(Problem("no-key-agreement", Text(
+                "keyUsage erlaubt keine Schlüsselvereinbarung (keyAgreement)",
+                "keyUsage does not permit key agreement (keyAgreement)")))
+    else:
+        kind = type(key).__name__.removeprefix("_").replace("PublicKey", "")
+        problems.append(Problem("unsupported-key", Text(
+            f"Schlüsseltyp {kind} kann nicht verschlüsselt werden",
+            f"key type {kind} cannot be encrypted to")))
+    eku: x509.ExtendedKeyUsage | None = _extension(certificate, x509.ExtendedKeyUsage)
+    if eku is not None and not (ExtendedKeyUsageOID.EMAIL_PROTECTION in eku
+                                or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku):
+        names = ", ".join(EKU_NAMES.get(oid, oid.dotted_string) for oid in eku) or "-"
+        problems.append(Problem("no-email-protection", Text(
+            f"extendedKeyUsage ohne emailProtection (enthält {names})",
+            f"extendedKeyUsage lacks emailProtection (has {names})")))
+    return problems
+
+
+__all__ = [
+    "EKU_NAMES",
+]
