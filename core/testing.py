@@ -175,9 +175,13 @@ def siegel_harness(tmp_path: Path, smtp_sink: SmtpSink) -> HarnessFactory:
         runtime = Runtime(resolved, registry, store, clock=frozen)
         await store.open()
         try:
-            yield Harness(resolved, registry, runtime, smtp_sink, frozen)
+            await runtime.start_resources()
+            try:
+                yield Harness(resolved, registry, runtime, smtp_sink, frozen)
+            finally:
+                await runtime.close_channels()
+                await runtime.stop_resources()
         finally:
-            await runtime.close_channels()
             await store.close()
 
     return factory

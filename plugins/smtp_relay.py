@@ -42,6 +42,8 @@ from siegel import (
     DeliveryChannel,
     DeliveryResult,
     Outgoing,
+    Resource,
+    Services,
     SettingError,
     Tenant,
     hookimpl,
@@ -376,26 +378,41 @@ async def _say_goodbye(sessions: list[_Idle]) -> None:
 
 MAX_MESSAGES_PER_SESSION = 100
 MAX_IDLE_SESSIONS = 16
-# Per event loop (a session belongs to the loop that opened it), per relay.
-_open: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[RelaySettings, _Connections]] = (
-    weakref.WeakKeyDictionary())
 
 
-def _connections(settings: RelaySettings) -> _Connections:
-    loop = asyncio.get_running_loop()
-    per_loop = _open.get(loop)
-    if per_loop is None:
-        per_loop = _open[loop] = {}
-    connections = per_loop.get(settings)
-    if connections is None:
-        connections = per_loop[settings] = _Connections(settings)
-    return connections
+class RelaySessions:
+    """The sessions kept open to each relay, per event loop (a session belongs to the loop that
+    opened it). Registered as the resource ``smtp-relay-sessions``: opened when the gateway starts,
+    every kept session closed with QUIT when it stops. A delivery in a loop the gateway did not
+    start (a test calling :func:`deliver` directly) opens its sessions on first use; they are closed
+    by :meth:`stop` (or :func:`close_connections`) in that loop."""
+
+    def __init__(self) -> None:
+        self._open: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[RelaySettings, _Connections]] = (
+            weakref.WeakKeyDictionary())
+
+    async def start(self, _services: Services) -> None:
+        self._open.setdefault(asyncio.get_running_loop(), {})
+
+    def connections(self, settings: RelaySettings) -> _Connections:
+        per_loop = self._open.setdefault(asyncio.get_running_loop(), {})
+        connections = per_loop.get(settings)
+        if connections is None:
+            connections = per_loop[settings] = _Connections(settings)
+        return connections
+
+    async def stop(self) -> None:
+        for connections in self._open.pop(asyncio.get_running_loop(), {}).values():
+            await connections.close()
+
+
+SESSIONS = RelaySessions()
 
 
 async def close_connections() -> None:
-    """Close the sessions kept open for this event loop (the runtime calls it when it stops)."""
-    for connections in _open.pop(asyncio.get_running_loop(), {}).values():
-        await connections.close()
+    """Close the sessions kept open for this event loop (:meth:`RelaySessions.stop`)."""
+    await SESSIONS.stop()
 
 
 # A kept session that the relay has closed in the meantime fails at once; that is no reason to
@@ -405,7 +422,7 @@ _STALE_SESSION = (aiosmtplib.SMTPServerDisconnected, ConnectionError)
 
 async def _send_on_a_session(settings: RelaySettings, outgoing: Outgoing
                              ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
-    connections = _connections(settings)
+    connections = SESSIONS.connections(settings)
     while True:
         client, sent = await connections.take()
         try:
@@ -459,5 +476,11 @@ def siegel_register_config_sections() -> list[ConfigSection]:
 
 @hookimpl
 def siegel_register_delivery_channels() -> list[DeliveryChannel]:
-    return [DeliveryChannel(name="smtp", deliver=deliver, close=close_connections,
+    return [DeliveryChannel(name="smtp", deliver=deliver,
                             description="SMTP to the configured relay (aiosmtplib, TLS by default)")]
+
+
+@hookimpl
+def siegel_register_resources() -> list[Resource]:
+    return [Resource(name="smtp-relay-sessions", start=SESSIONS.start, stop=SESSIONS.stop,
+                     description="SMTP sessions kept open to the relay between deliveries")]
