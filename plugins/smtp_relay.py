@@ -29,9 +29,9 @@ import socket
 import ssl
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import aiosmtplib
 import attrs
@@ -223,6 +223,38 @@ def _data_pieces(raw: bytes) -> Iterator[bytes]:
     yield b".\r\n"
 
 
+_BUFFER_POLL_SECONDS = 0.01
+
+
+def writable_waiter(protocol: asyncio.BaseProtocol) -> Callable[[], Awaitable[None]]:
+    """A function to await before writing the next piece: it returns once the connection's
+    write buffer has room again.
+
+    aiosmtplib's protocol has asyncio's flow control (``pause_writing``/``resume_writing``) but no
+    public ``drain()``; its private ``_drain_helper`` (asyncio's ``FlowControlMixin``) is the one
+    exact way to wait, so it is used while it exists. This is the only place siegel touches a
+    private member of aiosmtplib. Without it (a later aiosmtplib) the fallback uses only the
+    public transport API: it waits while the buffer is above the transport's high-water mark,
+    checking every few milliseconds. Both keep memory bounded; without either every piece would
+    pile up in the buffer, which would still be correct, only not lighter.
+    """
+    private = getattr(protocol, "_drain_helper", None)
+    if callable(private):
+        return cast(Callable[[], Awaitable[None]], private)
+    transport = cast(asyncio.WriteTransport | None, getattr(protocol, "transport", None))
+
+    async def buffer_has_room() -> None:
+        if transport is None:
+            return
+        _low, high = transport.get_write_buffer_limits()
+        # Polling: the transport tells only the protocol (resume_writing) when the buffer has
+        # room, and that protocol is aiosmtplib's, not ours, so there is no event to wait for.
+        while not transport.is_closing() and transport.get_write_buffer_size() > high:  # noqa: ASYNC110
+            await asyncio.sleep(_BUFFER_POLL_SECONDS)
+
+    return buffer_has_room
+
+
 async def _data(client: aiosmtplib.SMTP, raw: bytes) -> aiosmtplib.SMTPResponse:
     """``client.data(raw)``, piece by piece, waiting while the connection's buffer is full."""
     answer = await client.execute_command(b"DATA")
@@ -231,13 +263,10 @@ async def _data(client: aiosmtplib.SMTP, raw: bytes) -> aiosmtplib.SMTPResponse:
     protocol = client.protocol
     if protocol is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    # aiosmtplib's protocol has asyncio's flow control (pause_writing/resume_writing) but no
-    # public drain(); without it every piece would pile up in the transport's buffer, which is
-    # still correct, only not lighter.
-    drain = getattr(protocol, "_drain_helper", None)
+    drain = writable_waiter(protocol)
     timeout = client.timeout
     for number, piece in enumerate(_data_pieces(raw)):
-        if number and drain is not None:
+        if number:
             await asyncio.wait_for(drain(), timeout)
         protocol.write(piece)
     # Nothing awaited since the last piece, so the reply cannot arrive before it is read.

@@ -42,19 +42,20 @@ from siegel import (
     HeldCopy,
     InvalidAddress,
     Outgoing,
+    PluginState,
     Protected,
     RecipientContext,
     RetryLater,
     Services,
     SettingError,
+    StateConflict,
+    StateRecord,
     SystemMail,
     Tenant,
     Text,
     internal_match,
     mailtext,
 )
-from siegel.state import PluginState
-from siegel.store import StateConflict, StateRecord
 
 from . import renderer
 from .encrypt import PasswordRejected, RecipientKey, derive_recipient_key

@@ -56,12 +56,12 @@ from siegel import (
     Clock,
     ConfigPath,
     InvalidAddress,
+    PluginState,
     Services,
     SettingError,
+    StateConflict,
     Text,
 )
-from siegel.state import PluginState
-from siegel.store import StateConflict
 
 from .capabilities import SmimeCapabilities
 from .keys import SUPPORTED_CURVES
