@@ -10,7 +10,7 @@ import signal
 import smtplib
 import sys
 import tomllib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from importlib import resources
@@ -29,6 +29,7 @@ from siegel.config import (
     Config,
     ConfigError,
     StoreConfig,
+    default_config_path,
     load_config,
 )
 from siegel.crypto import ContentCipher, KeyFileError, create_key_file
@@ -314,10 +315,18 @@ def listener_passwd(users_file: Path, user: str, tenant: str | None, senders: tu
 
 
 @cli.command()
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins(as_json: bool) -> None:
-    """List loaded plugins: where from, which hooks, what they register."""
-    registry = PluginRegistry.load()
+def plugins(config_path: Path, as_json: bool) -> None:
+    """List loaded plugins: where from, which hooks, what they register.
+
+    Plugins blocked in the configuration (``[plugins] blocked``) are not loaded and not listed;
+    without a configuration file every installed plugin is."""
+    blocked = blocked_for_commands(config_path)
+    if blocked is None:
+        _fail(f"{config_path}: [plugins] blocked cannot be read (see 'siegel config check')", 2)
+        return
+    registry = PluginRegistry.load(blocked=blocked)
     if as_json:
         click.echo(json.dumps({
             "plugins": [{"name": p.name, "origin": p.origin, "module": p.module,
@@ -595,10 +604,42 @@ def send_test(host: str, port: int, sender: str, recipients: tuple[str, ...],
     click.echo(f"sent to {host}:{port}")
 
 
-def build_cli() -> click.Group:
-    """The command line with plugin commands added (plugins that fail to load are skipped)."""
+def config_path_in(args: Sequence[str]) -> Path:
+    """The configuration file a command line names, before click parses it (the plugin commands
+    must be known first): ``--config PATH``, ``--config=PATH`` or ``-c PATH`` anywhere in
+    ``args``, else ``$SIEGEL_CONFIG``, else ``siegel.toml``."""
+    for number, arg in enumerate(args):
+        if arg in ("--config", "-c") and number + 1 < len(args):
+            return Path(args[number + 1])
+        if arg.startswith("--config="):
+            return Path(arg.removeprefix("--config="))
+    return default_config_path()
+
+
+def blocked_for_commands(config_path: Path) -> tuple[str, ...] | None:
+    """``[plugins] blocked`` of ``config_path``: empty when there is no such file (``siegel
+    init``); ``None`` when the file exists but its list cannot be read, so that no plugin that
+    might be blocked is imported (the command itself then reports the configuration error)."""
+    if not config_path.exists():
+        return ()
     try:
-        registry = PluginRegistry.load()
+        return blocked_plugins(config_path)
+    except ConfigError:
+        return None
+
+
+def build_cli(args: Sequence[str] | None = None) -> click.Group:
+    """The command line with plugin commands added (plugins that fail to load are skipped).
+
+    Plugins blocked in the configuration the command line names (:func:`config_path_in`) are
+    not imported, so they add no command."""
+    blocked = blocked_for_commands(config_path_in(sys.argv[1:] if args is None else args))
+    if blocked is None:
+        click.secho("warning: plugin commands not loaded: the configuration's [plugins] blocked "
+                    "cannot be read", fg="yellow", err=True)
+        return cli
+    try:
+        registry = PluginRegistry.load(blocked=blocked)
     except PluginError as exc:
         click.secho(f"warning: plugins not loaded: {exc}", fg="yellow", err=True)
     else:
