@@ -32,7 +32,9 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
+from click.testing import CliRunner, Result
 
 from siegel.clock import FrozenClock
 from siegel.config import Config, config_from_mapping, deep_merge
@@ -129,6 +131,41 @@ class Harness:
             if notice_kind and (kind is None or str(notice_kind) == kind):
                 found.append(parsed)
         return found
+
+
+class CommandRunner:
+    """Runs ``siegel`` commands in-process (click's ``CliRunner``) on a gateway folder made by
+    ``siegel init``, with the plugins' commands added as the real command line adds them
+    (honouring ``[plugins] blocked``). ``config`` is the folder's ``siegel.toml``; it is passed
+    as ``$SIEGEL_CONFIG``, so commands find it without ``--config``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.config = directory / "siegel.toml"
+
+    def __call__(self, *args: str | Path, plugins: Iterable[tuple[str, object]] = (),
+                 input: str | None = None) -> Result:
+        """Run ``siegel ARGS``; ``plugins`` are ``(name, plugin)`` pairs whose commands are added
+        after the installed plugins' ones. Exceptions propagate, so a crash fails the test."""
+        from siegel.cli import blocked_for_commands, cli
+
+        group = click.Group(name=cli.name, commands=dict(cli.commands), callback=cli.callback,
+                            params=list(cli.params), help=cli.help)
+        registry = PluginRegistry.load(extra=plugins,
+                                       blocked=blocked_for_commands(self.config) or ())
+        registry.register_commands(group)
+        return CliRunner().invoke(group, [str(a) for a in args], input=input,
+                                  env={"SIEGEL_CONFIG": str(self.config)},
+                                  catch_exceptions=False)
+
+
+@pytest.fixture
+def siegel_cli(tmp_path: Path) -> CommandRunner:
+    """A :class:`CommandRunner` on a fresh ``siegel init`` folder (``tmp_path / "siegel"``)."""
+    runner = CommandRunner(tmp_path / "siegel")
+    result = runner("init", runner.directory)
+    assert result.exit_code == 0, result.output
+    return runner
 
 
 HarnessFactory = Callable[..., Any]
