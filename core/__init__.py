@@ -6,7 +6,7 @@ detail and may change without notice. ``tests/test_public_api.py`` checks that t
 contrib rules shipped with siegel import nothing else.
 """
 
-from siegel import localtime, mailtext, mime
+from siegel import localtime, mailtext, mime, settings
 from siegel.addresses import Address, DomainMatch, DomainSet, InvalidAddress, internal_match
 from siegel.clock import SystemClock
 from siegel.config import (
@@ -68,6 +68,7 @@ __version__ = "0.1.0"
 
 #: The modules a plugin may import besides ``siegel`` itself. ``mime``, ``mailtext`` and
 #: ``localtime`` are namespaces of helpers that read best qualified (``mime.subject_of``);
+#: ``settings`` is the settings toolkit (validators that raise SettingError with the key);
 #: ``portal`` needs Starlette, so only plugins with portal pages import it; ``worker`` is the frame
 #: protocol for a plugin's own worker processes; ``commands`` opens the configured gateway for a
 #: plugin's command; ``testing`` is the pytest plugin for plugin authors.
@@ -78,6 +79,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "siegel.mailtext",
     "siegel.mime",
     "siegel.portal",
+    "siegel.settings",
     "siegel.testing",
     "siegel.worker",
 )
@@ -146,4 +148,5 @@ __all__ = [
     "mime",
     "parse_email",
     "raise_all",
+    "settings",
 ]

@@ -5,7 +5,6 @@ the cattrs structuring that turns nested errors into ``key.path: what`` lines.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,24 +78,6 @@ def _check_fields(instance: Any, problems: list[SettingError] | None = None) -> 
 def _checked(default: Any, check: Any) -> Any:
     """A field whose value ``check`` validates in :func:`_check_fields`."""
     return attrs.field(default=default, metadata={"check": check})
-
-
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise SettingError(attribute.name, f"must be greater than 0, not {value}")
-
-
-def _port(_instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if not 0 <= value <= 65535:
-        raise SettingError(attribute.name, f"must be between 0 and 65535, not {value}")
-
-
-def _networks(_instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
-    for item in value:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError as exc:
-            raise SettingError(attribute.name, str(exc)) from None
 
 
 _converter = cattrs.Converter(forbid_extra_keys=True)

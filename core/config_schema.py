@@ -4,23 +4,13 @@ defaults and checks of the core's own settings.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import attrs
 
-from siegel.config_errors import (
-    ConfigPath,
-    SettingError,
-    _check_fields,
-    _checked,
-    _networks,
-    _port,
-    _positive,
-)
+from siegel.config_errors import ConfigPath, SettingError
 from siegel.localtime import DEFAULT_TIME_ZONE
-
-if TYPE_CHECKING:
-    pass
+from siegel.settings import check_fields, checked, listen_port, networks, positive
 
 
 @attrs.frozen(kw_only=True)
@@ -28,15 +18,15 @@ class ListenerConfig:
     """An SMTP listener (``[[listeners]]``)."""
 
     host: str = "127.0.0.1"
-    port: int = _checked(10025, _port)
+    port: int = checked(10025, listen_port)
     #: Largest message accepted, in bytes; larger ones get 552 before anything is stored.
-    max_message_size: int = _checked(50 * 1024 * 1024, _positive)
+    max_message_size: int = checked(50 * 1024 * 1024, positive)
     #: Largest header block (all header fields up to the blank line), in bytes; a message with a
     #: larger one gets 552 at the end of DATA. Postfix's header_size_limit is 100 kB too.
-    max_header_size: int = _checked(100 * 1024, _positive)
-    max_recipients: int = _checked(100, _positive)
+    max_header_size: int = checked(100 * 1024, positive)
+    max_recipients: int = checked(100, positive)
     #: Client networks allowed to send; everyone else gets 554. siegel is never an open relay.
-    allowed_clients: tuple[str, ...] = _checked(("127.0.0.0/8", "::1/128"), _networks)
+    allowed_clients: tuple[str, ...] = checked(("127.0.0.0/8", "::1/128"), networks)
     #: "off", "optional" (offered) or "required" (no MAIL before STARTTLS).
     starttls: Literal["off", "optional", "required"] = "off"
     #: TLS from the first byte (SMTPS, usually port 465) instead of STARTTLS.
@@ -48,8 +38,8 @@ class ListenerConfig:
     #: outside ``allowed_clients`` as their tenant's senders; see :mod:`siegel.smtp_auth`.
     auth_users_file: ConfigPath | None = None
     #: Failed AUTH attempts per client address within the window before AUTH is refused.
-    auth_max_failures: int = _checked(5, _positive)
-    auth_failure_window_seconds: float = _checked(900.0, _positive)
+    auth_max_failures: int = checked(5, positive)
+    auth_failure_window_seconds: float = checked(900.0, positive)
 
     def __attrs_post_init__(self) -> None:
         problems = []
@@ -68,7 +58,7 @@ class ListenerConfig:
             problems.append(SettingError(
                 "auth_users_file", "SMTP AUTH is offered only over TLS; set starttls (with "
                 "tls_certificate and tls_key) or implicit_tls"))
-        _check_fields(self, problems)
+        check_fields(self, problems)
 
     @property
     def tls(self) -> bool:
@@ -91,41 +81,41 @@ class StoreConfig:
     #: The key that encrypts message content at rest; created by ``siegel init``.
     key_file: ConfigPath = _DEFAULT_KEY_FILE
     #: Content of finished (delivered, failed, expired) messages is destroyed after this many days.
-    retention_days: float = _checked(7.0, _positive)
+    retention_days: float = checked(7.0, positive)
 
     def __attrs_post_init__(self) -> None:
-        _check_fields(self)
+        check_fields(self)
 
 
 @attrs.frozen(kw_only=True)
 class DeliveryConfig:
     """Retries, concurrency and time-outs of the pipeline (``[delivery]``)."""
 
-    concurrency: int = _checked(8, _positive)
-    first_retry_seconds: float = _checked(60.0, _positive)
-    max_retry_seconds: float = _checked(3600.0, _positive)
+    concurrency: int = checked(8, positive)
+    first_retry_seconds: float = checked(60.0, positive)
+    max_retry_seconds: float = checked(3600.0, positive)
     #: A copy still undeliverable after this long fails and the sender is told.
-    give_up_after_hours: float = _checked(120.0, _positive)
-    classify_timeout_seconds: float = _checked(30.0, _positive)
+    give_up_after_hours: float = checked(120.0, positive)
+    classify_timeout_seconds: float = checked(30.0, positive)
     #: A copy with a larger header block (its own or a MIME part's) is quarantined unread.
-    max_header_size: int = _checked(100 * 1024, _positive)
-    protect_timeout_seconds: float = _checked(120.0, _positive)
-    deliver_timeout_seconds: float = _checked(300.0, _positive)
+    max_header_size: int = checked(100 * 1024, positive)
+    protect_timeout_seconds: float = checked(120.0, positive)
+    deliver_timeout_seconds: float = checked(300.0, positive)
     #: A copy whose processing was started this many times without finishing (the process
     #: crashed, hung or was stopped each time) is quarantined as a poison message at the next.
-    max_processing_starts: int = _checked(3, _positive)
+    max_processing_starts: int = checked(3, positive)
     #: A copy whose protection method answered "retry later" this many times in a row is
     #: quarantined with the method's reason.
-    max_protect_retries: int = _checked(3, _positive)
+    max_protect_retries: int = checked(3, positive)
     #: ``siegel serve`` ends itself (status 75, for the supervisor to restart it) when its event
     #: loop has not answered for this long: a plugin computing without awaiting.
-    stall_exit_seconds: float = _checked(300.0, _positive)
+    stall_exit_seconds: float = checked(300.0, positive)
     #: How long a worker may hold a claimed job before another may take it over.
-    lease_seconds: float = _checked(900.0, _positive)
-    poll_seconds: float = _checked(5.0, _positive)
+    lease_seconds: float = checked(900.0, positive)
+    poll_seconds: float = checked(5.0, positive)
 
     def __attrs_post_init__(self) -> None:
-        _check_fields(self)
+        check_fields(self)
 
 
 @attrs.frozen(kw_only=True)

@@ -47,7 +47,7 @@ from siegel import (
     SettingError,
     Tenant,
     hookimpl,
-    raise_all,
+    settings,
 )
 
 SECTION = "relay"
@@ -66,7 +66,7 @@ def _is_loopback(host: str) -> bool:
 @attrs.frozen(kw_only=True)
 class RelaySettings:
     host: str = "127.0.0.1"
-    port: int = 25
+    port: int = settings.checked(25, settings.port)
     #: "starttls-required", "starttls-opportunistic", "implicit" (SMTPS) or "none".
     tls: Literal["starttls-required", "starttls-opportunistic", "implicit", "none"] = (
         "starttls-required"
@@ -80,7 +80,7 @@ class RelaySettings:
     local_hostname: str | None = None
     #: How long a session to the relay is kept open for the next message; 0 closes each one
     #: after its message.
-    idle_seconds: float = 5.0
+    idle_seconds: float = settings.checked(5.0, settings.not_negative)
     #: A file whose first line is ``user:password`` for SMTP AUTH at the relay.
     credentials_file: ConfigPath | None = None
     #: Send the credentials even where the session is not encrypted (tls = "none" or a relay
@@ -89,11 +89,6 @@ class RelaySettings:
 
     def __attrs_post_init__(self) -> None:
         problems = []
-        if self.idle_seconds < 0:
-            problems.append(SettingError("idle_seconds",
-                                         f"must be 0 or more, not {self.idle_seconds}"))
-        if not 0 < self.port < 65536:
-            problems.append(SettingError("port", f"must be between 1 and 65535, not {self.port}"))
         if self.tls == "none" and not _is_loopback(self.host) and not self.allow_plaintext_remote:
             problems.append(SettingError(
                 "tls", f"tls = 'none' would send mail unencrypted to {self.host}; use TLS, or set "
@@ -108,7 +103,7 @@ class RelaySettings:
                 read_credentials(self.credentials_file)
             except RelayCredentialsError as exc:
                 problems.append(SettingError("credentials_file", str(exc)))
-        raise_all(problems)
+        settings.check_fields(self, problems)
 
     def tls_context(self) -> ssl.SSLContext:
         return _tls_context(self.ca_file, self.verify_certificate)
