@@ -26,21 +26,23 @@ from __future__ import annotations
 import copy
 import email.policy
 import email.utils
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import click
 import pytest
 from click.testing import CliRunner, Result
 
-from siegel.clock import FrozenClock
+from siegel.addresses import Address
+from siegel.clock import FrozenClock, new_message_id
 from siegel.config import Config, config_from_mapping, deep_merge
 from siegel.crypto import ContentCipher, create_key_file
 from siegel.manager import PluginRegistry
-from siegel.model import RecipientState
+from siegel.model import Envelope, Message, RecipientState
+from siegel.plugin import RecipientContext
 from siegel.runtime import Runtime
 from siegel.sink import SmtpSink
 from siegel.sqlite_store import SQLiteStore
@@ -122,6 +124,26 @@ class Harness:
     async def states(self, message_id: str) -> dict[str, RecipientState]:
         return {r.recipient: r.state for r in await self.store.recipients(message_id)}
 
+    def context(self, raw: bytes, recipient: str, *, mail_from: str | None = None,
+                tenant: str | None = None) -> RecipientContext:
+        """The :class:`~siegel.RecipientContext` a classifier would get for ``recipient``'s copy
+        of ``raw``, without storing or processing anything: to test one classifier alone
+        (``await my_classifier.classify(harness.context(raw, "buerger@example.net"))``).
+        The sender defaults to the From header, the tenant to the one owning sender or
+        recipient (as the listener chooses it)."""
+        from siegel.explain import envelope_from_headers
+
+        if mail_from is None:
+            header_sender, _recipients = envelope_from_headers(raw)
+            mail_from = str(header_sender or "")
+        sender = Address.parse(mail_from) if mail_from else None
+        to = Address.parse(recipient)
+        owner = (self.config.tenants[tenant] if tenant is not None
+                 else self.runtime.tenant_for(sender, [to]))
+        message = Message(id=new_message_id(), tenant=owner.id, envelope=Envelope(sender, (to,)),
+                          raw=raw, received_at=self.clock.now())
+        return self.runtime.pipeline.context(message, owner, to)
+
     def notices(self, kind: str | None = None) -> list[EmailMessage]:
         """Notices the sink received (optionally of one kind: quarantined, delayed, ...)."""
         found = []
@@ -168,7 +190,17 @@ def siegel_cli(tmp_path: Path) -> CommandRunner:
     return runner
 
 
-HarnessFactory = Callable[..., Any]
+class HarnessFactory(Protocol):
+    """The ``siegel_harness`` fixture: call it to get an async context manager for a
+    :class:`Harness`."""
+
+    def __call__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        plugins: Iterable[tuple[str, object]] = (),
+        entry_points: bool = True,
+        clock: FrozenClock | None = None,
+    ) -> AbstractAsyncContextManager[Harness]: ...
 
 
 @pytest.fixture
