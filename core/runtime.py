@@ -266,7 +266,7 @@ class Runtime:
             # A bug in siegel itself: stop the copy, never let it out.
             log.exception("internal error processing message %s", job.message_id)
             decision = self.pipeline.quarantine(message, job, [Text(
-                f"Interner Fehler ({type(exc).__name__})", f"internal error ({type(exc).__name__})"
+                de=f"Interner Fehler ({type(exc).__name__})", en=f"internal error ({type(exc).__name__})"
             )], level=Level.QUARANTINE)
         await self._finish(job, decision, tenant_id=message.tenant)
         if message.origin is Origin.SYSTEM and decision.update.state is RecipientState.FAILED:
