@@ -193,16 +193,13 @@ class PluginRegistry:
         hook: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
         collected: dict[str, _T] = {}
         # Each plugin's implementation is called on its own so that what it returns is attributed
-        # to it; pluggy's own call would merge the results anonymously. The call goes through a
-        # hook caller limited to that plugin, so pluggy's tracing and add_hookcall_monitoring
-        # see which plugin registered what.
+        # to it; pluggy's own call would merge the results anonymously. (pluggy's
+        # subset_hook_caller would keep the call visible to add_hookcall_monitoring, but it needs
+        # hashable plugin objects, which pluggy does not otherwise require.) siegel's own trace:
+        # every registration is logged at DEBUG on this module's logger (``siegel -vv``).
         for impl in hook.get_hookimpls():
-            others = [p for name, p in self.pm.list_name_plugin()
-                      if name != impl.plugin_name and p is not None]
-            only_this = self.pm.subset_hook_caller(hook_name, remove_plugins=others)
             try:
-                results = cast(list[object], only_this())
-                result = results[0] if results else None
+                result = impl.function()
                 items: list[object] = [] if result is None else list(cast(Iterable[object], result))
             except Exception as exc:
                 raise PluginError(
@@ -220,6 +217,8 @@ class PluginRegistry:
                         f"{collected[item.name].plugin!r} and plugin {impl.plugin_name!r}"
                     )
                 collected[item.name] = attrs.evolve(item, plugin=impl.plugin_name)
+                log.debug("plugin %r registered %s %r (%s)", impl.plugin_name, kind.__name__,
+                          item.name, hook_name)
         return dict(sorted(collected.items()))
 
     def enabled(self, items: dict[str, _T], enabled_plugins: Iterable[str]) -> list[_T]:
