@@ -10,7 +10,7 @@ import aiosmtplib.protocol
 from siegel.plugins.smtp_relay import writable_waiter
 
 
-def test_aiosmtplibs_own_drain_is_used_while_it_exists():
+async def test_aiosmtplibs_own_drain_is_used_while_it_exists():
     # Fails when aiosmtplib drops _drain_helper: then the fallback below is what runs in
     # production, and this test should be changed to say so.
     protocol = aiosmtplib.protocol.SMTPProtocol()
