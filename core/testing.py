@@ -19,6 +19,10 @@ The harness loads siegel's built-in plugins, then yours, enables yours for every
 config (yours merged over a default with one tenant ``test`` owning ``behoerde.example``), creates
 a store key and an SQLite store in a temporary folder, and points the ``smtp`` channel at a real
 aiosmtpd server (``harness.sink``). Time is a :class:`~siegel.clock.FrozenClock` you can advance.
+The plugins' resources (:class:`siegel.Resource`) are started on entry and stopped on exit, as
+``siegel serve`` does.
+
+``siegel_cli`` runs ``siegel`` commands on a fresh ``siegel init`` folder (:class:`CommandRunner`).
 """
 
 from __future__ import annotations
