@@ -91,8 +91,9 @@ class Config:
         return None
 
 
-def load_config(path: str | os.PathLike[str], registry: PluginRegistry) -> Config:
-    """Read, validate and resolve a configuration file against the loaded plugins."""
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The configuration file's TOML, not yet validated (read once by :func:`siegel.bootstrap`
+    for both ``[plugins] blocked`` and the configuration)."""
     source = str(path)
     try:
         text = Path(path).read_bytes().decode("utf-8")
@@ -101,10 +102,21 @@ def load_config(path: str | os.PathLike[str], registry: PluginRegistry) -> Confi
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [f"cannot read: {exc}"]) from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
-    return config_from_mapping(data, registry, source=source, base_dir=Path(path).resolve().parent)
+
+
+def load_config(path: str | os.PathLike[str], registry: PluginRegistry) -> Config:
+    """Read, validate and resolve a configuration file against the loaded plugins."""
+    return config_from_file_data(read_config_file(path), path, registry)
+
+
+def config_from_file_data(data: Mapping[str, Any], path: str | os.PathLike[str],
+                          registry: PluginRegistry) -> Config:
+    """Validate and resolve what :func:`read_config_file` read from ``path``."""
+    return config_from_mapping(data, registry, source=str(path),
+                               base_dir=Path(path).resolve().parent)
 
 
 def _section(data: Any, cls: type[Any], where: str, base_dir: Path,
