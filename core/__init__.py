@@ -1,11 +1,14 @@
 """siegel: a plugin-based secure-communication gateway for public administration.
 
 The public API for plugin authors and library users. Everything a plugin needs is importable from
-here; the modules behind it are implementation detail unless documented.
+here or from one of the :data:`PUBLIC_MODULES`; the other modules behind it are implementation
+detail and may change without notice. ``tests/test_public_api.py`` checks that the plugins and
+contrib rules shipped with siegel import nothing else.
 """
 
-from siegel import mailtext, mime
+from siegel import localtime, mailtext, mime, settings
 from siegel.addresses import Address, DomainMatch, DomainSet, InvalidAddress, internal_match
+from siegel.clock import SystemClock
 from siegel.config import (
     Config,
     ConfigError,
@@ -15,6 +18,8 @@ from siegel.config import (
     load_config,
     raise_all,
 )
+from siegel.crypto import KeyFileError
+from siegel.extract import Extraction, ExtractLimits
 from siegel.manager import PluginError, PluginRegistry
 from siegel.model import (
     AuditEvent,
@@ -38,6 +43,7 @@ from siegel.model import (
     SystemMail,
     Text,
     Verdict,
+    parse_email,
 )
 from siegel.plugin import (
     Classifier,
@@ -49,16 +55,37 @@ from siegel.plugin import (
     PortalRoute,
     ProtectionMethod,
     RecipientContext,
+    Resource,
     Rewriter,
     Services,
     Transformer,
     hookimpl,
 )
-from siegel.store import StoreError
+from siegel.state import PluginState
+from siegel.store import StateConflict, StateRecord, StoreError
 
 __version__ = "0.1.0"
 
+#: The modules a plugin may import besides ``siegel`` itself. ``mime``, ``mailtext`` and
+#: ``localtime`` are namespaces of helpers that read best qualified (``mime.subject_of``);
+#: ``settings`` is the settings toolkit (validators that raise SettingError with the key);
+#: ``portal`` needs Starlette, so only plugins with portal pages import it; ``worker`` is the frame
+#: protocol for a plugin's own worker processes; ``commands`` opens the configured gateway for a
+#: plugin's command; ``testing`` is the pytest plugin for plugin authors.
+PUBLIC_MODULES: tuple[str, ...] = (
+    "siegel",
+    "siegel.commands",
+    "siegel.localtime",
+    "siegel.mailtext",
+    "siegel.mime",
+    "siegel.portal",
+    "siegel.settings",
+    "siegel.testing",
+    "siegel.worker",
+)
+
 __all__ = [
+    "PUBLIC_MODULES",
     "Address",
     "AuditEvent",
     "Availability",
@@ -74,10 +101,13 @@ __all__ = [
     "DomainMatch",
     "DomainSet",
     "Envelope",
+    "ExtractLimits",
+    "Extraction",
     "Finding",
     "Held",
     "HeldCopy",
     "InvalidAddress",
+    "KeyFileError",
     "Level",
     "Message",
     "Notice",
@@ -88,17 +118,22 @@ __all__ = [
     "PluginError",
     "PluginRegistry",
     "PluginSet",
+    "PluginState",
     "PortalRoute",
     "Protected",
     "ProtectionMethod",
     "ProtectionResult",
     "RecipientContext",
     "RecipientState",
+    "Resource",
     "RetryLater",
     "Rewriter",
     "Services",
     "SettingError",
+    "StateConflict",
+    "StateRecord",
     "StoreError",
+    "SystemClock",
     "SystemMail",
     "Tenant",
     "Text",
@@ -108,7 +143,10 @@ __all__ = [
     "hookimpl",
     "internal_match",
     "load_config",
+    "localtime",
     "mailtext",
     "mime",
+    "parse_email",
     "raise_all",
+    "settings",
 ]

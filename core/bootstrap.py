@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
-from siegel.config import Config, ConfigError, load_config
+from siegel.config import Config, ConfigError, config_from_file_data, read_config_file
 from siegel.manager import PluginRegistry
 
 
 def blocked_plugins(path: Path) -> tuple[str, ...]:
     """``[plugins] blocked`` must be known before plugins load, i.e. before full validation."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(str(path), ["file not found (create one with 'siegel init')"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [f"cannot read: {exc}"]) from None
+    return blocked_in(read_config_file(path), str(path))
+
+
+def blocked_in(data: Mapping[str, Any], source: str) -> tuple[str, ...]:
+    """``[plugins] blocked`` of the configuration file's TOML ``data``."""
     plugins = data.get("plugins", {})
     blocked = plugins.get("blocked", []) if isinstance(plugins, dict) else []
     if not isinstance(blocked, list) or not all(isinstance(b, str) for b in blocked):
-        raise ConfigError(str(path), ["plugins.blocked: expected a list of plugin names"])
+        raise ConfigError(source, ["plugins.blocked: expected a list of plugin names"])
     return tuple(blocked)
 
 
 def bootstrap(
     path: Path, *, extra_plugins: Iterable[tuple[str, object]] = (), entry_points: bool = True
 ) -> tuple[Config, PluginRegistry]:
+    """Load the plugins (without the blocked ones), then the configuration; the file is read
+    once."""
+    data = read_config_file(path)
     registry = PluginRegistry.load(entry_points=entry_points, extra=extra_plugins,
-                                   blocked=blocked_plugins(path))
-    return load_config(path, registry), registry
+                                   blocked=blocked_in(data, str(path)))
+    return config_from_file_data(data, path, registry), registry

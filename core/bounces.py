@@ -77,13 +77,13 @@ class BounceReport:
         said = f" ({self.diagnostic})" if self.diagnostic else (
             f" (Status {self.status})" if self.status else "")
         if self.address_unknown:
-            return Text(f"Die Adresse {recipient} existiert nicht: der Mailserver des Empfängers "
+            return Text(de=f"Die Adresse {recipient} existiert nicht: der Mailserver des Empfängers "
                         f"hat die Einladung zurückgewiesen{said}",
-                        f"the address {recipient} does not exist: the recipient's mail server "
+                        en=f"the address {recipient} does not exist: the recipient's mail server "
                         f"returned the invitation{said}")
-        return Text(f"Der Mailserver des Empfängers {recipient} lehnt die Zustellung dauerhaft "
+        return Text(de=f"Der Mailserver des Empfängers {recipient} lehnt die Zustellung dauerhaft "
                     f"ab{said}",
-                    f"the mail server of {recipient} refuses delivery permanently{said}")
+                    en=f"the mail server of {recipient} refuses delivery permanently{said}")
 
     def encode(self) -> bytes:
         return json.dumps(attrs.asdict(self)).encode()

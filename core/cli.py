@@ -2,72 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import signal
-import smtplib
 import sys
 import tomllib
-from collections.abc import Awaitable, Callable, Coroutine
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
 from siegel import __version__
 from siegel.addresses import Address, InvalidAddress
-from siegel.bootstrap import blocked_plugins, bootstrap
+from siegel.bootstrap import blocked_plugins
+from siegel.cli_common import _fail, _load, _run, config_option
+from siegel.cli_dev import send_test, sink
+from siegel.cli_queue import queue
 from siegel.clock import SystemClock
 from siegel.config import (
-    CONFIG_ENV,
     DEFAULT_CONFIG_NAME,
     Config,
     ConfigError,
     StoreConfig,
+    default_config_path,
     load_config,
 )
 from siegel.crypto import ContentCipher, KeyFileError, create_key_file
 from siegel.malloc import pin_mmap_threshold
 from siegel.manager import PluginError, PluginRegistry
-from siegel.model import RecipientState
 from siegel.runtime import NoTenant, Runtime, open_store
-from siegel.store import MessageStore, StoreError
-from siegel.watchdog import LoopWatchdog
-
-_T = TypeVar("_T")
-
-config_option = click.option(
-    "--config", "-c", "config_path", type=click.Path(path_type=Path),
-    envvar=CONFIG_ENV, default=DEFAULT_CONFIG_NAME, show_default=True,
-    help=f"Configuration file (or ${CONFIG_ENV}).")
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.secho(message, fg="red", err=True)
-    sys.exit(code)
-
-
-def _load(config_path: Path) -> tuple[Config, PluginRegistry]:
-    try:
-        return bootstrap(config_path)
-    except (ConfigError, PluginError) as exc:
-        _fail(str(exc), 2)
-        raise AssertionError("unreachable") from None
-
-
-def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
-    return asyncio.run(coroutine)
-
-
-async def _with_store(config: Config, work: Callable[[MessageStore], Awaitable[_T]]) -> _T:
-    store = open_store(config)
-    async with store:
-        return await work(store)
+from siegel.serve import _serve
+from siegel.store import StoreError
 
 
 @click.group()
@@ -120,64 +85,6 @@ def serve(config_path: Path) -> None:
     runtime = Runtime(config, registry, store, clock=SystemClock())
     pin_mmap_threshold()
     _run(_serve(runtime))
-
-
-async def _serve(runtime: Runtime) -> None:
-    from siegel.gateway import SmtpGateway
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await runtime.start()
-    except StoreError as exc:
-        _fail(f"cannot open the store: {exc}", 2)
-    watchdog = LoopWatchdog(loop, runtime.config.delivery.stall_exit_seconds).start()
-    gateway = SmtpGateway(runtime)
-    try:
-        bound = await gateway.start()
-    except OSError as exc:
-        await runtime.stop()
-        _fail(f"cannot listen: {exc}", 2)
-    for host, port in bound:
-        click.echo(f"siegel {__version__} listening on {host}:{port} (SMTP)")
-    portal = None
-    if runtime.config.portal.enabled:
-        from siegel.portal import PortalError, PortalServer, create_app
-        from siegel.portal.i18n import CatalogError
-
-        try:
-            portal = PortalServer(create_app(runtime, settings=runtime.config.portal),
-                                  runtime.config.portal)
-            portal_host, portal_port = await portal.start()
-        except (PortalError, CatalogError, OSError) as exc:
-            await gateway.stop()
-            await runtime.stop()
-            _fail(f"cannot start the portal: {exc}", 2)
-        click.echo(f"recipient portal on http://{portal_host}:{portal_port} "
-                   f"(links in mails: {runtime.config.portal.base_url})")
-    tenants = ", ".join(f"{t.id} ({', '.join(t.own_domains)})" for t in runtime.config.tenants.values())
-    click.echo(f"tenants: {tenants}")
-    if bound:
-        host, port = bound[0]
-        first = next(iter(runtime.config.tenants.values()))
-        domain = next(iter(first.own_domains))
-        click.echo(f"send a test mail: siegel send-test --port {port} --from clerk@{domain} "
-                   f"--to someone@example.net  (add --customer to trigger protection)")
-    else:
-        click.echo("no [[listeners]] configured: only delivering what is queued")
-    click.echo("stop with Ctrl-C")
-    sys.stdout.flush()
-    try:
-        await stop.wait()
-    finally:
-        click.echo("stopping")
-        if portal is not None:
-            await portal.stop()
-        await gateway.stop()
-        await runtime.stop()
-        watchdog.stop()
 
 
 @cli.group("config")
@@ -314,10 +221,18 @@ def listener_passwd(users_file: Path, user: str, tenant: str | None, senders: tu
 
 
 @cli.command()
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins(as_json: bool) -> None:
-    """List loaded plugins: where from, which hooks, what they register."""
-    registry = PluginRegistry.load()
+def plugins(config_path: Path, as_json: bool) -> None:
+    """List loaded plugins: where from, which hooks, what they register.
+
+    Plugins blocked in the configuration (``[plugins] blocked``) are not loaded and not listed;
+    without a configuration file every installed plugin is."""
+    blocked = blocked_for_commands(config_path)
+    if blocked is None:
+        _fail(f"{config_path}: [plugins] blocked cannot be read (see 'siegel config check')", 2)
+        return
+    registry = PluginRegistry.load(blocked=blocked)
     if as_json:
         click.echo(json.dumps({
             "plugins": [{"name": p.name, "origin": p.origin, "module": p.module,
@@ -336,149 +251,6 @@ def plugins(as_json: bool) -> None:
             click.echo(f"    {kind}: {', '.join(names)}")
     for failure in registry.failures.values():
         click.secho(f"{failure.name}  FAILED to load ({failure.module}): {failure.error}", fg="red")
-
-
-@cli.group()
-def queue() -> None:
-    """Look at and act on stored messages."""
-
-
-_STATES = [s.value for s in RecipientState]
-
-
-@queue.command("list")
-@config_option
-@click.option("--state", "states", multiple=True, type=click.Choice(_STATES),
-              help="Only copies in this state (repeatable).")
-@click.option("--tenant", default=None)
-@click.option("--limit", default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def queue_list(config_path: Path, states: tuple[str, ...], tenant: str | None, limit: int,
-               as_json: bool) -> None:
-    """List recipients' copies, newest first."""
-    config, _ = _load(config_path)
-    records = _run(_with_store(config, lambda store: store.list(
-        states=[RecipientState(s) for s in states] or None, tenant=tenant, limit=limit)))
-    if as_json:
-        click.echo(json.dumps([{
-            "message_id": r.message_id, "tenant": r.tenant, "from": r.mail_from,
-            "recipient": r.recipient, "state": r.state.value, "attempts": r.attempts,
-            "received_at": r.received_at.isoformat(), "detail": r.detail,
-            "reasons": list(r.reasons)} for r in records], indent=2, ensure_ascii=False))
-        return
-    if not records:
-        click.echo("no messages")
-    for r in records:
-        click.echo(f"{r.message_id}  {r.received_at:%Y-%m-%d %H:%M}  {r.state.value:<11} "
-                   f"{r.mail_from or '<>'} -> {r.recipient}  {r.detail}")
-
-
-@queue.command("show")
-@config_option
-@click.argument("message_id")
-@click.option("--headers", is_flag=True, help="Also print the message's headers (decrypted).")
-def queue_show(config_path: Path, message_id: str, headers: bool) -> None:
-    """Show one message: every recipient's state, reasons, and its audit trail."""
-    config, _ = _load(config_path)
-
-    async def work(store: MessageStore) -> None:
-        records = await store.recipients(message_id)
-        if not records:
-            _fail(f"no message {message_id}")
-        first = records[0]
-        click.echo(f"message {message_id}  tenant {first.tenant}  origin {first.origin.value}")
-        click.echo(f"  from {first.mail_from or '<>'}  received {first.received_at.isoformat()}"
-                   f"  size {first.size}  content {'destroyed' if first.content_destroyed else 'stored'}")
-        for r in records:
-            click.echo(f"  {r.recipient}: {r.state.value} (attempts {r.attempts}"
-                       + (f", next {r.next_attempt_at:%Y-%m-%d %H:%M}" if r.next_attempt_at and
-                          r.state is RecipientState.ACCEPTED else "")
-                       + (f", held until {r.hold_until:%Y-%m-%d %H:%M}" if r.hold_until else "")
-                       + (", released" if r.released else "") + ")")
-            if r.method:
-                click.echo(f"    method: {r.method}")
-            for reason in r.reasons:
-                click.echo(f"    - {reason}")
-            if r.detail:
-                click.echo(f"    detail: {r.detail}")
-        if headers and not first.content_destroyed:
-            message = await store.load(message_id)
-            click.echo("headers:")
-            for name, value in message.parsed.items():
-                click.echo(f"  {name}: {value}")
-        click.echo("events:")
-        for event in await store.events(message_id):
-            detail = " ".join(f"{k}={v}" for k, v in event.detail.items())
-            click.echo(f"  {event.at:%Y-%m-%d %H:%M:%S} {event.kind} {event.recipient or ''} {detail}")
-
-    _run(_with_store(config, work))
-
-
-def _requeue(config_path: Path, message_id: str, recipients: tuple[str, ...],
-             states: list[RecipientState], release: bool) -> int:
-    config, _ = _load(config_path)
-    try:
-        return _run(_with_store(config, lambda store: store.requeue(
-            message_id, recipients=recipients or None, states=states, release=release,
-            now=SystemClock().now())))
-    except StoreError as exc:
-        _fail(str(exc))
-        raise AssertionError("unreachable") from None
-    except InvalidAddress as exc:
-        _fail(f"--recipient: {exc}")
-        raise AssertionError("unreachable") from None
-
-
-@queue.command("retry")
-@config_option
-@click.argument("message_id")
-@click.option("--recipient", "recipients", multiple=True, help="Only this recipient (repeatable).")
-def queue_retry(config_path: Path, message_id: str, recipients: tuple[str, ...]) -> None:
-    """Process quarantined, failed or deferred copies again now, as they are.
-
-    Use this after fixing the cause (configuration, a plugin, the relay). The copies are
-    classified again from scratch; nothing is let out that the rules would stop.
-    """
-    count = _requeue(config_path, message_id, recipients,
-                     [RecipientState.QUARANTINED, RecipientState.FAILED, RecipientState.ACCEPTED],
-                     release=False)
-    click.echo(f"{count} cop{'y' if count == 1 else 'ies'} queued again"
-               + ("; a running gateway picks them up within its poll interval" if count else ""))
-
-
-@queue.command("release")
-@config_option
-@click.argument("message_id")
-@click.option("--recipient", "recipients", multiple=True, help="Only this recipient (repeatable).")
-def queue_release(config_path: Path, message_id: str, recipients: tuple[str, ...]) -> None:
-    """Release quarantined copies after review.
-
-    A release overrides policy quarantines (e.g. content not fit for e-mail) but never protection:
-    a copy that needs protection is still protected, and failures of the gateway itself still
-    quarantine.
-    """
-    count = _requeue(config_path, message_id, recipients, [RecipientState.QUARANTINED],
-                     release=True)
-    click.echo(f"{count} cop{'y' if count == 1 else 'ies'} released")
-
-
-@queue.command("purge")
-@config_option
-@click.argument("message_ids", nargs=-1, required=True)
-@click.option("--yes", is_flag=True, help="Do not ask.")
-def queue_purge(config_path: Path, message_ids: tuple[str, ...], yes: bool) -> None:
-    """Delete messages and their content for good (the audit trail stays)."""
-    config, _ = _load(config_path)
-    if not yes:
-        click.confirm(f"Delete {len(message_ids)} message(s) for good?", abort=True)
-
-    async def work(store: MessageStore) -> list[str]:
-        return [m for m in message_ids if not await store.purge(m)]
-
-    missing = _run(_with_store(config, work))
-    click.echo(f"{len(message_ids) - len(missing)} purged")
-    if missing:
-        _fail("\n".join(f"no message {message_id}" for message_id in missing))
 
 
 @cli.command()
@@ -545,60 +317,47 @@ def explain(config_path: Path, message_file: Path, sender: str | None,
     click.echo(explaining.as_json(result, lang) if as_json else explaining.as_text(result, lang))
 
 
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=10026, show_default=True)
-@click.option("--maildir", type=click.Path(path_type=Path), default=None,
-              help="Also write every received message to this folder.")
-def sink(host: str, port: int, maildir: Path | None) -> None:
-    """A local SMTP server that prints what siegel delivers (for trying siegel out)."""
-    from siegel.sink import ReceivedMail, SmtpSink
-
-    def show(mail: ReceivedMail) -> None:
-        parsed = mail.parsed
-        click.echo(f"received: {mail.mail_from or '<>'} -> {', '.join(mail.rcpt_to)}: "
-                   f"{parsed.get('subject', '')!s} ({len(mail.raw)} bytes)")
-
-    server = SmtpSink(host, port, maildir=maildir, on_message=show)
-    server.start()
-    click.echo(f"sink listening on {host}:{server.port}; stop with Ctrl-C")
-    with contextlib.suppress(KeyboardInterrupt):
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    server.stop()
+cli.add_command(queue)
+cli.add_command(sink)
+cli.add_command(send_test)
 
 
-@cli.command("send-test")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=10025, show_default=True)
-@click.option("--from", "sender", required=True)
-@click.option("--to", "recipients", multiple=True, required=True)
-@click.option("--customer", is_flag=True, help="Ask for encryption (X-Siegel-Encrypt: yes).")
-def send_test(host: str, port: int, sender: str, recipients: tuple[str, ...],
-              customer: bool) -> None:
-    """Send a small test message to a siegel listener."""
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = ", ".join(recipients)
-    message["Subject"] = "siegel Testnachricht"
-    message["Date"] = format_datetime(SystemClock().now())
-    message["Message-ID"] = make_msgid()
-    if customer:
-        message["X-Siegel-Encrypt"] = "yes"
-    message.set_content("Guten Tag,\n\ndies ist eine Testnachricht über siegel. Grüße\n")
+def config_path_in(args: Sequence[str]) -> Path:
+    """The configuration file a command line names, before click parses it (the plugin commands
+    must be known first): ``--config PATH``, ``--config=PATH`` or ``-c PATH`` anywhere in
+    ``args``, else ``$SIEGEL_CONFIG``, else ``siegel.toml``."""
+    for number, arg in enumerate(args):
+        if arg in ("--config", "-c") and number + 1 < len(args):
+            return Path(args[number + 1])
+        if arg.startswith("--config="):
+            return Path(arg.removeprefix("--config="))
+    return default_config_path()
+
+
+def blocked_for_commands(config_path: Path) -> tuple[str, ...] | None:
+    """``[plugins] blocked`` of ``config_path``: empty when there is no such file (``siegel
+    init``); ``None`` when the file exists but its list cannot be read, so that no plugin that
+    might be blocked is imported (the command itself then reports the configuration error)."""
+    if not config_path.exists():
+        return ()
     try:
-        with smtplib.SMTP(host, port, timeout=30) as smtp:
-            refused = smtp.send_message(message, from_addr=sender, to_addrs=list(recipients))
-    except (smtplib.SMTPException, OSError) as exc:
-        _fail(f"{host}:{port}: {exc}")
-    for rcpt, (code, text) in refused.items():
-        click.secho(f"refused {rcpt}: {code} {text.decode(errors='replace')}", fg="yellow")
-    click.echo(f"sent to {host}:{port}")
+        return blocked_plugins(config_path)
+    except ConfigError:
+        return None
 
 
-def build_cli() -> click.Group:
-    """The command line with plugin commands added (plugins that fail to load are skipped)."""
+def build_cli(args: Sequence[str] | None = None) -> click.Group:
+    """The command line with plugin commands added (plugins that fail to load are skipped).
+
+    Plugins blocked in the configuration the command line names (:func:`config_path_in`) are
+    not imported, so they add no command."""
+    blocked = blocked_for_commands(config_path_in(sys.argv[1:] if args is None else args))
+    if blocked is None:
+        click.secho("warning: plugin commands not loaded: the configuration's [plugins] blocked "
+                    "cannot be read", fg="yellow", err=True)
+        return cli
     try:
-        registry = PluginRegistry.load()
+        registry = PluginRegistry.load(blocked=blocked)
     except PluginError as exc:
         click.secho(f"warning: plugins not loaded: {exc}", fg="yellow", err=True)
     else:

@@ -15,19 +15,14 @@ import atexit
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import attrs
 
 from siegel.mime import Attachment, PartText, Unreadable
+from siegel.settings import positive
 from siegel.worker import WorkerGone, WorkerProcess, WorkerTimedOut
 
 WORKER_MODULE = "siegel.extract_worker"
-
-
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, not {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -35,13 +30,13 @@ class ExtractLimits:
     """How much one copy's attachments may cost. Beyond a limit a part counts as unreadable."""
 
     #: For all attachments of one copy together (the worker is killed when it passes).
-    seconds: float = attrs.field(default=20.0, validator=_positive)
+    seconds: float = attrs.field(default=20.0, validator=positive)
     #: Per attachment, as decoded; larger attachments are not read.
-    max_bytes: int = attrs.field(default=25 * 1024 * 1024, validator=_positive)
+    max_bytes: int = attrs.field(default=25 * 1024 * 1024, validator=positive)
     #: Characters of text kept per attachment.
-    max_chars: int = attrs.field(default=10 * 1024 * 1024, validator=_positive)
+    max_chars: int = attrs.field(default=10 * 1024 * 1024, validator=positive)
     #: Address space of a worker process.
-    memory_bytes: int = attrs.field(default=1024 * 1024 * 1024, validator=_positive)
+    memory_bytes: int = attrs.field(default=1024 * 1024 * 1024, validator=positive)
 
 
 @attrs.frozen(kw_only=True)

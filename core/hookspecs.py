@@ -28,6 +28,7 @@ from siegel.plugin import (
     PluginSet,
     PortalRoute,
     ProtectionMethod,
+    Resource,
     Rewriter,
     Transformer,
 )
@@ -207,6 +208,43 @@ def siegel_register_delivery_channels() -> Iterable[DeliveryChannel]:
         @hookimpl
         def siegel_register_delivery_channels():
             return [DeliveryChannel(name="eakte", deliver=deliver)]
+    """
+
+
+@hookspec
+def siegel_register_resources() -> Iterable[Resource]:
+    """Register resources that live as long as the gateway runs: pools, worker processes, caches.
+
+    siegel awaits each resource's ``start(services)`` when ``siegel serve`` (or the test harness)
+    starts, in the order of their names, and its ``stop()`` in the reverse order when it stops,
+    after the last job ended and in the same event loop. A ``start`` that raises stops the start-up
+    (the resources already started are stopped again); a ``stop`` that raises is logged and the
+    others still stop. Keep what ``start`` creates on an object the plugin owns, not in a global
+    shared by every event loop.
+
+    Example::
+
+        import asyncio
+        from siegel import Resource, hookimpl
+
+        class Pool:
+            def __init__(self):
+                self.workers = []
+
+            async def start(self, services):
+                self.workers = [await asyncio.create_subprocess_exec("cat", stdin=-1)]
+
+            async def stop(self):
+                for worker in self.workers:
+                    worker.kill()
+                    await worker.wait()
+                self.workers = []
+
+        pool = Pool()
+
+        @hookimpl
+        def siegel_register_resources():
+            return [Resource(name="cat-pool", start=pool.start, stop=pool.stop)]
     """
 
 

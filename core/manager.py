@@ -30,6 +30,7 @@ from siegel.plugin import (
     PluginSet,
     PortalRoute,
     ProtectionMethod,
+    Resource,
     Rewriter,
     Transformer,
 )
@@ -76,7 +77,38 @@ def create_plugin_manager() -> pluggy.PluginManager:
 
 
 _T = TypeVar("_T", Classifier, Rewriter, ProtectionMethod, DeliveryChannel, Notifier,
-             ConfigSection, PluginSet, PortalRoute, Transformer)
+             ConfigSection, PluginSet, PortalRoute, Transformer, Resource)
+
+
+@attrs.frozen
+class RegistrationKind:
+    """One kind of thing plugins register: the hook, the type it must return, the registry
+    attribute that holds what was collected, and the words ``siegel plugins`` uses for it."""
+
+    hook: str
+    type: type[Any]
+    attribute: str
+    label: str
+
+
+#: Every registration kind, in the order they are collected. Adding a kind is one line here (and
+#: its hookspec and attribute annotation below).
+REGISTRATION_KINDS: tuple[RegistrationKind, ...] = (
+    RegistrationKind("siegel_register_plugin_sets", PluginSet, "plugin_sets", "plugin sets"),
+    RegistrationKind("siegel_register_config_sections", ConfigSection, "config_sections",
+                     "config sections"),
+    RegistrationKind("siegel_register_transformers", Transformer, "transformers", "transformers"),
+    RegistrationKind("siegel_register_classifiers", Classifier, "classifiers", "classifiers"),
+    RegistrationKind("siegel_register_rewriters", Rewriter, "rewriters", "rewriters"),
+    RegistrationKind("siegel_register_protection_methods", ProtectionMethod,
+                     "protection_methods", "protection methods"),
+    RegistrationKind("siegel_register_delivery_channels", DeliveryChannel, "delivery_channels",
+                     "delivery channels"),
+    RegistrationKind("siegel_register_notifiers", Notifier, "notifiers", "notifiers"),
+    RegistrationKind("siegel_register_portal_routes", PortalRoute, "portal_routes",
+                     "portal routes"),
+    RegistrationKind("siegel_register_resources", Resource, "resources", "resources"),
+)
 
 
 class PluginRegistry:
@@ -92,17 +124,18 @@ class PluginRegistry:
         self.pm = pm
         self.plugins = {info.name: info for info in infos}
         self.failures = {failure.name: failure for failure in failures}
-        self.plugin_sets = self._collect("siegel_register_plugin_sets", PluginSet)
-        self.config_sections = self._collect("siegel_register_config_sections", ConfigSection)
-        self.transformers = self._collect("siegel_register_transformers", Transformer)
-        self.classifiers = self._collect("siegel_register_classifiers", Classifier)
-        self.rewriters = self._collect("siegel_register_rewriters", Rewriter)
-        self.protection_methods = self._collect(
-            "siegel_register_protection_methods", ProtectionMethod
-        )
-        self.delivery_channels = self._collect("siegel_register_delivery_channels", DeliveryChannel)
-        self.notifiers = self._collect("siegel_register_notifiers", Notifier)
-        self.portal_routes = self._collect("siegel_register_portal_routes", PortalRoute)
+        self.plugin_sets: dict[str, PluginSet]
+        self.config_sections: dict[str, ConfigSection]
+        self.transformers: dict[str, Transformer]
+        self.classifiers: dict[str, Classifier]
+        self.rewriters: dict[str, Rewriter]
+        self.protection_methods: dict[str, ProtectionMethod]
+        self.delivery_channels: dict[str, DeliveryChannel]
+        self.notifiers: dict[str, Notifier]
+        self.portal_routes: dict[str, PortalRoute]
+        self.resources: dict[str, Resource]
+        for kind in REGISTRATION_KINDS:
+            setattr(self, kind.attribute, self._collect(kind.hook, kind.type))
 
     @classmethod
     def load(
@@ -160,7 +193,10 @@ class PluginRegistry:
         hook: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
         collected: dict[str, _T] = {}
         # Each plugin's implementation is called on its own so that what it returns is attributed
-        # to it; pluggy's own call would merge the results anonymously.
+        # to it; pluggy's own call would merge the results anonymously. (pluggy's
+        # subset_hook_caller would keep the call visible to add_hookcall_monitoring, but it needs
+        # hashable plugin objects, which pluggy does not otherwise require.) siegel's own trace:
+        # every registration is logged at DEBUG on this module's logger (``siegel -vv``).
         for impl in hook.get_hookimpls():
             try:
                 result = impl.function()
@@ -181,6 +217,8 @@ class PluginRegistry:
                         f"{collected[item.name].plugin!r} and plugin {impl.plugin_name!r}"
                     )
                 collected[item.name] = attrs.evolve(item, plugin=impl.plugin_name)
+                log.debug("plugin %r registered %s %r (%s)", impl.plugin_name, kind.__name__,
+                          item.name, hook_name)
         return dict(sorted(collected.items()))
 
     def enabled(self, items: dict[str, _T], enabled_plugins: Iterable[str]) -> list[_T]:
@@ -200,15 +238,7 @@ class PluginRegistry:
     def registered_by(self, name: str) -> dict[str, list[str]]:
         """What the named plugin registered, by kind."""
         kinds: dict[str, dict[str, Any]] = {
-            "plugin sets": self.plugin_sets,
-            "config sections": self.config_sections,
-            "transformers": self.transformers,
-            "classifiers": self.classifiers,
-            "rewriters": self.rewriters,
-            "protection methods": self.protection_methods,
-            "delivery channels": self.delivery_channels,
-            "notifiers": self.notifiers,
-            "portal routes": self.portal_routes,
+            kind.label: getattr(self, kind.attribute) for kind in REGISTRATION_KINDS
         }
         return {
             kind: names

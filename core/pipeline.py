@@ -5,6 +5,10 @@ never in a delivery: a classifier that raises or times out, a protection method 
 returns the message unchanged, a rewriter that breaks, an unknown tenant, unparseable MIME. The only
 copies handed to a delivery channel are the original (or rewritten) bytes of a copy whose verdict is
 ``PLAIN``, and the output of a protection method for a copy whose verdict is ``PROTECT``.
+
+Why one module of about 700 lines: the invariant above is checked by reading the stages top to
+bottom in one place; split across files, a reviewer could no longer see every path a copy takes
+to a delivery channel at once.
 """
 
 from __future__ import annotations
@@ -170,7 +174,7 @@ class Pipeline:
         except Exception as exc:
             log.warning("%s %s", what.en, _describe(exc), exc_info=not isinstance(exc, TimeoutError))
             raise StageFailure(
-                Text(f"{what.de}: {_describe(exc)}", f"{what.en}: {_describe(exc)}")
+                Text(de=f"{what.de}: {_describe(exc)}", en=f"{what.en}: {_describe(exc)}")
             ) from exc
         # asyncio.timeout only fires at an await: a plugin computing without awaiting can
         # overrun it and still return. Its answer then counts as timed out all the same.
@@ -179,8 +183,8 @@ class Pipeline:
             log.warning("%s took %.1f s without yielding to the event loop (limit %g s)",
                         what.en, took, seconds)
             raise StageFailure(Text(
-                f"{what.de}: Zeitlimit überschritten ({took:.1f} s, erlaubt {seconds:g} s)",
-                f"{what.en}: timed out ({took:.1f} s, limit {seconds:g} s)"))
+                de=f"{what.de}: Zeitlimit überschritten ({took:.1f} s, erlaubt {seconds:g} s)",
+                en=f"{what.en}: timed out ({took:.1f} s, limit {seconds:g} s)"))
         return result
 
     # -- contexts ---------------------------------------------------------------------------
@@ -213,8 +217,8 @@ class Pipeline:
             oversized = mime.oversized_header_blocks(message.parsed, limit)
             if oversized:
                 raise _Unreadable(Text(
-                    f"Kopfbereich größer als {limit} Bytes ({', '.join(oversized[:5])})",
-                    f"header block larger than {limit} bytes ({', '.join(oversized[:5])})"))
+                    de=f"Kopfbereich größer als {limit} Bytes ({', '.join(oversized[:5])})",
+                    en=f"header block larger than {limit} bytes ({', '.join(oversized[:5])})"))
             ctx = self.context(message, tenant, recipient)
             # Header access is where the lenient parser can still fail; make it fail here.
             ctx.subject  # noqa: B018 (read to raise here)
@@ -230,16 +234,16 @@ class Pipeline:
         except _Unreadable as exc:
             raise StageFailure(exc.reason) from exc
         except HeaderFieldTooLarge as exc:
-            raise StageFailure(Text(f"Zu großes Kopffeld ({exc})",
-                                    f"header field too large ({exc})")) from exc
+            raise StageFailure(Text(de=f"Zu großes Kopffeld ({exc})",
+                                    en=f"header field too large ({exc})")) from exc
         except TimeoutError as exc:
             raise StageFailure(Text(
-                f"Das Lesen der Nachricht dauerte länger als {seconds:g} s",
-                f"reading the message took longer than {seconds:g} s")) from exc
+                de=f"Das Lesen der Nachricht dauerte länger als {seconds:g} s",
+                en=f"reading the message took longer than {seconds:g} s")) from exc
         except Exception as exc:
             raise StageFailure(Text(
-                f"Die Nachricht ist kein lesbares MIME ({type(exc).__name__}: {exc})",
-                f"the message is not readable MIME ({type(exc).__name__}: {exc})")) from exc
+                de=f"Die Nachricht ist kein lesbares MIME ({type(exc).__name__}: {exc})",
+                en=f"the message is not readable MIME ({type(exc).__name__}: {exc})")) from exc
 
     @staticmethod
     async def _off_loop(function: Callable[[], _T], seconds: float) -> _T:
@@ -252,15 +256,15 @@ class Pipeline:
         """Let the tenant's transformers turn the copy into another; raises :class:`StageFailure`."""
         for transformer in self.registry.enabled(self.registry.transformers,
                                                  ctx.tenant.enabled_plugins):
-            what = Text(f"Umwandler {transformer.name!r} (Plugin {transformer.plugin!r})",
-                        f"transformer {transformer.name!r} (plugin {transformer.plugin!r})")
+            what = Text(de=f"Umwandler {transformer.name!r} (Plugin {transformer.plugin!r})",
+                        en=f"transformer {transformer.name!r} (plugin {transformer.plugin!r})")
             result = await self._guarded(transformer.transform(ctx),
                                          self.config.delivery.protect_timeout_seconds, what)
             if result is None:
                 continue
             if not isinstance(result, bytes) or not result:
-                raise StageFailure(Text(f"{what.de} lieferte keine Nachricht",
-                                        f"{what.en} returned no message"))
+                raise StageFailure(Text(de=f"{what.de} lieferte keine Nachricht",
+                                        en=f"{what.en} returned no message"))
             ctx = await self._read_transformed(ctx, result)
         return ctx
 
@@ -274,9 +278,9 @@ class Pipeline:
             oversized = mime.oversized_header_blocks(email, limit)
             if oversized:
                 raise _Unreadable(Text(
-                    f"Kopfbereich der umgewandelten Nachricht größer als {limit} Bytes "
+                    de=f"Kopfbereich der umgewandelten Nachricht größer als {limit} Bytes "
                     f"({', '.join(oversized[:5])})",
-                    f"header block of the transformed message larger than {limit} bytes "
+                    en=f"header block of the transformed message larger than {limit} bytes "
                     f"({', '.join(oversized[:5])})"))
             transformed = attrs.evolve(ctx, raw=raw, email=email)
             transformed.subject  # noqa: B018 (read here, not on the event loop)
@@ -290,16 +294,16 @@ class Pipeline:
         except _Unreadable as exc:
             raise StageFailure(exc.reason) from exc
         except HeaderFieldTooLarge as exc:
-            raise StageFailure(Text(f"Zu großes Kopffeld ({exc})",
-                                    f"header field too large ({exc})")) from exc
+            raise StageFailure(Text(de=f"Zu großes Kopffeld ({exc})",
+                                    en=f"header field too large ({exc})")) from exc
         except TimeoutError as exc:
             raise StageFailure(Text(
-                f"Das Lesen der umgewandelten Nachricht dauerte länger als {seconds:g} s",
-                f"reading the transformed message took longer than {seconds:g} s")) from exc
+                de=f"Das Lesen der umgewandelten Nachricht dauerte länger als {seconds:g} s",
+                en=f"reading the transformed message took longer than {seconds:g} s")) from exc
         except Exception as exc:
             raise StageFailure(Text(
-                f"Die umgewandelte Nachricht ist kein lesbares MIME ({type(exc).__name__})",
-                f"the transformed message is not readable MIME ({type(exc).__name__})")) from exc
+                de=f"Die umgewandelte Nachricht ist kein lesbares MIME ({type(exc).__name__})",
+                en=f"the transformed message is not readable MIME ({type(exc).__name__})")) from exc
 
     async def classify(self, ctx: RecipientContext) -> Verdict:
         """Ask every classifier the tenant enables; the strictest finding wins."""
@@ -307,8 +311,8 @@ class Pipeline:
         timeout = self.config.delivery.classify_timeout_seconds
 
         async def ask(classifier_name: str, plugin: str, call: Awaitable[object]) -> list[Finding]:
-            what = Text(f"Klassifizierer {classifier_name!r} (Plugin {plugin!r})",
-                        f"classifier {classifier_name!r} (plugin {plugin!r})")
+            what = Text(de=f"Klassifizierer {classifier_name!r} (Plugin {plugin!r})",
+                        en=f"classifier {classifier_name!r} (plugin {plugin!r})")
             try:
                 result = await self._guarded(call, timeout, what)
             except StageFailure as failure:
@@ -316,8 +320,8 @@ class Pipeline:
             findings = _as_findings(result)
             if findings is None:
                 return [_failure_finding("classifier-failed", Text(
-                    f"{what.de} lieferte kein Finding ({type(result).__name__})",
-                    f"{what.en} returned no Finding ({type(result).__name__})"))]
+                    de=f"{what.de} lieferte kein Finding ({type(result).__name__})",
+                    en=f"{what.en} returned no Finding ({type(result).__name__})"))]
             return [attrs.evolve(f, source=f.source or classifier_name) for f in findings]
 
         results = await asyncio.gather(*(
@@ -328,8 +332,8 @@ class Pipeline:
             # The configuration check refuses such a tenant; should one slip through, nothing
             # unclassified leaves.
             findings.append(_failure_finding("no-classifiers", Text(
-                "Für diesen Mandanten ist kein Klassifizierer aktiv",
-                "no classifier is enabled for this tenant")))
+                de="Für diesen Mandanten ist kein Klassifizierer aktiv",
+                en="no classifier is enabled for this tenant")))
         return Verdict(findings)
 
     def rewrite(self, ctx: RecipientContext) -> RecipientContext:
@@ -341,8 +345,8 @@ class Pipeline:
                 rewriter.rewrite(raw, ctx)
             except Exception as exc:
                 raise StageFailure(Text(
-                    f"Umschreiber {rewriter.name!r} (Plugin {rewriter.plugin!r}): {_describe(exc)}",
-                    f"rewriter {rewriter.name!r} (plugin {rewriter.plugin!r}): {_describe(exc)}",
+                    de=f"Umschreiber {rewriter.name!r} (Plugin {rewriter.plugin!r}): {_describe(exc)}",
+                    en=f"rewriter {rewriter.name!r} (plugin {rewriter.plugin!r}): {_describe(exc)}",
                 )) from exc
         if not raw.changed:
             return ctx
@@ -353,16 +357,16 @@ class Pipeline:
         tried: list[tuple[str, Availability]] = []
         for name in ctx.tenant.protection:
             method = self.registry.protection_methods[name]
-            what = Text(f"Schutzverfahren {name!r} (Plugin {method.plugin!r}), Prüfung",
-                        f"protection method {name!r} (plugin {method.plugin!r}), can_serve")
+            what = Text(de=f"Schutzverfahren {name!r} (Plugin {method.plugin!r}), Prüfung",
+                        en=f"protection method {name!r} (plugin {method.plugin!r}), can_serve")
             try:
                 availability = await self._guarded(
                     method.can_serve(ctx), self.config.delivery.protect_timeout_seconds, what)
             except StageFailure as failure:
                 availability = Availability.no(failure.reason)
             if not isinstance(availability, Availability):
-                availability = Availability.no(Text(f"{what.de}: ungültige Antwort",
-                                                    f"{what.en}: invalid answer"))
+                availability = Availability.no(Text(de=f"{what.de}: ungültige Antwort",
+                                                    en=f"{what.en}: invalid answer"))
             tried.append((name, availability))
             if availability.available:
                 return MethodChoice(method=method, tried=tuple(tried))
@@ -424,9 +428,9 @@ class Pipeline:
         Nothing of the message is parsed here, not even the subject for the notice."""
         cut_off = job.starts - 1
         reason = Text(
-            f"Giftnachricht: die Verarbeitung wurde {cut_off}-mal begonnen und nie beendet "
+            de=f"Giftnachricht: die Verarbeitung wurde {cut_off}-mal begonnen und nie beendet "
             "(Absturz, Hänger oder Neustart des Gateways); sie wird nicht erneut versucht",
-            f"poison message: processing was started {cut_off} times and never finished "
+            en=f"poison message: processing was started {cut_off} times and never finished "
             "(the gateway crashed, hung or was restarted); it is not tried again")
         log.error("message %s to %s: %s", message.id, job.recipient.display, reason.en)
         notices = (self._notice(NoticeKind.QUARANTINED, message, job, [reason],
@@ -440,8 +444,8 @@ class Pipeline:
         )
 
     def expire(self, message: Message, job: Job) -> Decision:
-        reason = Text("Die Nachricht wurde nicht rechtzeitig abgeholt und gelöscht",
-                      "the message was not collected in time and was deleted")
+        reason = Text(de="Die Nachricht wurde nicht rechtzeitig abgeholt und gelöscht",
+                      en="the message was not collected in time and was deleted")
         return Decision(
             update=RecipientUpdate(state=RecipientState.EXPIRED, detail="hold expired",
                                    reasons=[reason.en], attempts=job.attempts),
@@ -467,8 +471,8 @@ class Pipeline:
         tenant = self.config.tenants.get(message.tenant)
         if tenant is None:
             return self.quarantine(message, job, [Text(
-                f"Mandant {message.tenant!r} ist nicht (mehr) konfiguriert",
-                f"tenant {message.tenant!r} is not configured (any more)")], notify=False)
+                de=f"Mandant {message.tenant!r} ist nicht (mehr) konfiguriert",
+                en=f"tenant {message.tenant!r} is not configured (any more)")], notify=False)
         if job.state is RecipientState.HELD:
             bounced = await self.services.state(bounces.FAILED).get(
                 bounces.failure_key(message.tenant, message.id, job.recipient))
@@ -531,8 +535,8 @@ class Pipeline:
             # Classifiers may not have seen all of a broken message; do not let it out unseen.
             verdict = Verdict((*verdict.findings, Finding(
                 level=Level.QUARANTINE, code="mime.broken", source="siegel",
-                reason=Text(f"Fehlerhafter MIME-Aufbau ({'; '.join(defects[:5])})",
-                            f"broken MIME structure ({'; '.join(defects[:5])})"))))
+                reason=Text(de=f"Fehlerhafter MIME-Aufbau ({'; '.join(defects[:5])})",
+                            en=f"broken MIME structure ({'; '.join(defects[:5])})"))))
         if released:
             verdict = verdict.without_releasable_quarantine()
         reasons = tuple(f.reason for f in verdict.deciding)
@@ -553,10 +557,10 @@ class Pipeline:
             tried_de = "; ".join(f"{name}: {a.reason.de}" for name, a in choice.tried) or "keines"
             return Plan(action=Action.QUARANTINE, ctx=ctx, verdict=verdict, level=verdict.level,
                         outgoing=out_ctx, choice=choice, reasons=(*reasons, Text(
-                            f"Kein Schutzverfahren kann {recipient.display} bedienen ({tried_de})",
-                            f"no protection method can serve {recipient.display} ({tried})")))
+                            de=f"Kein Schutzverfahren kann {recipient.display} bedienen ({tried_de})",
+                            en=f"no protection method can serve {recipient.display} ({tried})")))
         # Why a method before the chosen one could not serve stays with the copy (queue show).
-        skipped = tuple(Text(f"{name}: {a.reason.de}", f"{name}: {a.reason.en}")
+        skipped = tuple(Text(de=f"{name}: {a.reason.de}", en=f"{name}: {a.reason.en}")
                         for name, a in choice.tried if not a.available)
         return Plan(action=Action.PROTECT, ctx=ctx, verdict=verdict, level=verdict.level,
                     reasons=(*reasons, *skipped), outgoing=out_ctx, choice=choice)
@@ -564,8 +568,8 @@ class Pipeline:
     async def _protect(self, message: Message, job: Job, tenant: Tenant,
                        ctx: RecipientContext, method: ProtectionMethod,
                        reasons: tuple[Text, ...], level: Level | None) -> Decision:
-        what = Text(f"Schutzverfahren {method.name!r} (Plugin {method.plugin!r})",
-                    f"protection method {method.name!r} (plugin {method.plugin!r})")
+        what = Text(de=f"Schutzverfahren {method.name!r} (Plugin {method.plugin!r})",
+                    en=f"protection method {method.name!r} (plugin {method.plugin!r})")
         try:
             result = await self._guarded(
                 method.protect(ctx), self.config.delivery.protect_timeout_seconds, what)
@@ -586,14 +590,14 @@ class Pipeline:
         if isinstance(result, RetryLater):
             return self._retry_protect(message, job, method.name, reasons, level, result)
         if not isinstance(result, Protected) or not result.outgoing:
-            return self.quarantine(message, job, [Text(f"{what.de} lieferte kein Ergebnis",
-                                                       f"{what.en} returned no result")],
+            return self.quarantine(message, job, [Text(de=f"{what.de} lieferte kein Ergebnis",
+                                                       en=f"{what.en} returned no result")],
                                    level=level)
         for outgoing in result.outgoing:
             if ctx.is_raw(outgoing.raw) or outgoing.raw == message.raw:
                 return self.quarantine(message, job, [Text(
-                    f"{what.de} lieferte die Nachricht ungeschützt zurück",
-                    f"{what.en} returned the message unprotected")], level=level)
+                    de=f"{what.de} lieferte die Nachricht ungeschützt zurück",
+                    en=f"{what.en} returned the message unprotected")], level=level)
         return await self._deliver(message, job, tenant, result.outgoing, protected=True,
                                    level=level, method=method.name,
                                    reasons=(*reasons, result.reason))
@@ -606,8 +610,8 @@ class Pipeline:
         retry_at = self._retry_at(job)
         if retries > self.config.delivery.max_protect_retries or retry_at is None:
             return self.quarantine(message, job, [*reasons, Text(
-                f"Schutzverfahren {method!r} gab nach {retries} Versuchen auf: {result.reason.de}",
-                f"protection method {method!r} gave up after {retries} tries: "
+                de=f"Schutzverfahren {method!r} gab nach {retries} Versuchen auf: {result.reason.de}",
+                en=f"protection method {method!r} gave up after {retries} tries: "
                 f"{result.reason.en}")], level=level)
         return Decision(
             update=RecipientUpdate(state=RecipientState.ACCEPTED, detail=result.reason.en,
@@ -635,11 +639,11 @@ class Pipeline:
             channel = self.registry.delivery_channels.get(copy.channel)
             if channel is None or channel.plugin not in tenant.enabled_plugins:
                 return self.quarantine(message, job, [Text(
-                    f"Zustellweg {copy.channel!r} ist für diesen Mandanten nicht aktiv",
-                    f"delivery channel {copy.channel!r} is not enabled for this tenant")],
+                    de=f"Zustellweg {copy.channel!r} ist für diesen Mandanten nicht aktiv",
+                    en=f"delivery channel {copy.channel!r} is not enabled for this tenant")],
                     level=level)
-            what = Text(f"Zustellweg {channel.name!r} (Plugin {channel.plugin!r})",
-                        f"delivery channel {channel.name!r} (plugin {channel.plugin!r})")
+            what = Text(de=f"Zustellweg {channel.name!r} (Plugin {channel.plugin!r})",
+                        en=f"delivery channel {channel.name!r} (plugin {channel.plugin!r})")
             try:
                 result = await self._guarded(channel.deliver(copy, tenant),
                                              self.config.delivery.deliver_timeout_seconds, what,
@@ -675,7 +679,7 @@ class Pipeline:
                 events=(self._event("deferred", message, job, reply=detail[:500],
                                     retry_at=retry_at.isoformat()),),
             )
-        failed = Text(f"Zustellung gescheitert: {detail}", f"delivery failed: {detail}")
+        failed = Text(de=f"Zustellung gescheitert: {detail}", en=f"delivery failed: {detail}")
         notices = (self._notice(NoticeKind.UNDELIVERABLE, message, job, [failed]),) if (
             message.origin is Origin.SMTP) else ()
         return Decision(

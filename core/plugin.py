@@ -254,6 +254,30 @@ class DeliveryChannel:
     close: Callable[[], Awaitable[None]] | None = None
 
 
+StartFunction = Callable[["Services"], Awaitable[None]]
+StopFunction = Callable[[], Awaitable[None]]
+
+
+@attrs.frozen(kw_only=True)
+class Resource:
+    """Something a plugin creates when the gateway starts and closes when it stops: a connection
+    pool, worker processes, a cache (svcs's ``on_registry_close`` and datasette's ``startup`` hook
+    are the models).
+
+    ``start`` is awaited with the running :class:`Services` before the first message is processed;
+    ``stop`` is awaited when the gateway stops, after the last job ended, in the same event loop.
+    Resources start in the order the registry lists them (by name) and stop in the reverse order;
+    a resource whose ``start`` raised is not stopped, the ones started before it are. ``stop`` must
+    be safe to call when nothing was opened (it is also called after a one-shot run).
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    stop: StopFunction
+    start: StartFunction | None = None
+    description: str = ""
+    plugin: str = ""
+
+
 @attrs.frozen(kw_only=True)
 class Notifier:
     """Turns a :class:`~siegel.Notice` into mails (or none). The mails are stored in the same

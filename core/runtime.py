@@ -32,7 +32,7 @@ from siegel.model import (
     Text,
 )
 from siegel.pipeline import Decision, Pipeline
-from siegel.plugin import Clock
+from siegel.plugin import Clock, Resource
 from siegel.sqlite_store import SQLiteStore
 from siegel.state import PluginState
 from siegel.store import ContentDestroyed, Job, LeaseLost, MessageStore, RecipientUpdate, StoreError
@@ -85,6 +85,7 @@ class Runtime:
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._started: list[Resource] = []
 
     # -- Services ----------------------------------------------------------------------------
 
@@ -265,7 +266,7 @@ class Runtime:
             # A bug in siegel itself: stop the copy, never let it out.
             log.exception("internal error processing message %s", job.message_id)
             decision = self.pipeline.quarantine(message, job, [Text(
-                f"Interner Fehler ({type(exc).__name__})", f"internal error ({type(exc).__name__})"
+                de=f"Interner Fehler ({type(exc).__name__})", en=f"internal error ({type(exc).__name__})"
             )], level=Level.QUARANTINE)
         await self._finish(job, decision, tenant_id=message.tenant)
         if message.origin is Origin.SYSTEM and decision.update.state is RecipientState.FAILED:
@@ -306,6 +307,8 @@ class Runtime:
             raise RuntimeError(f"still busy after {max_rounds} rounds")
         finally:
             await self.close_channels()
+            if not self._started:
+                await self.stop_resources()
 
     async def maintenance(self) -> int:
         """Destroy the content of finished messages past retention; purge expired plugin state."""
@@ -319,6 +322,7 @@ class Runtime:
     async def start(self) -> None:
         await self.store.open()
         await self.store.take_over()
+        await self.start_resources()
         self._worker = asyncio.create_task(self._work(), name="siegel-worker")
 
     async def stop(self, grace_seconds: float = 30.0) -> None:
@@ -337,7 +341,36 @@ class Runtime:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self.close_channels()
+        await self.stop_resources()
         await self.store.close()
+
+    async def start_resources(self) -> None:
+        """Start the plugins' resources (:class:`siegel.Resource`) in the registry's order. If one
+        fails, the ones already started are stopped again and the error is raised: a gateway
+        without, say, its render workers would hold every message it accepts."""
+        for resource in self.registry.resources.values():
+            if resource.start is not None:
+                log.debug("starting resource %r (plugin %r)", resource.name, resource.plugin)
+                try:
+                    await resource.start(self)
+                except BaseException:
+                    log.exception("starting resource %r (plugin %r) failed",
+                                  resource.name, resource.plugin)
+                    await self.stop_resources()
+                    raise
+            self._started.append(resource)
+
+    async def stop_resources(self) -> None:
+        """Stop the started resources in reverse order; when none was started (a one-shot run),
+        stop every resource, as each may have opened something on first use. A failure is logged
+        and the others still stop."""
+        started, self._started = self._started, []
+        for resource in reversed(started or list(self.registry.resources.values())):
+            try:
+                await resource.stop()
+            except Exception:
+                log.exception("stopping resource %r (plugin %r) failed",
+                              resource.name, resource.plugin)
 
     async def close_channels(self) -> None:
         """Let the delivery channels close what they keep open between deliveries."""

@@ -6,7 +6,11 @@ Durability: accepting a message commits with ``synchronous=FULL`` (the WAL is fs
 Every other transaction uses ``synchronous=NORMAL``: it survives a crash of the process, and the
 next FULL commit (or checkpoint) hardens it against power loss too, because the WAL is written in
 order. A power loss can therefore only undo state changes made after the last accepted message,
-which makes the gateway redo them (a copy may be delivered twice); it never loses a message."""
+which makes the gateway redo them (a copy may be delivered twice); it never loses a message.
+
+Why one module of about 600 lines: it is one backend implementing one interface
+(:class:`~siegel.store.MessageStore`); its SQL and the transactions that keep the invariants
+above belong together."""
 
 from __future__ import annotations
 

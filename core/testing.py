@@ -19,6 +19,10 @@ The harness loads siegel's built-in plugins, then yours, enables yours for every
 config (yours merged over a default with one tenant ``test`` owning ``behoerde.example``), creates
 a store key and an SQLite store in a temporary folder, and points the ``smtp`` channel at a real
 aiosmtpd server (``harness.sink``). Time is a :class:`~siegel.clock.FrozenClock` you can advance.
+The plugins' resources (:class:`siegel.Resource`) are started on entry and stopped on exit, as
+``siegel serve`` does.
+
+``siegel_cli`` runs ``siegel`` commands on a fresh ``siegel init`` folder (:class:`CommandRunner`).
 """
 
 from __future__ import annotations
@@ -26,19 +30,23 @@ from __future__ import annotations
 import copy
 import email.policy
 import email.utils
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import click
 import pytest
+from click.testing import CliRunner, Result
 
-from siegel.clock import FrozenClock
+from siegel.addresses import Address
+from siegel.clock import FrozenClock, new_message_id
 from siegel.config import Config, config_from_mapping, deep_merge
 from siegel.crypto import ContentCipher, create_key_file
 from siegel.manager import PluginRegistry
-from siegel.model import RecipientState
+from siegel.model import Envelope, Message, RecipientState
+from siegel.plugin import RecipientContext
 from siegel.runtime import Runtime
 from siegel.sink import SmtpSink
 from siegel.sqlite_store import SQLiteStore
@@ -120,6 +128,26 @@ class Harness:
     async def states(self, message_id: str) -> dict[str, RecipientState]:
         return {r.recipient: r.state for r in await self.store.recipients(message_id)}
 
+    def context(self, raw: bytes, recipient: str, *, mail_from: str | None = None,
+                tenant: str | None = None) -> RecipientContext:
+        """The :class:`~siegel.RecipientContext` a classifier would get for ``recipient``'s copy
+        of ``raw``, without storing or processing anything: to test one classifier alone
+        (``await my_classifier.classify(harness.context(raw, "buerger@example.net"))``).
+        The sender defaults to the From header, the tenant to the one owning sender or
+        recipient (as the listener chooses it)."""
+        from siegel.explain import envelope_from_headers
+
+        if mail_from is None:
+            header_sender, _recipients = envelope_from_headers(raw)
+            mail_from = str(header_sender or "")
+        sender = Address.parse(mail_from) if mail_from else None
+        to = Address.parse(recipient)
+        owner = (self.config.tenants[tenant] if tenant is not None
+                 else self.runtime.tenant_for(sender, [to]))
+        message = Message(id=new_message_id(), tenant=owner.id, envelope=Envelope(sender, (to,)),
+                          raw=raw, received_at=self.clock.now())
+        return self.runtime.pipeline.context(message, owner, to)
+
     def notices(self, kind: str | None = None) -> list[EmailMessage]:
         """Notices the sink received (optionally of one kind: quarantined, delayed, ...)."""
         found = []
@@ -131,7 +159,52 @@ class Harness:
         return found
 
 
-HarnessFactory = Callable[..., Any]
+class CommandRunner:
+    """Runs ``siegel`` commands in-process (click's ``CliRunner``) on a gateway folder made by
+    ``siegel init``, with the plugins' commands added as the real command line adds them
+    (honouring ``[plugins] blocked``). ``config`` is the folder's ``siegel.toml``; it is passed
+    as ``$SIEGEL_CONFIG``, so commands find it without ``--config``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.config = directory / "siegel.toml"
+
+    def __call__(self, *args: str | Path, plugins: Iterable[tuple[str, object]] = (),
+                 input: str | None = None) -> Result:
+        """Run ``siegel ARGS``; ``plugins`` are ``(name, plugin)`` pairs whose commands are added
+        after the installed plugins' ones. Exceptions propagate, so a crash fails the test."""
+        from siegel.cli import blocked_for_commands, cli
+
+        group = click.Group(name=cli.name, commands=dict(cli.commands), callback=cli.callback,
+                            params=list(cli.params), help=cli.help)
+        registry = PluginRegistry.load(extra=plugins,
+                                       blocked=blocked_for_commands(self.config) or ())
+        registry.register_commands(group)
+        return CliRunner().invoke(group, [str(a) for a in args], input=input,
+                                  env={"SIEGEL_CONFIG": str(self.config)},
+                                  catch_exceptions=False)
+
+
+@pytest.fixture
+def siegel_cli(tmp_path: Path) -> CommandRunner:
+    """A :class:`CommandRunner` on a fresh ``siegel init`` folder (``tmp_path / "siegel"``)."""
+    runner = CommandRunner(tmp_path / "siegel")
+    result = runner("init", runner.directory)
+    assert result.exit_code == 0, result.output
+    return runner
+
+
+class HarnessFactory(Protocol):
+    """The ``siegel_harness`` fixture: call it to get an async context manager for a
+    :class:`Harness`."""
+
+    def __call__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        plugins: Iterable[tuple[str, object]] = (),
+        entry_points: bool = True,
+        clock: FrozenClock | None = None,
+    ) -> AbstractAsyncContextManager[Harness]: ...
 
 
 @pytest.fixture
@@ -175,9 +248,13 @@ def siegel_harness(tmp_path: Path, smtp_sink: SmtpSink) -> HarnessFactory:
         runtime = Runtime(resolved, registry, store, clock=frozen)
         await store.open()
         try:
-            yield Harness(resolved, registry, runtime, smtp_sink, frozen)
+            await runtime.start_resources()
+            try:
+                yield Harness(resolved, registry, runtime, smtp_sink, frozen)
+            finally:
+                await runtime.close_channels()
+                await runtime.stop_resources()
         finally:
-            await runtime.close_channels()
             await store.close()
 
     return factory

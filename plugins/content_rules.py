@@ -24,6 +24,8 @@ import attrs
 from siegel import (
     Classifier,
     ConfigSection,
+    Extraction,
+    ExtractLimits,
     Finding,
     Level,
     RecipientContext,
@@ -31,7 +33,6 @@ from siegel import (
     Text,
     hookimpl,
 )
-from siegel.extract import Extraction, ExtractLimits
 from siegel.mime import Unreadable, searchable
 
 SECTION = "content_rules"

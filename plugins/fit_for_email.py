@@ -45,9 +45,9 @@ async def classify(ctx: RecipientContext) -> Finding | None:
     phrase = next((p for p in settings.phrases if p.lower() == match.group(1).lower()),
                   match.group(1))
     reason = Text(
-        f"Inhalt mit möglichen Rechtsfolgen ({phrase!r}): E-Mail ist dafür nicht geeignet, "
+        de=f"Inhalt mit möglichen Rechtsfolgen ({phrase!r}): E-Mail ist dafür nicht geeignet, "
         "der Zugang kann nicht nachgewiesen werden",
-        f"content with possible legal consequences ({phrase!r}): e-mail is not suitable, "
+        en=f"content with possible legal consequences ({phrase!r}): e-mail is not suitable, "
         "receipt cannot be proven")
     if settings.action == "hold":
         return Finding(level=Level.QUARANTINE, code="content.legal-consequences", reason=reason,

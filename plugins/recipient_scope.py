@@ -32,18 +32,18 @@ async def classify(ctx: RecipientContext) -> Finding:
         rule_en = ctx.internal.rule + (" (with subdomains)" if ctx.internal.subdomain else "")
         return Finding(
             level=Level.PLAIN, code="recipient.internal",
-            reason=Text(f"{ctx.recipient.display} ist intern (Domain {rule})",
-                        f"{ctx.recipient.display} is internal (domain {rule_en})"))
+            reason=Text(de=f"{ctx.recipient.display} ist intern (Domain {rule})",
+                        en=f"{ctx.recipient.display} is internal (domain {rule_en})"))
     settings: RecipientScopeSettings = ctx.settings(SECTION)
     if settings.external == "protect":
         return Finding(
             level=Level.PROTECT, code="recipient.external",
-            reason=Text(f"{ctx.recipient.display} ist extern; externe Post wird geschützt",
-                        f"{ctx.recipient.display} is external; external mail is protected"))
+            reason=Text(de=f"{ctx.recipient.display} ist extern; externe Post wird geschützt",
+                        en=f"{ctx.recipient.display} is external; external mail is protected"))
     return Finding(
         level=Level.PLAIN, code="recipient.external",
-        reason=Text(f"{ctx.recipient.display} ist extern",
-                    f"{ctx.recipient.display} is external"))
+        reason=Text(de=f"{ctx.recipient.display} ist extern",
+                    en=f"{ctx.recipient.display} is external"))
 
 
 @hookimpl

@@ -74,12 +74,12 @@ async def classify(ctx: RecipientContext) -> Finding | None:
     if ctx.is_internal:
         return Finding(
             level=Level.PLAIN, code="sender.requested",
-            reason=Text(f"Absender verlangt Verschlüsselung ({how}); Empfänger ist intern",
-                        f"sender asked for encryption ({how}); recipient is internal"))
+            reason=Text(de=f"Absender verlangt Verschlüsselung ({how}); Empfänger ist intern",
+                        en=f"sender asked for encryption ({how}); recipient is internal"))
     return Finding(
         level=Level.PROTECT, code="sender.requested",
-        reason=Text(f"Absender verlangt Verschlüsselung ({how})",
-                    f"sender asked for encryption ({how})"))
+        reason=Text(de=f"Absender verlangt Verschlüsselung ({how})",
+                    en=f"sender asked for encryption ({how})"))
 
 
 def rewrite(raw: mime.RawMessage, ctx: RecipientContext) -> None:

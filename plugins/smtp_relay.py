@@ -29,9 +29,9 @@ import socket
 import ssl
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import aiosmtplib
 import attrs
@@ -42,10 +42,12 @@ from siegel import (
     DeliveryChannel,
     DeliveryResult,
     Outgoing,
+    Resource,
+    Services,
     SettingError,
     Tenant,
     hookimpl,
-    raise_all,
+    settings,
 )
 
 SECTION = "relay"
@@ -64,7 +66,7 @@ def _is_loopback(host: str) -> bool:
 @attrs.frozen(kw_only=True)
 class RelaySettings:
     host: str = "127.0.0.1"
-    port: int = 25
+    port: int = settings.checked(25, settings.port)
     #: "starttls-required", "starttls-opportunistic", "implicit" (SMTPS) or "none".
     tls: Literal["starttls-required", "starttls-opportunistic", "implicit", "none"] = (
         "starttls-required"
@@ -78,7 +80,7 @@ class RelaySettings:
     local_hostname: str | None = None
     #: How long a session to the relay is kept open for the next message; 0 closes each one
     #: after its message.
-    idle_seconds: float = 5.0
+    idle_seconds: float = settings.checked(5.0, settings.not_negative)
     #: A file whose first line is ``user:password`` for SMTP AUTH at the relay.
     credentials_file: ConfigPath | None = None
     #: Send the credentials even where the session is not encrypted (tls = "none" or a relay
@@ -87,11 +89,6 @@ class RelaySettings:
 
     def __attrs_post_init__(self) -> None:
         problems = []
-        if self.idle_seconds < 0:
-            problems.append(SettingError("idle_seconds",
-                                         f"must be 0 or more, not {self.idle_seconds}"))
-        if not 0 < self.port < 65536:
-            problems.append(SettingError("port", f"must be between 1 and 65535, not {self.port}"))
         if self.tls == "none" and not _is_loopback(self.host) and not self.allow_plaintext_remote:
             problems.append(SettingError(
                 "tls", f"tls = 'none' would send mail unencrypted to {self.host}; use TLS, or set "
@@ -106,7 +103,7 @@ class RelaySettings:
                 read_credentials(self.credentials_file)
             except RelayCredentialsError as exc:
                 problems.append(SettingError("credentials_file", str(exc)))
-        raise_all(problems)
+        settings.check_fields(self, problems)
 
     def tls_context(self) -> ssl.SSLContext:
         return _tls_context(self.ca_file, self.verify_certificate)
@@ -221,6 +218,38 @@ def _data_pieces(raw: bytes) -> Iterator[bytes]:
     yield b".\r\n"
 
 
+_BUFFER_POLL_SECONDS = 0.01
+
+
+def writable_waiter(protocol: asyncio.BaseProtocol) -> Callable[[], Awaitable[None]]:
+    """A function to await before writing the next piece: it returns once the connection's
+    write buffer has room again.
+
+    aiosmtplib's protocol has asyncio's flow control (``pause_writing``/``resume_writing``) but no
+    public ``drain()``; its private ``_drain_helper`` (asyncio's ``FlowControlMixin``) is the one
+    exact way to wait, so it is used while it exists. This is the only place siegel touches a
+    private member of aiosmtplib. Without it (a later aiosmtplib) the fallback uses only the
+    public transport API: it waits while the buffer is above the transport's high-water mark,
+    checking every few milliseconds. Both keep memory bounded; without either every piece would
+    pile up in the buffer, which would still be correct, only not lighter.
+    """
+    private = getattr(protocol, "_drain_helper", None)
+    if callable(private):
+        return cast(Callable[[], Awaitable[None]], private)
+    transport = cast(asyncio.WriteTransport | None, getattr(protocol, "transport", None))
+
+    async def buffer_has_room() -> None:
+        if transport is None:
+            return
+        _low, high = transport.get_write_buffer_limits()
+        # Polling: the transport tells only the protocol (resume_writing) when the buffer has
+        # room, and that protocol is aiosmtplib's, not ours, so there is no event to wait for.
+        while not transport.is_closing() and transport.get_write_buffer_size() > high:  # noqa: ASYNC110
+            await asyncio.sleep(_BUFFER_POLL_SECONDS)
+
+    return buffer_has_room
+
+
 async def _data(client: aiosmtplib.SMTP, raw: bytes) -> aiosmtplib.SMTPResponse:
     """``client.data(raw)``, piece by piece, waiting while the connection's buffer is full."""
     answer = await client.execute_command(b"DATA")
@@ -229,13 +258,10 @@ async def _data(client: aiosmtplib.SMTP, raw: bytes) -> aiosmtplib.SMTPResponse:
     protocol = client.protocol
     if protocol is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    # aiosmtplib's protocol has asyncio's flow control (pause_writing/resume_writing) but no
-    # public drain(); without it every piece would pile up in the transport's buffer, which is
-    # still correct, only not lighter.
-    drain = getattr(protocol, "_drain_helper", None)
+    drain = writable_waiter(protocol)
     timeout = client.timeout
     for number, piece in enumerate(_data_pieces(raw)):
-        if number and drain is not None:
+        if number:
             await asyncio.wait_for(drain(), timeout)
         protocol.write(piece)
     # Nothing awaited since the last piece, so the reply cannot arrive before it is read.
@@ -376,26 +402,41 @@ async def _say_goodbye(sessions: list[_Idle]) -> None:
 
 MAX_MESSAGES_PER_SESSION = 100
 MAX_IDLE_SESSIONS = 16
-# Per event loop (a session belongs to the loop that opened it), per relay.
-_open: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[RelaySettings, _Connections]] = (
-    weakref.WeakKeyDictionary())
 
 
-def _connections(settings: RelaySettings) -> _Connections:
-    loop = asyncio.get_running_loop()
-    per_loop = _open.get(loop)
-    if per_loop is None:
-        per_loop = _open[loop] = {}
-    connections = per_loop.get(settings)
-    if connections is None:
-        connections = per_loop[settings] = _Connections(settings)
-    return connections
+class RelaySessions:
+    """The sessions kept open to each relay, per event loop (a session belongs to the loop that
+    opened it). Registered as the resource ``smtp-relay-sessions``: opened when the gateway starts,
+    every kept session closed with QUIT when it stops. A delivery in a loop the gateway did not
+    start (a test calling :func:`deliver` directly) opens its sessions on first use; they are closed
+    by :meth:`stop` (or :func:`close_connections`) in that loop."""
+
+    def __init__(self) -> None:
+        self._open: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[RelaySettings, _Connections]] = (
+            weakref.WeakKeyDictionary())
+
+    async def start(self, _services: Services) -> None:
+        self._open.setdefault(asyncio.get_running_loop(), {})
+
+    def connections(self, settings: RelaySettings) -> _Connections:
+        per_loop = self._open.setdefault(asyncio.get_running_loop(), {})
+        connections = per_loop.get(settings)
+        if connections is None:
+            connections = per_loop[settings] = _Connections(settings)
+        return connections
+
+    async def stop(self) -> None:
+        for connections in self._open.pop(asyncio.get_running_loop(), {}).values():
+            await connections.close()
+
+
+SESSIONS = RelaySessions()
 
 
 async def close_connections() -> None:
-    """Close the sessions kept open for this event loop (the runtime calls it when it stops)."""
-    for connections in _open.pop(asyncio.get_running_loop(), {}).values():
-        await connections.close()
+    """Close the sessions kept open for this event loop (:meth:`RelaySessions.stop`)."""
+    await SESSIONS.stop()
 
 
 # A kept session that the relay has closed in the meantime fails at once; that is no reason to
@@ -405,7 +446,7 @@ _STALE_SESSION = (aiosmtplib.SMTPServerDisconnected, ConnectionError)
 
 async def _send_on_a_session(settings: RelaySettings, outgoing: Outgoing
                              ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
-    connections = _connections(settings)
+    connections = SESSIONS.connections(settings)
     while True:
         client, sent = await connections.take()
         try:
@@ -459,5 +500,11 @@ def siegel_register_config_sections() -> list[ConfigSection]:
 
 @hookimpl
 def siegel_register_delivery_channels() -> list[DeliveryChannel]:
-    return [DeliveryChannel(name="smtp", deliver=deliver, close=close_connections,
+    return [DeliveryChannel(name="smtp", deliver=deliver,
                             description="SMTP to the configured relay (aiosmtplib, TLS by default)")]
+
+
+@hookimpl
+def siegel_register_resources() -> list[Resource]:
+    return [Resource(name="smtp-relay-sessions", start=SESSIONS.start, stop=SESSIONS.stop,
+                     description="SMTP sessions kept open to the relay between deliveries")]

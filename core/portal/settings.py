@@ -16,24 +16,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from siegel.config import ConfigPath, SettingError
-
-
-def _port(_instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if not 0 <= value <= 65535:
-        raise SettingError(attribute.name, f"must be between 0 and 65535, not {value}")
-
-
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise SettingError(attribute.name, f"must be greater than 0, not {value}")
-
-
-def _networks(_instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
-    for item in value:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError as exc:
-            raise SettingError(attribute.name, f"{item!r} is not an address or network: {exc}") from None
+from siegel.settings import listen_port, networks, positive
 
 
 def _base_url(_instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
@@ -62,7 +45,7 @@ class PortalSettings:
     #: first-contact recipients of the password PDF cannot choose a password.
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = attrs.field(default=8025, validator=_port)
+    port: int = attrs.field(default=8025, validator=listen_port)
     #: The address recipients reach the portal at; links in mails are built from it
     #: (``https://portal.landkreis.example``, optionally with a path prefix). Default:
     #: ``http://HOST:PORT``.
@@ -74,13 +57,13 @@ class PortalSettings:
     #: Proxies whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed (addresses or
     #: networks). Everyone else's forwarding headers are ignored.
     trusted_proxies: tuple[str, ...] = attrs.field(default=(), converter=_strings,
-                                                   validator=_networks)
+                                                   validator=networks)
     #: A session ends after this long without a request.
-    session_idle_minutes: float = attrs.field(default=15.0, validator=_positive)
+    session_idle_minutes: float = attrs.field(default=15.0, validator=positive)
     #: A session ends this long after it began, however active it is.
-    session_absolute_hours: float = attrs.field(default=8.0, validator=_positive)
+    session_absolute_hours: float = attrs.field(default=8.0, validator=positive)
     #: Largest request body accepted (forms, uploads); larger ones get a 413 page unread.
-    max_form_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
+    max_form_bytes: int = attrs.field(default=1024 * 1024, validator=positive)
     #: A logo per tenant id (PNG, JPEG, GIF, WebP or SVG file), shown next to the tenant's name.
     logos: dict[str, ConfigPath] = attrs.field(factory=dict, converter=_logos)
     #: Also serve the demonstration contact form (it sends nothing; for trying the portal out).
@@ -88,7 +71,7 @@ class PortalSettings:
     #: uvicorn's access log. Off by default: request lines can carry one-time tokens.
     access_log: bool = False
     #: ``Strict-Transport-Security`` max-age in seconds (sent only over TLS).
-    hsts_max_age: int = attrs.field(default=63072000, validator=_positive)
+    hsts_max_age: int = attrs.field(default=63072000, validator=positive)
 
     def __attrs_post_init__(self) -> None:
         if self.session_absolute_hours * 60 < self.session_idle_minutes:

@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import IO
 
-from siegel.model import parse_email
+from siegel import parse_email
 from siegel.worker import read_frame, worker_streams, write_frame
 
 from .encrypt import derive_recipient_key

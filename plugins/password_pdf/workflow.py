@@ -39,19 +39,20 @@ from siegel import (
     Held,
     HeldCopy,
     Outgoing,
+    PluginState,
     Protected,
     RecipientContext,
     RetryLater,
     Services,
     SettingError,
+    StateConflict,
+    StateRecord,
     SystemMail,
     Tenant,
     Text,
     internal_match,
     mailtext,
 )
-from siegel.state import PluginState
-from siegel.store import StateConflict, StateRecord
 
 from . import render_pool
 from .accounts import (

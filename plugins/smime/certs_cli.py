@@ -24,9 +24,16 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from siegel import Clock, InvalidAddress
-from siegel.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, ConfigError
-from siegel.state import PluginState
+from siegel import (
+    Clock,
+    ConfigError,
+    InvalidAddress,
+    KeyFileError,
+    PluginError,
+    PluginState,
+    SystemClock,
+)
+from siegel.commands import CONFIG_ENV, DEFAULT_CONFIG_NAME
 
 from .capabilities import CAPABILITY_NAMES
 from .cert_files import ImportFailure
@@ -380,11 +387,7 @@ def config_directory_opener(section: str = "smime", *, clock: Clock | None = Non
     the tenant, build its :class:`~.directory.DirectoryPolicy` from
     ``tenant.settings[section]`` (a :class:`~.directory.SmimeDirectorySettings`) and open the
     store. ``extra_plugins`` are passed to the bootstrap (tests register the section there)."""
-    from siegel.bootstrap import bootstrap
-    from siegel.clock import SystemClock
-    from siegel.crypto import KeyFileError
-    from siegel.manager import PluginError
-    from siegel.runtime import open_store
+    from siegel.commands import bootstrap, open_store
 
     from .ldap import LDAP_CACHE_NAMESPACE, LdapCertificateSource
 

@@ -46,9 +46,7 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from siegel import Address, Clock, Services, Text
-from siegel.state import PluginState
-from siegel.store import StateConflict
+from siegel import Address, Clock, PluginState, Services, StateConflict, Text
 
 from .capabilities import SmimeCapabilities
 from .cert_files import ImportFailure, load_certificates

@@ -47,8 +47,7 @@ from ldap3.operation.search import parse_filter  # type: ignore[import-untyped]
 from ldap3.utils.conv import escape_filter_chars  # type: ignore[import-untyped]
 from ldap3.utils.dn import parse_dn  # type: ignore[import-untyped]
 
-from siegel import Clock, SettingError, Text
-from siegel.state import PluginState
+from siegel import Clock, PluginState, SettingError, Text
 
 from .cert_files import ImportFailure, load_certificates
 from .certificates import fingerprint, is_ca, mentioned_addresses

@@ -43,8 +43,8 @@ from siegel import (
     Transformer,
     hookimpl,
     mime,
+    parse_email,
 )
-from siegel.model import parse_email
 
 from .algorithms import RsaKeyTransport
 from .certs_cli import config_directory_opener, register_certs_command
