@@ -89,6 +89,22 @@ class Text:
     def get(self, language: str) -> str:
         return self.en if language == "en" else self.de
 
+    def format(self, **values: object) -> Text:
+        """Fill the ``{name}`` fields of both sentences; a value that is a :class:`Text` fills
+        each language with its own sentence::
+
+            >>> found = Text(de="{count} Teile nicht lesbar: {what}",
+            ...              en="{count} parts unreadable: {what}")
+            >>> found.format(count=2, what=Text(de="verschlüsselt", en="encrypted")).en
+            '2 parts unreadable: encrypted'
+
+        Values are inserted as they are, never read as templates themselves; write a literal
+        brace in a template as ``{{`` or ``}}``."""
+        return Text(de=self.de.format(**{k: v.de if isinstance(v, Text) else v
+                                         for k, v in values.items()}),
+                    en=self.en.format(**{k: v.en if isinstance(v, Text) else v
+                                         for k, v in values.items()}))
+
     def __str__(self) -> str:
         return self.de
 
