@@ -13,10 +13,12 @@ from siegel import (
     ProtectionMethod,
     ProtectionResult,
     RecipientContext,
+    Resource,
     Text,
     hookimpl,
 )
 
+from .render_pool import RENDER_POOL
 from .workflow import METHOD, SECTION, PasswordPdfSettings, Workflow
 
 
@@ -42,6 +44,11 @@ def siegel_register_config_sections() -> list[ConfigSection]:
 def siegel_register_protection_methods() -> list[ProtectionMethod]:
     return [ProtectionMethod(name=METHOD, can_serve=can_serve, protect=protect,
                              description="AES-256 PDF with a password the recipient chooses")]
+
+
+@hookimpl
+def siegel_register_resources() -> list[Resource]:
+    return [RENDER_POOL.resource()]
 
 
 @hookimpl

@@ -326,7 +326,7 @@ class Workflow:
         settings = self.settings
         # Rewriters change headers only, so the received size is the copy's size.
         try:
-            pdf = await render_pool.render(
+            pdf = await render_pool.RENDER_POOL.render(
                 ctx.email, lambda: ctx.raw, size=len(ctx.message.raw),
                 letterhead=self._letterhead(), key=key, language=self.tenant.language,
                 processes=settings.render_processes,
