@@ -53,6 +53,7 @@ from siegel import (
     internal_match,
     mailtext,
 )
+from siegel.settings import not_negative, positive
 
 from . import render_pool
 from .accounts import (
@@ -82,16 +83,6 @@ PENDING = "password_pdf.pending"
 TOKENS = "password_pdf.tokens"
 
 
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise SettingError(attribute.name, f"must be greater than 0, not {value}")
-
-
-def _not_negative(_instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if value < 0:
-        raise SettingError(attribute.name, f"must be 0 or more, not {value}")
-
-
 def _read(path: ConfigPath, setting: str) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -112,13 +103,13 @@ def _png(_instance: object, attribute: attrs.Attribute[Any], value: ConfigPath |
 @attrs.frozen(kw_only=True)
 class PasswordPdfSettings:
     #: How long a first-contact message waits for the recipient's password (seed: 5 days).
-    hold_days: float = attrs.field(default=5.0, validator=_positive)
+    hold_days: float = attrs.field(default=5.0, validator=positive)
     #: "neutral": the carrier mail's subject says nothing about the content (subjects can carry
     #: personal data); "original": it keeps the sender's subject.
     carrier_subject: Literal["neutral", "original"] = "neutral"
-    minimum_password_length: int = attrs.field(default=12, validator=_positive)
-    reset_link_minutes: float = attrs.field(default=60.0, validator=_positive)
-    reply_link_days: float = attrs.field(default=30.0, validator=_positive)
+    minimum_password_length: int = attrs.field(default=12, validator=positive)
+    reset_link_minutes: float = attrs.field(default=60.0, validator=positive)
+    reply_link_days: float = attrs.field(default=30.0, validator=positive)
     #: Letterhead of the PDF: lines under the tenant's name, and an optional PNG logo.
     letterhead_lines: tuple[str, ...] = ()
     logo: ConfigPath | None = attrs.field(default=None, validator=_png)
@@ -127,10 +118,10 @@ class PasswordPdfSettings:
     templates: ConfigPath | None = None
     #: Worker processes that render PDFs beside the gateway's event loop; 0 renders on a thread
     #: of the gateway process (one PDF at a time).
-    render_processes: int = attrs.field(default=1, validator=_not_negative)
+    render_processes: int = attrs.field(default=1, validator=not_negative)
     #: Messages larger than this (MB) are rendered on the gateway's thread, not sent to a worker:
     #: a worker would hold them several times over.
-    render_in_gateway_above_mb: float = attrs.field(default=4.0, validator=_positive)
+    render_in_gateway_above_mb: float = attrs.field(default=4.0, validator=positive)
     #: Sign every PDF for the tenant (PAdES B-B): the certificate (PEM, its chain after it), the
     #: private key (PEM, RSA or EC) and, if the key is encrypted, a file with its password.
     signing_certificate: ConfigPath | None = None
