@@ -31,14 +31,14 @@ EKU_NAMES = {
 
 
 
-def _extension(certificate: x509.Certificate, kind: type[Any]) -> Any:
+def extension_value(certificate: x509.Certificate, kind: type[Any]) -> Any:
     try:
         return certificate.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
 
 
-def _validity_problems(certificate: x509.Certificate, now: dt.datetime) -> list[Problem]:
+def validity_problems(certificate: x509.Certificate, now: dt.datetime) -> list[Problem]:
     if now < certificate.not_valid_before_utc:
         de, en = format_time(certificate.not_valid_before_utc)
         return [Problem("not-yet-valid", Text(f"erst ab {de} gültig", f"not valid before {en}"))]
@@ -48,7 +48,7 @@ def _validity_problems(certificate: x509.Certificate, now: dt.datetime) -> list[
     return []
 
 
-def _address_problems(certificate: x509.Certificate, address: str) -> list[Problem]:
+def address_problems(certificate: x509.Certificate, address: str) -> list[Problem]:
     certified = certified_addresses(certificate)
     if address in certified:
         return []
@@ -63,13 +63,13 @@ def _address_problems(certificate: x509.Certificate, address: str) -> list[Probl
                                           f"does not name {address} but {names}"))]
 
 
-def _key_problems(certificate: x509.Certificate, policy: DirectoryPolicy) -> list[Problem]:
+def key_problems(certificate: x509.Certificate, policy: DirectoryPolicy) -> list[Problem]:
     try:
         key = certificate.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
         return [Problem("unsupported-key", Text(f"Schlüssel nicht lesbar ({exc})",
                                                 f"unreadable public key ({exc})"))]
-    usage: x509.KeyUsage | None = _extension(certificate, x509.KeyUsage)
+    usage: x509.KeyUsage | None = extension_value(certificate, x509.KeyUsage)
     problems: list[Problem] = []
     if isinstance(key, rsa.RSAPublicKey):
         bits = key.key_size
@@ -96,7 +96,7 @@ def _key_problems(certificate: x509.Certificate, policy: DirectoryPolicy) -> lis
         problems.append(Problem("unsupported-key", Text(
             f"Schlüsseltyp {kind} kann nicht verschlüsselt werden",
             f"key type {kind} cannot be encrypted to")))
-    eku: x509.ExtendedKeyUsage | None = _extension(certificate, x509.ExtendedKeyUsage)
+    eku: x509.ExtendedKeyUsage | None = extension_value(certificate, x509.ExtendedKeyUsage)
     if eku is not None and not (ExtendedKeyUsageOID.EMAIL_PROTECTION in eku
                                 or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku):
         names = ", ".join(EKU_NAMES.get(oid, oid.dotted_string) for oid in eku) or "-"
@@ -108,4 +108,8 @@ def _key_problems(certificate: x509.Certificate, policy: DirectoryPolicy) -> lis
 
 __all__ = [
     "EKU_NAMES",
+    "address_problems",
+    "extension_value",
+    "key_problems",
+    "validity_problems",
 ]

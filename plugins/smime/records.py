@@ -19,7 +19,7 @@ from siegel import Availability, Text
 from .certificates import fingerprint
 from .texts import describe, format_time
 
-_RECORD_FORMAT = 1
+RECORD_FORMAT = 1
 
 
 Source = str
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 
-def _iso(when: dt.datetime | None) -> str | None:
+def iso_time(when: dt.datetime | None) -> str | None:
     return when.astimezone(dt.UTC).isoformat() if when is not None else None
 
 
@@ -65,15 +65,15 @@ class CertificateEntry:
 
     def to_json(self) -> bytes:
         return json.dumps({
-            "format": _RECORD_FORMAT,
+            "format": RECORD_FORMAT,
             "der": base64.b64encode(self.certificate.public_bytes(serialization.Encoding.DER)
                                     ).decode("ascii"),
             "source": self.source,
-            "added_at": _iso(self.added_at),
-            "seen_at": _iso(self.seen_at),
+            "added_at": iso_time(self.added_at),
+            "seen_at": iso_time(self.seen_at),
             "capabilities": list(self.capabilities) if self.capabilities is not None else None,
-            "capabilities_at": _iso(self.capabilities_at),
-            "last_used": _iso(self.last_used),
+            "capabilities_at": iso_time(self.capabilities_at),
+            "last_used": iso_time(self.last_used),
         }, separators=(",", ":")).encode()
 
     @classmethod
@@ -82,7 +82,7 @@ class CertificateEntry:
         fingerprint in its key)."""
         address, _, expected = key.rpartition("/")
         data = json.loads(value)
-        if not isinstance(data, dict) or data.get("format") != _RECORD_FORMAT:
+        if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
             raise ValueError(f"record {key}: unknown format")
         certificate = x509.load_der_x509_certificate(base64.b64decode(data["der"], validate=True))
         if fingerprint(certificate) != expected:
@@ -244,6 +244,7 @@ class CertificateLookup(Protocol):
 
 
 __all__ = [
+    "RECORD_FORMAT",
     "CertificateEntry",
     "CertificateLookup",
     "ImportReport",
@@ -253,4 +254,5 @@ __all__ = [
     "Selection",
     "Source",
     "UsableCertificate",
+    "iso_time",
 ]

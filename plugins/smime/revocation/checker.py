@@ -21,9 +21,9 @@ from siegel import Text
 
 from ..texts import describe, format_time
 from .crl import crl_status_from, crl_urls, load_crls
-from .fetch import MAX_CRL_BYTES, MAX_OCSP_BYTES, FetchError, HttpClientFactory, _default_client, fetch_bytes
-from .ocsp import _hash, _key_bits, ocsp_cache_until, ocsp_urls, read_ocsp_response
-from .status import RevocationFailure, _Status, _unknown
+from .fetch import MAX_CRL_BYTES, MAX_OCSP_BYTES, FetchError, HttpClientFactory, default_client, fetch_bytes
+from .ocsp import hash_bytes, ocsp_cache_until, ocsp_urls, public_key_bits, read_ocsp_response
+from .status import RevocationFailure, RevocationStatus, unknown_status
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ MAX_CACHED = 10_000
 
 @attrs.define
 class _Cached:
-    status: _Status
+    status: RevocationStatus
     until: dt.datetime
 
 
@@ -72,7 +72,7 @@ class RevocationChecker:
         timeout_seconds: float = 10.0,
         cache_seconds: float = 3600.0,
         failure_cache_seconds: float = 60.0,
-        http_client: HttpClientFactory = _default_client,
+        http_client: HttpClientFactory = default_client,
     ) -> None:
         if mode not in REVOCATION_MODES:
             raise ValueError(f"revocation mode must be one of {REVOCATION_MODES}, not {mode!r}")
@@ -111,7 +111,7 @@ class RevocationChecker:
         if self.mode == "off":
             return None
         details: list[Text] = []
-        status: _Status | None = None
+        status: RevocationStatus | None = None
         if self.mode in ("ocsp", "crl-or-ocsp"):
             status = await self.ocsp_status(certificate, issuer, now)
             if status.kind == "unknown":
@@ -144,7 +144,7 @@ class RevocationChecker:
     # -- CRLs -------------------------------------------------------------------------------
 
     async def crl_status(self, certificate: x509.Certificate, issuer: x509.Certificate,
-                         now: dt.datetime) -> _Status:
+                         now: dt.datetime) -> RevocationStatus:
         problems: list[Text] = []
         for crl, origin in self._local_crls(issuer, problems):
             status = crl_status_from(crl, origin, certificate, issuer, now, problems)
@@ -169,7 +169,7 @@ class RevocationChecker:
             problems.append(Text(
                 f"keine Sperrliste von „{describe(issuer)}“ (weder Datei noch Verteilungspunkt)",
                 f"no CRL of \"{describe(issuer)}\" (no CRL file, no distribution point)"))
-        return _Status("unknown", Text("CRL: " + "; ".join(p.de for p in problems),
+        return RevocationStatus("unknown", Text("CRL: " + "; ".join(p.de for p in problems),
                                        "CRL: " + "; ".join(p.en for p in problems)))
 
     def _local_crls(self, issuer: x509.Certificate, problems: list[Text]
@@ -217,16 +217,16 @@ class RevocationChecker:
     # -- OCSP -------------------------------------------------------------------------------
 
     async def ocsp_status(self, certificate: x509.Certificate, issuer: x509.Certificate,
-                          now: dt.datetime) -> _Status:
+                          now: dt.datetime) -> RevocationStatus:
         urls = ocsp_urls(certificate)
         if not urls:
-            return _unknown("das Zertifikat nennt keinen OCSP-Dienst",
+            return unknown_status("das Zertifikat nennt keinen OCSP-Dienst",
                             "the certificate names no OCSP responder")
         if not self.fetch:
-            return _unknown(f"OCSP-Abfrage bei {urls[0]} abgeschaltet",
+            return unknown_status(f"OCSP-Abfrage bei {urls[0]} abgeschaltet",
                             f"OCSP queries to {urls[0]} are switched off")
         problems: list[Text] = []
-        key_hash = _hash("sha1", _key_bits(issuer))
+        key_hash = hash_bytes("sha1", public_key_bits(issuer))
         for url in urls:
             cache_key = (url, key_hash, certificate.serial_number)
             async with self._lock(f"ocsp {url} {key_hash.hex()} {certificate.serial_number}"):
@@ -239,12 +239,12 @@ class RevocationChecker:
             if cached.status.kind != "unknown":
                 return cached.status
             problems.append(cached.status.detail)
-        return _Status("unknown", Text("OCSP: " + "; ".join(p.de for p in problems),
+        return RevocationStatus("unknown", Text("OCSP: " + "; ".join(p.de for p in problems),
                                        "OCSP: " + "; ".join(p.en for p in problems)))
 
     async def _ask_responder(self, url: str, certificate: x509.Certificate,
                              issuer: x509.Certificate, now: dt.datetime
-                             ) -> tuple[_Status, dt.datetime]:
+                             ) -> tuple[RevocationStatus, dt.datetime]:
         retry_at = now + dt.timedelta(seconds=self.failure_cache_seconds)
         nonce = os.urandom(16)
         request = (ocsp.OCSPRequestBuilder()
@@ -255,7 +255,7 @@ class RevocationChecker:
             data = await self._http("POST", url, request.public_bytes(serialization.Encoding.DER),
                                     MAX_OCSP_BYTES)
         except FetchError as exc:
-            return _unknown(f"{url}: {exc}", f"{url}: {exc}"), retry_at
+            return unknown_status(f"{url}: {exc}", f"{url}: {exc}"), retry_at
         status = read_ocsp_response(data, url, nonce, certificate, issuer, now,
                                     self.cache_seconds)
         if status.kind == "unknown":

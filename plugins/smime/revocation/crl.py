@@ -14,8 +14,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from siegel import Text
 
 from ..texts import describe, format_time
-from .fetch import _is_http
-from .status import CLOCK_SKEW, _Status
+from .fetch import is_http
+from .status import CLOCK_SKEW, RevocationStatus
 
 _PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
 
@@ -53,7 +53,7 @@ def crl_urls(certificate: x509.Certificate) -> tuple[list[str], list[str]]:
         # A point with its own cRLIssuer is an indirect CRL, which siegel does not read.
         for name in point.full_name or ():
             if isinstance(name, x509.UniformResourceIdentifier):
-                if _is_http(name.value) and point.crl_issuer is None and point.reasons is None:
+                if is_http(name.value) and point.crl_issuer is None and point.reasons is None:
                     usable.append(name.value)
                 else:
                     skipped.append(name.value)
@@ -69,7 +69,7 @@ def _is_ca(certificate: x509.Certificate) -> bool:
 
 def crl_status_from(crl: x509.CertificateRevocationList, origin: str,
               certificate: x509.Certificate, issuer: x509.Certificate, now: dt.datetime,
-              problems: list[Text]) -> _Status | None:
+              problems: list[Text]) -> RevocationStatus | None:
     """The status according to one CRL, or None (with the problem noted) if it is unusable."""
     name = describe(issuer)
     if crl.issuer != issuer.subject:
@@ -113,7 +113,7 @@ def crl_status_from(crl: x509.CertificateRevocationList, origin: str,
     issued_de, issued_en = format_time(crl.last_update_utc)
     detail = Text(f"Sperrliste {origin} vom {issued_de}", f"CRL {origin} of {issued_en}")
     if entry is None:
-        return _Status("good", detail)
+        return RevocationStatus("good", detail)
     reason: str | None = None
     try:
         flag = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
@@ -121,9 +121,9 @@ def crl_status_from(crl: x509.CertificateRevocationList, origin: str,
         pass
     else:
         if flag is x509.ReasonFlags.remove_from_crl:
-            return _Status("good", detail)
+            return RevocationStatus("good", detail)
         reason = flag.value
-    return _Status("revoked", detail, revoked_at=entry.revocation_date_utc, reason=reason)
+    return RevocationStatus("revoked", detail, revoked_at=entry.revocation_date_utc, reason=reason)
 
 
 def _crl_scope_problem(crl: x509.CertificateRevocationList, certificate: x509.Certificate
