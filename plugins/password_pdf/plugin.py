@@ -26,8 +26,8 @@ async def can_serve(ctx: RecipientContext) -> Availability:
     # Every recipient can be served: on first contact the message is held until they choose a
     # password. Deliberately no state lookup here, so `siegel explain` needs no store.
     return Availability.yes(Text(
-        "PDF mit dem Passwort des Empfängers (beim Erstkontakt zurückgehalten, bis es gesetzt ist)",
-        "PDF with the recipient's password (held on first contact until it is set)"))
+        de="PDF mit dem Passwort des Empfängers (beim Erstkontakt zurückgehalten, bis es gesetzt ist)",
+        en="PDF with the recipient's password (held on first contact until it is set)"))
 
 
 async def protect(ctx: RecipientContext) -> ProtectionResult:

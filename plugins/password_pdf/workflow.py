@@ -180,25 +180,25 @@ def password_problems(password: str, recipient: Address, minimum_length: int) ->
     composition rules). Empty when it is acceptable."""
     problems: list[Text] = []
     if len(password) < minimum_length:
-        problems.append(Text(f"Das Passwort muss mindestens {minimum_length} Zeichen lang sein.",
-                             f"The password must be at least {minimum_length} characters long."))
+        problems.append(Text(de=f"Das Passwort muss mindestens {minimum_length} Zeichen lang sein.",
+                             en=f"The password must be at least {minimum_length} characters long."))
     lowered = password.lower()
     common = _common_passwords()
     if lowered in common or lowered.rstrip("0123456789!.") in common:
-        problems.append(Text("Dieses Passwort ist zu verbreitet; bitte wählen Sie ein anderes.",
-                             "This password is too common; please choose another one."))
+        problems.append(Text(de="Dieses Passwort ist zu verbreitet; bitte wählen Sie ein anderes.",
+                             en="This password is too common; please choose another one."))
     if recipient.local.lower() in lowered and len(recipient.local) >= 4:
-        problems.append(Text("Das Passwort darf Ihre E-Mail-Adresse nicht enthalten.",
-                             "The password must not contain your e-mail address."))
+        problems.append(Text(de="Das Passwort darf Ihre E-Mail-Adresse nicht enthalten.",
+                             en="The password must not contain your e-mail address."))
     if len(set(password)) <= 2 and password:
-        problems.append(Text("Das Passwort besteht nur aus einem oder zwei Zeichen.",
-                             "The password consists of only one or two characters."))
+        problems.append(Text(de="Das Passwort besteht nur aus einem oder zwei Zeichen.",
+                             en="The password consists of only one or two characters."))
     if not problems:
         try:
             derive_recipient_key(password)
         except PasswordRejected as exc:
-            problems.append(Text(f"Das Passwort kann nicht verwendet werden: {exc}",
-                                 f"The password cannot be used: {exc}"))
+            problems.append(Text(de=f"Das Passwort kann nicht verwendet werden: {exc}",
+                                 en=f"The password cannot be used: {exc}"))
     return problems
 
 
@@ -309,9 +309,9 @@ class Workflow:
             held = await self._hold_for_registration(ctx)
             if isinstance(held, datetime):
                 return Held(reason=Text(
-                    "Erstkontakt: Die Nachricht wartet, bis der Empfänger ein Passwort "
+                    de="Erstkontakt: Die Nachricht wartet, bis der Empfänger ein Passwort "
                     "festgelegt hat",
-                    "first contact: the message waits until the recipient has chosen a password"),
+                    en="first contact: the message waits until the recipient has chosen a password"),
                     until=held)
             key = held  # the recipient registered meanwhile
         settings = self.settings
@@ -328,15 +328,15 @@ class Workflow:
             # happening (a message that kills its worker every time).
             log.warning("render worker died while rendering message %s: %s", ctx.message.id, exc)
             return RetryLater(reason=Text(
-                "Der PDF-Erzeuger wurde während der Arbeit beendet",
-                "the PDF render worker died while rendering"))
+                de="Der PDF-Erzeuger wurde während der Arbeit beendet",
+                en="the PDF render worker died while rendering"))
         carrier = await self._carrier(ctx, pdf)
         return Protected(
             outgoing=[Outgoing(channel=self.tenant.delivery_channel,
                                mail_from=str(ctx.message.envelope.mail_from or ""),
                                recipients=[str(ctx.recipient)], raw=carrier)],
-            reason=Text("als passwortgeschützte PDF-Datei (AES-256) zugestellt",
-                        "delivered as a password-protected PDF (AES-256)"))
+            reason=Text(de="als passwortgeschützte PDF-Datei (AES-256) zugestellt",
+                        en="delivered as a password-protected PDF (AES-256)"))
 
     def _letterhead(self) -> Letterhead:
         return Letterhead(tenant_name=self.tenant.name,
@@ -395,8 +395,8 @@ class Workflow:
             "reply", ctx.recipient, timedelta(days=self.settings.reply_link_days),
             message_id=ctx.message.id, reply_to=str(ctx.message.envelope.mail_from or ""),
             subject=subject)
-        neutral = Text(f"Verschlüsselte Nachricht von {self.tenant.name}",
-                       f"Encrypted message from {self.tenant.name}")
+        neutral = Text(de=f"Verschlüsselte Nachricht von {self.tenant.name}",
+                       en=f"Encrypted message from {self.tenant.name}")
         languages = ("de", "en") if self.tenant.language == "de" else ("en", "de")
         values = {"tenant": self.tenant.name,
                   "reply_link": self.link(f"/reply/{reply_token}"),

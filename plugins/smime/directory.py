@@ -271,8 +271,8 @@ class CertificateDirectory:
                 log.warning("damaged certificate record %s: %s", record.key, exc)
                 damaged.append(Refusal(
                     fingerprint=record.key.rpartition("/")[2], subject="?",
-                    problems=[Problem("damaged", Text(f"Eintrag beschädigt ({exc})",
-                                                      f"damaged record ({exc})"))]))
+                    problems=[Problem("damaged", Text(de=f"Eintrag beschädigt ({exc})",
+                                                      en=f"damaged record ({exc})"))]))
         return entries, damaged
 
     async def entries(self, address: str | Address | None = None) -> list[CertificateEntry]:

@@ -24,8 +24,8 @@ _WEAK_SIGNATURE_HASHES = ("md5", "sha1")
 
 
 def _untrusted(de: str, en: str) -> Problem:
-    return Problem("untrusted", Text(f"Zertifikatskette nicht vertrauenswürdig: {de}",
-                                     f"untrusted chain: {en}"))
+    return Problem("untrusted", Text(de=f"Zertifikatskette nicht vertrauenswürdig: {de}",
+                                     en=f"untrusted chain: {en}"))
 
 
 def _key_identifier_mismatch(child: x509.Certificate, issuer: x509.Certificate) -> bool:

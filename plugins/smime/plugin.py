@@ -288,7 +288,7 @@ def directory_for(services: Services, tenant_id: str, settings: SmimeSettings) -
 
 
 def _join(first: Text, second: Text) -> Text:
-    return Text(f"{first.de}; {second.de}", f"{first.en}; {second.en}")
+    return Text(de=f"{first.de}; {second.de}", en=f"{first.en}; {second.en}")
 
 
 async def _choose(ctx: RecipientContext, settings: SmimeSettings, directory: CertificateDirectory
@@ -341,8 +341,8 @@ async def protect(ctx: RecipientContext) -> Protected:
     if settings.subject == "neutral":
         headers = parse_email(ctx.raw)
         del headers["Subject"]
-        headers["Subject"] = Text(f"Verschlüsselte Nachricht von {ctx.tenant.name}",
-                                  f"Encrypted message from {ctx.tenant.name}").get(ctx.tenant.language)
+        headers["Subject"] = Text(de=f"Verschlüsselte Nachricht von {ctx.tenant.name}",
+                                  en=f"Encrypted message from {ctx.tenant.name}").get(ctx.tenant.language)
     raw = assemble_message(headers, protected_entity)
     await directory.mark_used(ctx.recipient, best.fingerprint)
     what = choice.describe()
@@ -350,9 +350,9 @@ async def protect(ctx: RecipientContext) -> Protected:
         outgoing=[Outgoing(channel=ctx.tenant.delivery_channel,
                            mail_from=str(ctx.message.envelope.mail_from or ""),
                            recipients=[str(ctx.recipient)], raw=raw)],
-        reason=Text("mit S/MIME verschlüsselt" + (" und signiert" if signed else "")
+        reason=Text(de="mit S/MIME verschlüsselt" + (" und signiert" if signed else "")
                     + f"; {what.de}",
-                    "encrypted with S/MIME" + (" and signed" if signed else "") + f"; {what.en}"))
+                    en="encrypted with S/MIME" + (" and signed" if signed else "") + f"; {what.en}"))
 
 
 def mime_crlf(data: bytes) -> bytes:

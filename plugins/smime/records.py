@@ -149,8 +149,8 @@ class Refusal:
     @property
     def reason(self) -> Text:
         label = f"{self.fingerprint[:16]} ({self.subject})"
-        return Text(f"Zertifikat {label}: " + "; ".join(p.reason.de for p in self.problems),
-                    f"certificate {label}: " + "; ".join(p.reason.en for p in self.problems))
+        return Text(de=f"Zertifikat {label}: " + "; ".join(p.reason.de for p in self.problems),
+                    en=f"certificate {label}: " + "; ".join(p.reason.en for p in self.problems))
 
 
 @attrs.frozen(kw_only=True)
@@ -182,21 +182,21 @@ class Selection:
         if best is not None:
             until_de, until_en = format_time(best.certificate.not_valid_after_utc)
             label = f"{best.fingerprint[:16]} ({best.entry.subject})"
-            return Text(f"S/MIME-Zertifikat {label}, gültig bis {until_de}",
-                        f"S/MIME certificate {label}, valid until {until_en}")
+            return Text(de=f"S/MIME-Zertifikat {label}, gültig bis {until_de}",
+                        en=f"S/MIME certificate {label}, valid until {until_en}")
         if not self.refused:
-            reason = Text(f"kein S/MIME-Zertifikat für {self.address} im Verzeichnis",
-                          f"no S/MIME certificate for {self.address} in the directory")
+            reason = Text(de=f"kein S/MIME-Zertifikat für {self.address} im Verzeichnis",
+                          en=f"no S/MIME certificate for {self.address} in the directory")
         else:
             reason = Text(
-                f"kein verwendbares S/MIME-Zertifikat für {self.address}: "
+                de=f"kein verwendbares S/MIME-Zertifikat für {self.address}: "
                 + " | ".join(r.reason.de for r in self.refused),
-                f"no usable S/MIME certificate for {self.address}: "
+                en=f"no usable S/MIME certificate for {self.address}: "
                 + " | ".join(r.reason.en for r in self.refused))
         if not self.notes:
             return reason
-        return Text("; ".join([reason.de, *(n.de for n in self.notes)]),
-                    "; ".join([reason.en, *(n.en for n in self.notes)]))
+        return Text(de="; ".join([reason.de, *(n.de for n in self.notes)]),
+                    en="; ".join([reason.en, *(n.en for n in self.notes)]))
 
     def availability(self) -> Availability:
         """The answer of a protection method's ``can_serve``."""

@@ -127,9 +127,9 @@ class RevocationChecker:
             return RevocationFailure(
                 code="revocation-unknown", certificate=certificate,
                 reason=Text(
-                    f"Sperrstatus von „{subject}“ nicht feststellbar: "
+                    de=f"Sperrstatus von „{subject}“ nicht feststellbar: "
                     + "; ".join(d.de for d in details),
-                    f"revocation status of \"{subject}\" unknown: "
+                    en=f"revocation status of \"{subject}\" unknown: "
                     + "; ".join(d.en for d in details)))
         if status.kind == "revoked":
             assert status.revoked_at is not None
@@ -137,8 +137,8 @@ class RevocationChecker:
             why = f" ({status.reason})" if status.reason else ""
             return RevocationFailure(
                 code="revoked", certificate=certificate, revoked_at=status.revoked_at,
-                reason=Text(f"„{subject}“ ist seit {when_de} gesperrt{why} ({status.detail.de})",
-                            f"\"{subject}\" revoked at {when_en}{why} ({status.detail.en})"))
+                reason=Text(de=f"„{subject}“ ist seit {when_de} gesperrt{why} ({status.detail.de})",
+                            en=f"\"{subject}\" revoked at {when_en}{why} ({status.detail.en})"))
         return None
 
     # -- CRLs -------------------------------------------------------------------------------
@@ -160,17 +160,17 @@ class RevocationChecker:
                 if status is not None:
                     return status
         elif urls:
-            problems.append(Text(f"Abruf von {', '.join(urls)} abgeschaltet",
-                                 f"fetching {', '.join(urls)} is switched off"))
+            problems.append(Text(de=f"Abruf von {', '.join(urls)} abgeschaltet",
+                                 en=f"fetching {', '.join(urls)} is switched off"))
         if skipped:
-            problems.append(Text(f"nicht unterstützte Sperrlisten-Adressen {', '.join(skipped)}",
-                                 f"unsupported distribution points {', '.join(skipped)}"))
+            problems.append(Text(de=f"nicht unterstützte Sperrlisten-Adressen {', '.join(skipped)}",
+                                 en=f"unsupported distribution points {', '.join(skipped)}"))
         if not problems:
             problems.append(Text(
-                f"keine Sperrliste von „{describe(issuer)}“ (weder Datei noch Verteilungspunkt)",
-                f"no CRL of \"{describe(issuer)}\" (no CRL file, no distribution point)"))
-        return RevocationStatus("unknown", Text("CRL: " + "; ".join(p.de for p in problems),
-                                       "CRL: " + "; ".join(p.en for p in problems)))
+                de=f"keine Sperrliste von „{describe(issuer)}“ (weder Datei noch Verteilungspunkt)",
+                en=f"no CRL of \"{describe(issuer)}\" (no CRL file, no distribution point)"))
+        return RevocationStatus("unknown", Text(de="CRL: " + "; ".join(p.de for p in problems),
+                                       en="CRL: " + "; ".join(p.en for p in problems)))
 
     def _local_crls(self, issuer: x509.Certificate, problems: list[Text]
                     ) -> list[tuple[x509.CertificateRevocationList, str]]:
@@ -185,8 +185,8 @@ class RevocationChecker:
             except (OSError, ValueError) as exc:
                 self._local.pop(path, None)
                 log.warning("CRL file unusable: %s", exc)
-                problems.append(Text(f"Sperrlisten-Datei unbrauchbar: {exc}",
-                                     f"CRL file unusable: {exc}"))
+                problems.append(Text(de=f"Sperrlisten-Datei unbrauchbar: {exc}",
+                                     en=f"CRL file unusable: {exc}"))
                 continue
             found += [(crl, str(path)) for crl in cached.crls if crl.issuer == issuer.subject]
         # The newest first: an old file must not hide a newer revocation.
@@ -211,7 +211,7 @@ class RevocationChecker:
                     cached = _CachedCrl(crl, None, until)
                 self._crl_cache[url] = cached
         if cached.crl is None:
-            problems.append(Text(f"{url}: {cached.error}", f"{url}: {cached.error}"))
+            problems.append(Text(de=f"{url}: {cached.error}", en=f"{url}: {cached.error}"))
         return cached.crl
 
     # -- OCSP -------------------------------------------------------------------------------
@@ -239,8 +239,8 @@ class RevocationChecker:
             if cached.status.kind != "unknown":
                 return cached.status
             problems.append(cached.status.detail)
-        return RevocationStatus("unknown", Text("OCSP: " + "; ".join(p.de for p in problems),
-                                       "OCSP: " + "; ".join(p.en for p in problems)))
+        return RevocationStatus("unknown", Text(de="OCSP: " + "; ".join(p.de for p in problems),
+                                       en="OCSP: " + "; ".join(p.en for p in problems)))
 
     async def _ask_responder(self, url: str, certificate: x509.Certificate,
                              issuer: x509.Certificate, now: dt.datetime

@@ -73,9 +73,9 @@ def crl_status_from(crl: x509.CertificateRevocationList, origin: str,
     """The status according to one CRL, or None (with the problem noted) if it is unusable."""
     name = describe(issuer)
     if crl.issuer != issuer.subject:
-        problems.append(Text(f"{origin}: Sperrliste von „{crl.issuer.rfc4514_string()}“, "
+        problems.append(Text(de=f"{origin}: Sperrliste von „{crl.issuer.rfc4514_string()}“, "
                              f"nicht von „{name}“",
-                             f"{origin}: CRL issued by \"{crl.issuer.rfc4514_string()}\", "
+                             en=f"{origin}: CRL issued by \"{crl.issuer.rfc4514_string()}\", "
                              f"not by \"{name}\""))
         return None
     try:
@@ -83,35 +83,35 @@ def crl_status_from(crl: x509.CertificateRevocationList, origin: str,
     except x509.ExtensionNotFound:
         usage = None
     if usage is not None and not usage.crl_sign:
-        problems.append(Text(f"{origin}: „{name}“ darf keine Sperrlisten signieren (keyUsage)",
-                             f"{origin}: \"{name}\" may not sign CRLs (keyUsage)"))
+        problems.append(Text(de=f"{origin}: „{name}“ darf keine Sperrlisten signieren (keyUsage)",
+                             en=f"{origin}: \"{name}\" may not sign CRLs (keyUsage)"))
         return None
     try:
         valid = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
     except (TypeError, UnsupportedAlgorithm, ValueError):
         valid = False
     if not valid:
-        problems.append(Text(f"{origin}: Signatur der Sperrliste ungültig",
-                             f"{origin}: CRL signature does not verify with the key of "
+        problems.append(Text(de=f"{origin}: Signatur der Sperrliste ungültig",
+                             en=f"{origin}: CRL signature does not verify with the key of "
                              f"\"{name}\""))
         return None
     scope = _crl_scope_problem(crl, certificate)
     if scope is not None:
-        problems.append(Text(f"{origin}: {scope.de}", f"{origin}: {scope.en}"))
+        problems.append(Text(de=f"{origin}: {scope.de}", en=f"{origin}: {scope.en}"))
         return None
     if crl.last_update_utc > now + CLOCK_SKEW:
         when_de, when_en = format_time(crl.last_update_utc)
-        problems.append(Text(f"{origin}: Sperrliste erst ab {when_de} gültig",
-                             f"{origin}: CRL not valid before {when_en}"))
+        problems.append(Text(de=f"{origin}: Sperrliste erst ab {when_de} gültig",
+                             en=f"{origin}: CRL not valid before {when_en}"))
         return None
     if crl.next_update_utc is not None and crl.next_update_utc < now - CLOCK_SKEW:
         when_de, when_en = format_time(crl.next_update_utc)
-        problems.append(Text(f"{origin}: Sperrliste seit {when_de} veraltet (nextUpdate)",
-                             f"{origin}: CRL outdated since {when_en} (nextUpdate)"))
+        problems.append(Text(de=f"{origin}: Sperrliste seit {when_de} veraltet (nextUpdate)",
+                             en=f"{origin}: CRL outdated since {when_en} (nextUpdate)"))
         return None
     entry = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
     issued_de, issued_en = format_time(crl.last_update_utc)
-    detail = Text(f"Sperrliste {origin} vom {issued_de}", f"CRL {origin} of {issued_en}")
+    detail = Text(de=f"Sperrliste {origin} vom {issued_de}", en=f"CRL {origin} of {issued_en}")
     if entry is None:
         return RevocationStatus("good", detail)
     reason: str | None = None
@@ -131,27 +131,27 @@ def _crl_scope_problem(crl: x509.CertificateRevocationList, certificate: x509.Ce
     for extension in crl.extensions:
         value = extension.value
         if isinstance(value, x509.DeltaCRLIndicator):
-            return Text("Delta-Sperrliste (nur mit Basis-Sperrliste lesbar)",
-                        "delta CRL (needs its base CRL)")
+            return Text(de="Delta-Sperrliste (nur mit Basis-Sperrliste lesbar)",
+                        en="delta CRL (needs its base CRL)")
         if isinstance(value, x509.IssuingDistributionPoint):
             if value.indirect_crl:
-                return Text("indirekte Sperrliste (nicht unterstützt)",
-                            "indirect CRL (not supported)")
+                return Text(de="indirekte Sperrliste (nicht unterstützt)",
+                            en="indirect CRL (not supported)")
             if value.only_some_reasons is not None:
-                return Text("Sperrliste nur für einige Sperrgründe",
-                            "CRL covers only some revocation reasons")
+                return Text(de="Sperrliste nur für einige Sperrgründe",
+                            en="CRL covers only some revocation reasons")
             if value.only_contains_attribute_certs:
-                return Text("Sperrliste nur für Attributzertifikate",
-                            "CRL covers attribute certificates only")
+                return Text(de="Sperrliste nur für Attributzertifikate",
+                            en="CRL covers attribute certificates only")
             if value.only_contains_ca_certs and not _is_ca(certificate):
-                return Text("Sperrliste nur für CA-Zertifikate",
-                            "CRL covers CA certificates only")
+                return Text(de="Sperrliste nur für CA-Zertifikate",
+                            en="CRL covers CA certificates only")
             if value.only_contains_user_certs and _is_ca(certificate):
-                return Text("Sperrliste nur für Endnutzer-Zertifikate",
-                            "CRL covers end-entity certificates only")
+                return Text(de="Sperrliste nur für Endnutzer-Zertifikate",
+                            en="CRL covers end-entity certificates only")
         elif extension.critical and isinstance(value, x509.UnrecognizedExtension):
-            return Text(f"unbekannte kritische Erweiterung {extension.oid.dotted_string}",
-                        f"unknown critical extension {extension.oid.dotted_string}")
+            return Text(de=f"unbekannte kritische Erweiterung {extension.oid.dotted_string}",
+                        en=f"unknown critical extension {extension.oid.dotted_string}")
     return None
 
 

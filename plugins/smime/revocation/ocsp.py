@@ -150,7 +150,7 @@ def read_ocsp_response(data: bytes, url: str, nonce: bytes, certificate: x509.Ce
         return unknown_status(f"{url}: Antwort veraltet (thisUpdate {format_time(this_update)[0]})",
                         f"{url}: outdated answer (thisUpdate {format_time(this_update)[1]})")
     produced_de, produced_en = format_time(response.produced_at_utc)
-    detail = Text(f"OCSP {url} vom {produced_de}", f"OCSP {url} of {produced_en}")
+    detail = Text(de=f"OCSP {url} vom {produced_de}", en=f"OCSP {url} of {produced_en}")
     if single.certificate_status is ocsp.OCSPCertStatus.GOOD:
         return RevocationStatus("good", detail)
     if single.certificate_status is ocsp.OCSPCertStatus.REVOKED:
@@ -206,23 +206,23 @@ def _ocsp_signer(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: dt.
         try:
             candidate.verify_directly_issued_by(issuer)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-            return Text(f"Responder „{subject}“ nicht vom Aussteller „{describe(issuer)}“ "
+            return Text(de=f"Responder „{subject}“ nicht vom Aussteller „{describe(issuer)}“ "
                         "beauftragt",
-                        f"responder \"{subject}\" is not certified by the issuer "
+                        en=f"responder \"{subject}\" is not certified by the issuer "
                         f"\"{describe(issuer)}\"")
         try:
             eku = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         except x509.ExtensionNotFound:
             eku = None
         if eku is None or ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
-            return Text(f"Responder „{subject}“ hat nicht den Verwendungszweck OCSPSigning",
-                        f"responder \"{subject}\" lacks the OCSPSigning extended key usage")
+            return Text(de=f"Responder „{subject}“ hat nicht den Verwendungszweck OCSPSigning",
+                        en=f"responder \"{subject}\" lacks the OCSPSigning extended key usage")
         if not candidate.not_valid_before_utc <= now <= candidate.not_valid_after_utc:
-            return Text(f"Responder-Zertifikat „{subject}“ ist nicht gültig",
-                        f"responder certificate \"{subject}\" is not valid now")
+            return Text(de=f"Responder-Zertifikat „{subject}“ ist nicht gültig",
+                        en=f"responder certificate \"{subject}\" is not valid now")
         return candidate
-    return Text("Antwort von einem unbekannten Responder",
-                "answer signed by an unknown responder")
+    return Text(de="Antwort von einem unbekannten Responder",
+                en="answer signed by an unknown responder")
 
 
 __all__ = [

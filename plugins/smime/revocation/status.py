@@ -36,7 +36,7 @@ class RevocationStatus:
 
 
 def unknown_status(de: str, en: str) -> RevocationStatus:
-    return RevocationStatus("unknown", Text(de, en))
+    return RevocationStatus("unknown", Text(de=de, en=en))
 
 
 __all__ = [
