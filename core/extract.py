@@ -6,6 +6,10 @@ with a deadline for all attachments of a copy. A worker that passes the deadline
 thread could not be stopped) and the next copy gets a new one; a worker limits its own memory. What
 could not be read (a timeout, a crash, an encrypted or broken file, a picture) is returned as
 :class:`~siegel.mime.Unreadable` parts, so that the content rules count it against the message.
+
+The workers (:data:`WORKERS`, one per process: threads and processes are not bound to an event
+loop) are started when first needed; the runtime stops them with the plugins' resources
+(``siegel serve``, the test harness, a one-shot run), and at the latest they end with the process.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class Extraction:
         return "\n".join(part.text for part in self.texts)
 
 
-class _Workers:
+class ExtractionWorkers:
     """One worker process per thread of the pool, started when first needed."""
 
     def __init__(self, threads: int = 1) -> None:
@@ -81,37 +85,39 @@ class _Workers:
         worker.kill()
 
     def stop(self) -> None:
+        """End the running workers (blocks; a thread that reads next starts a new one)."""
         with self._lock:
             workers, self.running = self.running, []
         for worker in workers:
             worker.stop()
 
 
-_workers = _Workers()
-atexit.register(_workers.stop)
+#: The process's extraction workers; the runtime stops them when it stops.
+WORKERS = ExtractionWorkers()
+atexit.register(WORKERS.stop)
 
 
 def worker_pids() -> list[int]:
     """The process ids of the running extraction workers."""
-    return [worker.pid for worker in list(_workers.running)]
+    return [worker.pid for worker in list(WORKERS.running)]
 
 
 def _extract_one(data: bytes, limits: ExtractLimits, seconds: float) -> tuple[str, list[str]]:
     try:
-        worker = _workers.worker(limits.memory_bytes)
+        worker = WORKERS.worker(limits.memory_bytes)
     except (OSError, WorkerGone):
         return "", ["worker-failed"]
     try:
         answer = worker.call(limits.max_chars, seconds, data)
     except WorkerTimedOut:
-        _workers.discard(worker)
+        WORKERS.discard(worker)
         return "", ["timed-out"]
     except WorkerGone:  # crashed, or killed by the memory limit
-        _workers.discard(worker)
+        WORKERS.discard(worker)
         return "", ["worker-failed"]
     if not (isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[0], str)
             and isinstance(answer[1], list)):
-        _workers.discard(worker)
+        WORKERS.discard(worker)
         return "", ["worker-failed"]
     return answer[0], [str(code) for code in answer[1]]
 
@@ -152,4 +158,4 @@ async def extract(attachments: Sequence[Attachment], limits: ExtractLimits) -> E
     if not attachments:
         return Extraction()
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_workers.threads, extract_blocking, attachments, limits)
+    return await loop.run_in_executor(WORKERS.threads, extract_blocking, attachments, limits)

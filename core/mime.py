@@ -135,22 +135,22 @@ def _structure(message: EmailMessage) -> list[tuple[str, str]]:
 
 #: Why a part could not be read, by code, for reasons a clerk reads (German, English).
 UNREADABLE: dict[str, Text] = {
-    "unknown-charset": Text("unbekannter Zeichensatz", "unknown charset"),
-    "unknown-transfer-encoding": Text("unbekannte Transferkodierung",
-                                      "unknown transfer encoding"),
-    "undecodable": Text("Transferkodierung nicht dekodierbar", "undecodable transfer encoding"),
-    "truncated": Text("abgeschnitten", "truncated"),
-    "not-understood": Text("Aufbau nicht verstanden", "structure not understood"),
-    "too-deep": Text("zu tief verschachtelt", "nested too deeply"),
-    "too-much-text": Text("mehr Text als die Grenze", "more text than the limit"),
-    "not-text": Text("Text nicht auslesbar (Dateiart)", "no text can be extracted (file type)"),
-    "no-text-layer": Text("keine Textebene (Scan?)", "no text layer (a scan?)"),
-    "encrypted": Text("verschlüsselt", "encrypted"),
-    "damaged": Text("beschädigt", "damaged"),
-    "too-large": Text("größer als die Grenze", "larger than the limit"),
-    "timed-out": Text("Zeitgrenze überschritten", "time limit exceeded"),
-    "worker-failed": Text("Leseprozess abgestürzt", "the reading process crashed"),
-    "not-extracted": Text("Anhänge werden nicht gelesen", "attachments are not read"),
+    "unknown-charset": Text(de="unbekannter Zeichensatz", en="unknown charset"),
+    "unknown-transfer-encoding": Text(de="unbekannte Transferkodierung",
+                                      en="unknown transfer encoding"),
+    "undecodable": Text(de="Transferkodierung nicht dekodierbar", en="undecodable transfer encoding"),
+    "truncated": Text(de="abgeschnitten", en="truncated"),
+    "not-understood": Text(de="Aufbau nicht verstanden", en="structure not understood"),
+    "too-deep": Text(de="zu tief verschachtelt", en="nested too deeply"),
+    "too-much-text": Text(de="mehr Text als die Grenze", en="more text than the limit"),
+    "not-text": Text(de="Text nicht auslesbar (Dateiart)", en="no text can be extracted (file type)"),
+    "no-text-layer": Text(de="keine Textebene (Scan?)", en="no text layer (a scan?)"),
+    "encrypted": Text(de="verschlüsselt", en="encrypted"),
+    "damaged": Text(de="beschädigt", en="damaged"),
+    "too-large": Text(de="größer als die Grenze", en="larger than the limit"),
+    "timed-out": Text(de="Zeitgrenze überschritten", en="time limit exceeded"),
+    "worker-failed": Text(de="Leseprozess abgestürzt", en="the reading process crashed"),
+    "not-extracted": Text(de="Anhänge werden nicht gelesen", en="attachments are not read"),
 }
 
 
@@ -173,9 +173,9 @@ class Unreadable:
 
     @property
     def reason(self) -> Text:
-        why = UNREADABLE.get(self.problem, Text(self.problem, self.problem))
-        return Text(f"Teil {self.path} {self.content_type} ({why.de})",
-                    f"part {self.path} {self.content_type} ({why.en})")
+        why = UNREADABLE.get(self.problem, Text(de=self.problem, en=self.problem))
+        return Text(de=f"Teil {self.path} {self.content_type} ({why.de})",
+                    en=f"part {self.path} {self.content_type} ({why.en})")
 
 
 @attrs.frozen(kw_only=True)

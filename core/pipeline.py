@@ -6,7 +6,7 @@ returns the message unchanged, a rewriter that breaks, an unknown tenant, unpars
 copies handed to a delivery channel are the original (or rewritten) bytes of a copy whose verdict is
 ``PLAIN``, and the output of a protection method for a copy whose verdict is ``PROTECT``.
 
-Why one module of about 700 lines: the invariant above is checked by reading the stages top to
+Over 600 lines because the invariant above is checked by reading the stages top to
 bottom in one place; split across files, a reviewer could no longer see every path a copy takes
 to a delivery channel at once.
 """

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import attrs
 
-from siegel import bounces
+from siegel import bounces, extract
 from siegel.addresses import Address
 from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config, Tenant
@@ -363,7 +363,8 @@ class Runtime:
     async def stop_resources(self) -> None:
         """Stop the started resources in reverse order; when none was started (a one-shot run),
         stop every resource, as each may have opened something on first use. A failure is logged
-        and the others still stop."""
+        and the others still stop. Then the core's own attachment reading workers
+        (:mod:`siegel.extract`) stop too."""
         started, self._started = self._started, []
         for resource in reversed(started or list(self.registry.resources.values())):
             try:
@@ -371,6 +372,7 @@ class Runtime:
             except Exception:
                 log.exception("stopping resource %r (plugin %r) failed",
                               resource.name, resource.plugin)
+        await asyncio.to_thread(extract.WORKERS.stop)
 
     async def close_channels(self) -> None:
         """Let the delivery channels close what they keep open between deliveries."""

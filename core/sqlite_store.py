@@ -8,7 +8,7 @@ next FULL commit (or checkpoint) hardens it against power loss too, because the 
 order. A power loss can therefore only undo state changes made after the last accepted message,
 which makes the gateway redo them (a copy may be delivered twice); it never loses a message.
 
-Why one module of about 600 lines: it is one backend implementing one interface
+Over 600 lines because it is one backend implementing one interface
 (:class:`~siegel.store.MessageStore`); its SQL and the transactions that keep the invariants
 above belong together."""
 

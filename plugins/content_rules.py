@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 
@@ -34,6 +34,7 @@ from siegel import (
     hookimpl,
 )
 from siegel.mime import Unreadable, searchable
+from siegel.settings import positive
 
 SECTION = "content_rules"
 
@@ -67,11 +68,6 @@ class ContentRule:
         return re.compile(self.pattern, re.IGNORECASE if self.ignore_case else 0)
 
 
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise SettingError(attribute.name, f"must be greater than 0, not {value!r}")
-
-
 def _content_types(_instance: object, attribute: attrs.Attribute[tuple[str, ...]],
                    value: tuple[str, ...]) -> None:
     for item in value:
@@ -91,9 +87,9 @@ class ContentRulesSettings:
     #: Read the text of PDF, office and zip attachments; when false, such an attachment counts
     #: as unreadable.
     read_attachments: bool = True
-    attachment_seconds: float = attrs.field(default=20.0, validator=_positive)
-    attachment_max_mb: float = attrs.field(default=25.0, validator=_positive)
-    attachment_memory_mb: int = attrs.field(default=1024, validator=_positive)
+    attachment_seconds: float = attrs.field(default=20.0, validator=positive)
+    attachment_max_mb: float = attrs.field(default=25.0, validator=positive)
+    attachment_memory_mb: int = attrs.field(default=1024, validator=positive)
 
     @property
     def limits(self) -> ExtractLimits:

@@ -102,3 +102,18 @@ async def test_attachments_larger_than_the_limit_are_not_read():
                                       ExtractLimits(max_bytes=100))
     assert [u.problem for u in result.unreadable] == ["too-large"]
     assert result.text == ""
+
+
+async def test_the_runtime_stops_the_extraction_workers(siegel_harness):
+    # The harness stops what `siegel serve` stops (Runtime.stop_resources): no worker is left.
+    from siegel.testing import make_message
+
+    raw = make_message(to="buerger@example.net",
+                       attachments=[("bescheid.pdf", "application/pdf", pdf(CUSTOMER))])
+    async with siegel_harness() as harness:
+        extraction = await harness.context(raw, "buerger@example.net").attachment_text()
+        assert CUSTOMER in extraction.text
+        pids = extract.worker_pids()
+        assert pids and all(alive(pid) for pid in pids)
+    assert extract.worker_pids() == []
+    assert not any(alive(pid) for pid in pids)

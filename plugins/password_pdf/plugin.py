@@ -13,10 +13,12 @@ from siegel import (
     ProtectionMethod,
     ProtectionResult,
     RecipientContext,
+    Resource,
     Text,
     hookimpl,
 )
 
+from .render_pool import RENDER_POOL
 from .workflow import METHOD, SECTION, PasswordPdfSettings, Workflow
 
 
@@ -24,8 +26,8 @@ async def can_serve(ctx: RecipientContext) -> Availability:
     # Every recipient can be served: on first contact the message is held until they choose a
     # password. Deliberately no state lookup here, so `siegel explain` needs no store.
     return Availability.yes(Text(
-        "PDF mit dem Passwort des Empfängers (beim Erstkontakt zurückgehalten, bis es gesetzt ist)",
-        "PDF with the recipient's password (held on first contact until it is set)"))
+        de="PDF mit dem Passwort des Empfängers (beim Erstkontakt zurückgehalten, bis es gesetzt ist)",
+        en="PDF with the recipient's password (held on first contact until it is set)"))
 
 
 async def protect(ctx: RecipientContext) -> ProtectionResult:
@@ -42,6 +44,11 @@ def siegel_register_config_sections() -> list[ConfigSection]:
 def siegel_register_protection_methods() -> list[ProtectionMethod]:
     return [ProtectionMethod(name=METHOD, can_serve=can_serve, protect=protect,
                              description="AES-256 PDF with a password the recipient chooses")]
+
+
+@hookimpl
+def siegel_register_resources() -> list[Resource]:
+    return [RENDER_POOL.resource()]
 
 
 @hookimpl

@@ -5,8 +5,12 @@ loop at the interpreter lock, so while a PDF is rendered the gateway accepts, cl
 delivers nothing, and a gateway never uses more than one core for PDFs. Worker processes
 (``render_processes``, default 1; :mod:`.render_worker`) render beside the event loop on a core of
 their own; the message goes to them as bytes and the encrypted PDF comes back as bytes, over a
-pipe (never through a file). A worker is started when first needed and lives as long as the
-gateway.
+pipe (never through a file). A worker is started when first needed and lives until the gateway
+stops: :data:`RENDER_POOL` owns the render thread and the workers, and the plugin registers it as
+the resource ``password-pdf-renderers``, whose stop ends them (``siegel serve``, the test harness
+and a one-shot :meth:`~siegel.runtime.Runtime.run_until_idle` stop it). The pool is one per
+process, not one per event loop: threads and processes are not bound to a loop. A render after the
+stop starts them again.
 
 Large messages are rendered on the gateway's own thread all the same: sending one to a worker
 holds it several more times at once (pickled here, received and parsed there, the PDF pickled
@@ -28,15 +32,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 
+from siegel import Resource, Services
 from siegel.worker import read_frame, write_frame
 
 from .encrypt import RecipientKey
 from .render import Language, Letterhead, render_encrypted
 from .signing import PdfSigning
-
-# More than one thread at it made each PDF about 40 % more expensive (they evict each other's
-# caches), so a gateway renders on its own thread one PDF at a time.
-_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siegel-render")
 
 
 class RenderFailed(Exception):
@@ -145,51 +146,85 @@ class _Pool:
             worker.stop()
 
 
-_pools: dict[int, _Pool] = {}
-_pools_lock = threading.Lock()
+class RenderPool:
+    """The gateway's renderers: one thread for PDFs rendered in the gateway's process, and a pool
+    of worker processes per ``render_processes`` setting, each started when first needed.
+    :meth:`stop` ends them all (waiting for the renders under way)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: ThreadPoolExecutor | None = None
+        self._pools: dict[int, _Pool] = {}
+
+    def _in_gateway(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._thread is None:
+                # More than one thread at it made each PDF about 40 % more expensive (they evict
+                # each other's caches), so a gateway renders on its own thread one PDF at a time.
+                self._thread = ThreadPoolExecutor(max_workers=1,
+                                                  thread_name_prefix="siegel-render")
+            return self._thread
+
+    def _pool(self, processes: int) -> _Pool:
+        with self._lock:
+            pool = self._pools.get(processes)
+            if pool is None:
+                pool = self._pools[processes] = _Pool(processes)
+            return pool
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the running render workers."""
+        with self._lock:
+            pools = list(self._pools.values())
+        return [worker.process.pid for pool in pools for worker in list(pool.all)]
+
+    def shutdown(self) -> None:
+        """Stop the render thread and the worker processes, after the renders under way
+        (blocks; they are started again when next needed)."""
+        with self._lock:
+            pools = list(self._pools.values())
+            self._pools.clear()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.shutdown(wait=True)
+        for pool in pools:
+            pool.stop()
+
+    async def start(self, _services: Services) -> None:
+        """Nothing to start: a worker is started when first needed, so that a gateway whose
+        tenants send no PDF runs none."""
+
+    async def stop(self) -> None:
+        """:meth:`shutdown`, off the event loop (waiting for a render must not stall it)."""
+        await asyncio.to_thread(self.shutdown)
+
+    def resource(self) -> Resource:
+        return Resource(name="password-pdf-renderers", start=self.start, stop=self.stop,
+                        description="the PDF render thread and render worker processes")
+
+    async def render(self, message: EmailMessage, raw: Callable[[], bytes], *, size: int,
+                     letterhead: Letterhead, key: RecipientKey, language: Language,
+                     processes: int, in_gateway_above_bytes: int,
+                     signing: PdfSigning | None = None) -> bytes:
+        """The encrypted PDF of ``message``, whose bytes ``raw()`` gives and are about ``size``
+        long.
+
+        With ``processes`` > 0 and ``size`` no larger than ``in_gateway_above_bytes``, a worker
+        process renders it from ``raw()``; otherwise the gateway's render thread does, from
+        ``message`` (and ``raw`` is not called, so no second copy of a large message is made).
+        With ``signing``, the PDF carries the tenant's PAdES signature. A worker that dies
+        (killed, out of memory) fails this message with :class:`WorkerDied` (the workflow answers
+        "retry later"), and the next message gets a new worker; a message the worker could not
+        render fails with :class:`RenderFailed`."""
+        loop = asyncio.get_running_loop()
+        if processes <= 0 or size > in_gateway_above_bytes:
+            return await loop.run_in_executor(self._in_gateway(), functools.partial(
+                render_encrypted, message, letterhead=letterhead, key=key, language=language,
+                signing=signing))
+        pool = self._pool(processes)
+        return await loop.run_in_executor(pool.threads, pool.render, raw(), letterhead, key,
+                                          language, signing)
 
 
-def _pool(processes: int) -> _Pool:
-    with _pools_lock:
-        pool = _pools.get(processes)
-        if pool is None:
-            pool = _pools[processes] = _Pool(processes)
-        return pool
-
-
-def worker_pids() -> list[int]:
-    """The process ids of the running render workers."""
-    with _pools_lock:
-        pools = list(_pools.values())
-    return [worker.process.pid for pool in pools for worker in list(pool.all)]
-
-
-def shutdown() -> None:
-    """Stop the worker processes (they are started again when next needed)."""
-    with _pools_lock:
-        pools = list(_pools.values())
-        _pools.clear()
-    for pool in pools:
-        pool.stop()
-
-
-async def render(message: EmailMessage, raw: Callable[[], bytes], *, size: int,
-                 letterhead: Letterhead, key: RecipientKey, language: Language, processes: int,
-                 in_gateway_above_bytes: int, signing: PdfSigning | None = None) -> bytes:
-    """The encrypted PDF of ``message``, whose bytes ``raw()`` gives and are about ``size`` long.
-
-    With ``processes`` > 0 and ``size`` no larger than ``in_gateway_above_bytes``, a worker
-    process renders it from ``raw()``; otherwise the gateway's render thread does, from
-    ``message`` (and ``raw`` is not called, so no second copy of a large message is made). With
-    ``signing``, the PDF carries the tenant's PAdES signature. A
-    worker that dies (killed, out of memory) fails this message with :class:`WorkerDied` (the
-    workflow answers "retry later"), and the next message gets a new worker; a message the
-    worker could not render fails with :class:`RenderFailed`."""
-    loop = asyncio.get_running_loop()
-    if processes <= 0 or size > in_gateway_above_bytes:
-        return await loop.run_in_executor(_THREAD, functools.partial(
-            render_encrypted, message, letterhead=letterhead, key=key, language=language,
-            signing=signing))
-    pool = _pool(processes)
-    return await loop.run_in_executor(pool.threads, pool.render, raw(), letterhead, key, language,
-                                      signing)
+#: The process's renderers, registered by the plugin as a resource.
+RENDER_POOL = RenderPool()

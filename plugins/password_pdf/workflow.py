@@ -53,6 +53,7 @@ from siegel import (
     internal_match,
     mailtext,
 )
+from siegel.settings import not_negative, positive
 
 from . import render_pool
 from .accounts import (
@@ -82,16 +83,6 @@ PENDING = "password_pdf.pending"
 TOKENS = "password_pdf.tokens"
 
 
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise SettingError(attribute.name, f"must be greater than 0, not {value}")
-
-
-def _not_negative(_instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if value < 0:
-        raise SettingError(attribute.name, f"must be 0 or more, not {value}")
-
-
 def _read(path: ConfigPath, setting: str) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -112,13 +103,13 @@ def _png(_instance: object, attribute: attrs.Attribute[Any], value: ConfigPath |
 @attrs.frozen(kw_only=True)
 class PasswordPdfSettings:
     #: How long a first-contact message waits for the recipient's password (seed: 5 days).
-    hold_days: float = attrs.field(default=5.0, validator=_positive)
+    hold_days: float = attrs.field(default=5.0, validator=positive)
     #: "neutral": the carrier mail's subject says nothing about the content (subjects can carry
     #: personal data); "original": it keeps the sender's subject.
     carrier_subject: Literal["neutral", "original"] = "neutral"
-    minimum_password_length: int = attrs.field(default=12, validator=_positive)
-    reset_link_minutes: float = attrs.field(default=60.0, validator=_positive)
-    reply_link_days: float = attrs.field(default=30.0, validator=_positive)
+    minimum_password_length: int = attrs.field(default=12, validator=positive)
+    reset_link_minutes: float = attrs.field(default=60.0, validator=positive)
+    reply_link_days: float = attrs.field(default=30.0, validator=positive)
     #: Letterhead of the PDF: lines under the tenant's name, and an optional PNG logo.
     letterhead_lines: tuple[str, ...] = ()
     logo: ConfigPath | None = attrs.field(default=None, validator=_png)
@@ -127,10 +118,10 @@ class PasswordPdfSettings:
     templates: ConfigPath | None = None
     #: Worker processes that render PDFs beside the gateway's event loop; 0 renders on a thread
     #: of the gateway process (one PDF at a time).
-    render_processes: int = attrs.field(default=1, validator=_not_negative)
+    render_processes: int = attrs.field(default=1, validator=not_negative)
     #: Messages larger than this (MB) are rendered on the gateway's thread, not sent to a worker:
     #: a worker would hold them several times over.
-    render_in_gateway_above_mb: float = attrs.field(default=4.0, validator=_positive)
+    render_in_gateway_above_mb: float = attrs.field(default=4.0, validator=positive)
     #: Sign every PDF for the tenant (PAdES B-B): the certificate (PEM, its chain after it), the
     #: private key (PEM, RSA or EC) and, if the key is encrypted, a file with its password.
     signing_certificate: ConfigPath | None = None
@@ -189,25 +180,25 @@ def password_problems(password: str, recipient: Address, minimum_length: int) ->
     composition rules). Empty when it is acceptable."""
     problems: list[Text] = []
     if len(password) < minimum_length:
-        problems.append(Text(f"Das Passwort muss mindestens {minimum_length} Zeichen lang sein.",
-                             f"The password must be at least {minimum_length} characters long."))
+        problems.append(Text(de=f"Das Passwort muss mindestens {minimum_length} Zeichen lang sein.",
+                             en=f"The password must be at least {minimum_length} characters long."))
     lowered = password.lower()
     common = _common_passwords()
     if lowered in common or lowered.rstrip("0123456789!.") in common:
-        problems.append(Text("Dieses Passwort ist zu verbreitet; bitte wählen Sie ein anderes.",
-                             "This password is too common; please choose another one."))
+        problems.append(Text(de="Dieses Passwort ist zu verbreitet; bitte wählen Sie ein anderes.",
+                             en="This password is too common; please choose another one."))
     if recipient.local.lower() in lowered and len(recipient.local) >= 4:
-        problems.append(Text("Das Passwort darf Ihre E-Mail-Adresse nicht enthalten.",
-                             "The password must not contain your e-mail address."))
+        problems.append(Text(de="Das Passwort darf Ihre E-Mail-Adresse nicht enthalten.",
+                             en="The password must not contain your e-mail address."))
     if len(set(password)) <= 2 and password:
-        problems.append(Text("Das Passwort besteht nur aus einem oder zwei Zeichen.",
-                             "The password consists of only one or two characters."))
+        problems.append(Text(de="Das Passwort besteht nur aus einem oder zwei Zeichen.",
+                             en="The password consists of only one or two characters."))
     if not problems:
         try:
             derive_recipient_key(password)
         except PasswordRejected as exc:
-            problems.append(Text(f"Das Passwort kann nicht verwendet werden: {exc}",
-                                 f"The password cannot be used: {exc}"))
+            problems.append(Text(de=f"Das Passwort kann nicht verwendet werden: {exc}",
+                                 en=f"The password cannot be used: {exc}"))
     return problems
 
 
@@ -318,15 +309,15 @@ class Workflow:
             held = await self._hold_for_registration(ctx)
             if isinstance(held, datetime):
                 return Held(reason=Text(
-                    "Erstkontakt: Die Nachricht wartet, bis der Empfänger ein Passwort "
+                    de="Erstkontakt: Die Nachricht wartet, bis der Empfänger ein Passwort "
                     "festgelegt hat",
-                    "first contact: the message waits until the recipient has chosen a password"),
+                    en="first contact: the message waits until the recipient has chosen a password"),
                     until=held)
             key = held  # the recipient registered meanwhile
         settings = self.settings
         # Rewriters change headers only, so the received size is the copy's size.
         try:
-            pdf = await render_pool.render(
+            pdf = await render_pool.RENDER_POOL.render(
                 ctx.email, lambda: ctx.raw, size=len(ctx.message.raw),
                 letterhead=self._letterhead(), key=key, language=self.tenant.language,
                 processes=settings.render_processes,
@@ -337,15 +328,15 @@ class Workflow:
             # happening (a message that kills its worker every time).
             log.warning("render worker died while rendering message %s: %s", ctx.message.id, exc)
             return RetryLater(reason=Text(
-                "Der PDF-Erzeuger wurde während der Arbeit beendet",
-                "the PDF render worker died while rendering"))
+                de="Der PDF-Erzeuger wurde während der Arbeit beendet",
+                en="the PDF render worker died while rendering"))
         carrier = await self._carrier(ctx, pdf)
         return Protected(
             outgoing=[Outgoing(channel=self.tenant.delivery_channel,
                                mail_from=str(ctx.message.envelope.mail_from or ""),
                                recipients=[str(ctx.recipient)], raw=carrier)],
-            reason=Text("als passwortgeschützte PDF-Datei (AES-256) zugestellt",
-                        "delivered as a password-protected PDF (AES-256)"))
+            reason=Text(de="als passwortgeschützte PDF-Datei (AES-256) zugestellt",
+                        en="delivered as a password-protected PDF (AES-256)"))
 
     def _letterhead(self) -> Letterhead:
         return Letterhead(tenant_name=self.tenant.name,
@@ -404,8 +395,8 @@ class Workflow:
             "reply", ctx.recipient, timedelta(days=self.settings.reply_link_days),
             message_id=ctx.message.id, reply_to=str(ctx.message.envelope.mail_from or ""),
             subject=subject)
-        neutral = Text(f"Verschlüsselte Nachricht von {self.tenant.name}",
-                       f"Encrypted message from {self.tenant.name}")
+        neutral = Text(de=f"Verschlüsselte Nachricht von {self.tenant.name}",
+                       en=f"Encrypted message from {self.tenant.name}")
         languages = ("de", "en") if self.tenant.language == "de" else ("en", "de")
         values = {"tenant": self.tenant.name,
                   "reply_link": self.link(f"/reply/{reply_token}"),

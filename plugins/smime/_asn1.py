@@ -64,9 +64,9 @@ RSAES_OAEP_OID = "1.2.840.113549.1.1.7"
 RSASSA_PSS_OID = "1.2.840.113549.1.1.10"
 ID_DATA_OID = "1.2.840.113549.1.7.1"
 # CMSVersion values (INTEGER)
-_VERSION_0 = b"\x02\x01\x00"
-_VERSION_2 = b"\x02\x01\x02"
-_VERSION_3 = b"\x02\x01\x03"
+VERSION_0 = b"\x02\x01\x00"
+VERSION_2 = b"\x02\x01\x02"
+VERSION_3 = b"\x02\x01\x03"
 
 
 class GCMParameters(core.Sequence):  # type: ignore[misc]

@@ -86,7 +86,7 @@ def is_ca(certificate: x509.Certificate) -> bool:
         return False
 
 
-def _self_signed(certificate: x509.Certificate) -> bool:
+def is_self_signed(certificate: x509.Certificate) -> bool:
     if certificate.issuer != certificate.subject:
         return False
     try:
@@ -96,14 +96,16 @@ def _self_signed(certificate: x509.Certificate) -> bool:
     return True
 
 
-def _label(certificate: x509.Certificate) -> str:
+def certificate_label(certificate: x509.Certificate) -> str:
     return f"{fingerprint(certificate)[:16]} ({describe(certificate)})"
 
 
 __all__ = [
+    "certificate_label",
     "certified_addresses",
     "fingerprint",
     "is_ca",
+    "is_self_signed",
     "mentioned_addresses",
     "normalize_address",
     "san_addresses",

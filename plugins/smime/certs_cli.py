@@ -26,14 +26,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from siegel import (
     Clock,
-    ConfigError,
     InvalidAddress,
-    KeyFileError,
-    PluginError,
-    PluginState,
-    SystemClock,
 )
-from siegel.commands import CONFIG_ENV, DEFAULT_CONFIG_NAME
+from siegel.commands import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_NAME,
+    OfflineError,
+    OfflineServices,
+    open_offline,
+)
 
 from .capabilities import CAPABILITY_NAMES
 from .cert_files import ImportFailure
@@ -383,51 +384,52 @@ def register_certs_command(cli: click.Group, open_directory: OpenDirectory) -> N
 
 def config_directory_opener(section: str = "smime", *, clock: Clock | None = None,
                             extra_plugins: Iterable[tuple[str, object]] = ()) -> OpenDirectory:
-    """The standard opener: bootstrap ``config_path`` (plugins, then the configuration), pick
-    the tenant, build its :class:`~.directory.DirectoryPolicy` from
-    ``tenant.settings[section]`` (a :class:`~.directory.SmimeDirectorySettings`) and open the
-    store. ``extra_plugins`` are passed to the bootstrap (tests register the section there)."""
-    from siegel.commands import bootstrap, open_store
-
-    from .ldap import LDAP_CACHE_NAMESPACE, LdapCertificateSource
-
+    """The standard opener: open the configured gateway offline
+    (:func:`siegel.commands.open_offline`: plugins, configuration, store), pick the tenant and
+    build its directory with the :class:`~.directory.DirectoryPolicy` from
+    ``tenant.settings[section]`` (a :class:`~.directory.SmimeDirectorySettings`).
+    ``extra_plugins`` are registered after the installed ones (tests register the section
+    there)."""
     plugins = tuple(extra_plugins)
 
     @asynccontextmanager
     async def open_directory(config_path: Path, tenant: str | None
                              ) -> AsyncIterator[CertificateDirectory]:
         try:
-            config, _registry = bootstrap(config_path, extra_plugins=plugins)
-        except (ConfigError, PluginError) as exc:
+            async with open_offline(config_path, extra_plugins=plugins, clock=clock) as offline:
+                yield _directory(offline, section, tenant)
+        except OfflineError as exc:
             raise ConfigProblem(str(exc)) from None
-        users = [t.id for t in config.tenants.values() if section in t.settings]
-        if tenant is None:
-            if len(users) != 1:
-                which = (f"several tenants use S/MIME ({', '.join(users)})" if users
-                         else f"no tenant has S/MIME settings ([tenants.ID.settings.{section}])")
-                raise click.UsageError(f"{which}; give --tenant")
-            tenant = users[0]
-        if tenant not in config.tenants:
-            raise click.UsageError(f"unknown tenant {tenant!r} (known: {', '.join(config.tenants)})")
-        settings = config.tenants[tenant].settings.get(section)
-        if not isinstance(settings, SmimeDirectorySettings):
-            raise ConfigProblem(f"tenant {tenant!r} does not enable the S/MIME plugin "
-                                f"(no settings section {section!r})")
-        try:
-            store = open_store(config)
-        except KeyFileError as exc:
-            raise ConfigProblem(f"{config_path}: {exc}") from None
-        now = clock or SystemClock()
-        async with store:
-            ldap = getattr(settings, "ldap", None)
-            lookup = (LdapCertificateSource(ldap, PluginState(store, LDAP_CACHE_NAMESPACE, now), now)
-                      if ldap is not None else None)
-            yield CertificateDirectory(PluginState(store, CERTIFICATES_NAMESPACE, now),
-                                       PluginState(store, INTERMEDIATES_NAMESPACE, now), now,
-                                       policy_from_settings(settings), lookup=lookup,
-                                       algorithms=getattr(settings, "choose_algorithms", None))
 
     return open_directory
+
+
+def _directory(offline: OfflineServices, section: str, tenant: str | None
+               ) -> CertificateDirectory:
+    """The directory of ``tenant`` (the only one with settings ``section`` when None)."""
+    from .ldap import LDAP_CACHE_NAMESPACE, LdapCertificateSource
+
+    config = offline.config
+    users = [t.id for t in config.tenants.values() if section in t.settings]
+    if tenant is None:
+        if len(users) != 1:
+            which = (f"several tenants use S/MIME ({', '.join(users)})" if users
+                     else f"no tenant has S/MIME settings ([tenants.ID.settings.{section}])")
+            raise click.UsageError(f"{which}; give --tenant")
+        tenant = users[0]
+    if tenant not in config.tenants:
+        raise click.UsageError(f"unknown tenant {tenant!r} (known: {', '.join(config.tenants)})")
+    settings = config.tenants[tenant].settings.get(section)
+    if not isinstance(settings, SmimeDirectorySettings):
+        raise ConfigProblem(f"tenant {tenant!r} does not enable the S/MIME plugin "
+                            f"(no settings section {section!r})")
+    ldap = getattr(settings, "ldap", None)
+    lookup = (LdapCertificateSource(ldap, offline.state(LDAP_CACHE_NAMESPACE), offline.clock)
+              if ldap is not None else None)
+    return CertificateDirectory(offline.state(CERTIFICATES_NAMESPACE),
+                                offline.state(INTERMEDIATES_NAMESPACE), offline.clock,
+                                policy_from_settings(settings), lookup=lookup,
+                                algorithms=getattr(settings, "choose_algorithms", None))
 
 
 __all__ = [

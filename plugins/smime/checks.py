@@ -31,81 +31,85 @@ EKU_NAMES = {
 
 
 
-def _extension(certificate: x509.Certificate, kind: type[Any]) -> Any:
+def extension_value(certificate: x509.Certificate, kind: type[Any]) -> Any:
     try:
         return certificate.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
 
 
-def _validity_problems(certificate: x509.Certificate, now: dt.datetime) -> list[Problem]:
+def validity_problems(certificate: x509.Certificate, now: dt.datetime) -> list[Problem]:
     if now < certificate.not_valid_before_utc:
         de, en = format_time(certificate.not_valid_before_utc)
-        return [Problem("not-yet-valid", Text(f"erst ab {de} gültig", f"not valid before {en}"))]
+        return [Problem("not-yet-valid", Text(de=f"erst ab {de} gültig", en=f"not valid before {en}"))]
     if now > certificate.not_valid_after_utc:
         de, en = format_time(certificate.not_valid_after_utc)
-        return [Problem("expired", Text(f"abgelaufen seit {de}", f"expired since {en}"))]
+        return [Problem("expired", Text(de=f"abgelaufen seit {de}", en=f"expired since {en}"))]
     return []
 
 
-def _address_problems(certificate: x509.Certificate, address: str) -> list[Problem]:
+def address_problems(certificate: x509.Certificate, address: str) -> list[Problem]:
     certified = certified_addresses(certificate)
     if address in certified:
         return []
     names = ", ".join(certified) or "-"
     if address in subject_addresses(certificate):
         return [Problem("wrong-address", Text(
-            f"{address} steht nur im Subject (emailAddress), das bei vorhandenem subjectAltName "
+            de=f"{address} steht nur im Subject (emailAddress), das bei vorhandenem subjectAltName "
             f"nicht zählt; subjectAltName nennt {names}",
-            f"{address} appears only in the subject's emailAddress, which does not count when "
+            en=f"{address} appears only in the subject's emailAddress, which does not count when "
             f"there is a subjectAltName; the subjectAltName names {names}"))]
-    return [Problem("wrong-address", Text(f"nennt nicht {address}, sondern {names}",
-                                          f"does not name {address} but {names}"))]
+    return [Problem("wrong-address", Text(de=f"nennt nicht {address}, sondern {names}",
+                                          en=f"does not name {address} but {names}"))]
 
 
-def _key_problems(certificate: x509.Certificate, policy: DirectoryPolicy) -> list[Problem]:
+def key_problems(certificate: x509.Certificate, policy: DirectoryPolicy) -> list[Problem]:
     try:
         key = certificate.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
-        return [Problem("unsupported-key", Text(f"Schlüssel nicht lesbar ({exc})",
-                                                f"unreadable public key ({exc})"))]
-    usage: x509.KeyUsage | None = _extension(certificate, x509.KeyUsage)
+        return [Problem("unsupported-key", Text(de=f"Schlüssel nicht lesbar ({exc})",
+                                                en=f"unreadable public key ({exc})"))]
+    usage: x509.KeyUsage | None = extension_value(certificate, x509.KeyUsage)
     problems: list[Problem] = []
     if isinstance(key, rsa.RSAPublicKey):
         bits = key.key_size
         floor = RSA_FLOOR_BITS if policy.allow_rsa_below_minimum else policy.minimum_rsa_bits
         if bits < floor:
             problems.append(Problem("weak-key", Text(
-                f"RSA-Schlüssel mit {bits} Bit unter dem Minimum von {floor} Bit",
-                f"RSA key {bits} bits below minimum {floor}")))
+                de=f"RSA-Schlüssel mit {bits} Bit unter dem Minimum von {floor} Bit",
+                en=f"RSA key {bits} bits below minimum {floor}")))
         if usage is not None and not usage.key_encipherment:
             problems.append(Problem("no-key-encipherment", Text(
-                "keyUsage erlaubt keine Schlüsselverschlüsselung (keyEncipherment)",
-                "keyUsage does not permit key encipherment (keyEncipherment)")))
+                de="keyUsage erlaubt keine Schlüsselverschlüsselung (keyEncipherment)",
+                en="keyUsage does not permit key encipherment (keyEncipherment)")))
     elif isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name not in policy.allowed_curves:
             problems.append(Problem("unsupported-key", Text(
-                f"elliptische Kurve {key.curve.name} ist nicht zugelassen",
-                f"elliptic curve {key.curve.name} is not allowed")))
+                de=f"elliptische Kurve {key.curve.name} ist nicht zugelassen",
+                en=f"elliptic curve {key.curve.name} is not allowed")))
         if usage is not None and not usage.key_agreement:
             problems.append(Problem("no-key-agreement", Text(
-                "keyUsage erlaubt keine Schlüsselvereinbarung (keyAgreement)",
-                "keyUsage does not permit key agreement (keyAgreement)")))
+                de="keyUsage erlaubt keine Schlüsselvereinbarung (keyAgreement)",
+                en="keyUsage does not permit key agreement (keyAgreement)")))
     else:
         kind = type(key).__name__.removeprefix("_").replace("PublicKey", "")
         problems.append(Problem("unsupported-key", Text(
-            f"Schlüsseltyp {kind} kann nicht verschlüsselt werden",
-            f"key type {kind} cannot be encrypted to")))
-    eku: x509.ExtendedKeyUsage | None = _extension(certificate, x509.ExtendedKeyUsage)
+            de=f"Schlüsseltyp {kind} kann nicht verschlüsselt werden",
+            en=f"key type {kind} cannot be encrypted to")))
+    eku: x509.ExtendedKeyUsage | None = extension_value(certificate, x509.ExtendedKeyUsage)
     if eku is not None and not (ExtendedKeyUsageOID.EMAIL_PROTECTION in eku
                                 or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku):
         names = ", ".join(EKU_NAMES.get(oid, oid.dotted_string) for oid in eku) or "-"
         problems.append(Problem("no-email-protection", Text(
-            f"extendedKeyUsage ohne emailProtection (enthält {names})",
-            f"extendedKeyUsage lacks emailProtection (has {names})")))
+            de=f"extendedKeyUsage ohne emailProtection (enthält {names})",
+            en=f"extendedKeyUsage lacks emailProtection (has {names})")))
     return problems
 
 
 __all__ = [
     "EKU_NAMES",
+    "address_problems",
+    "extension_value",
+    "key_problems",
+    "validity_problems",
 ]

@@ -15,19 +15,19 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from . import _asn1
 from .errors import IntegrityError, MalformedError, PolicyError, UnsupportedError
 
-_GCM_NONCE_BYTES = 12
-_GCM_TAG_BYTES = 16
+GCM_NONCE_BYTES = 12
+GCM_TAG_BYTES = 16
 _MIN_GCM_TAG_BYTES = 12  # RFC 5084 allows 12..16; shorter tags are refused
 
 
-def _aesgcm_encrypt(key: bytes, nonce: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
+def aesgcm_encrypt(key: bytes, nonce: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
     """AES-GCM ciphertext and 16-byte tag."""
     encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
     ciphertext = encryptor.update(plaintext) + encryptor.finalize()
     return ciphertext, encryptor.tag
 
 
-_CIPHER_NAMES = {
+CIPHER_NAMES = {
     **{oid: f"aes{size * 8}-GCM" for oid, size in _asn1.AES_GCM_OIDS.items()},
     **{oid: f"aes{size * 8}-CBC" for oid, size in _asn1.AES_CBC_OIDS.items()},
     "1.2.840.113549.3.7": "des-ede3-cbc",
@@ -36,19 +36,19 @@ _CIPHER_NAMES = {
 }
 
 
-def _content_key_bytes(cipher_oid: str, authenticated: bool, where: str) -> int:
+def content_key_bytes(cipher_oid: str, authenticated: bool, where: str) -> int:
     table = _asn1.AES_GCM_OIDS if authenticated else _asn1.AES_CBC_OIDS
     if cipher_oid in table:
         return table[cipher_oid]
     kind = "AuthEnvelopedData" if authenticated else "EnvelopedData"
     raise UnsupportedError(
-        f"content cipher {_CIPHER_NAMES.get(cipher_oid, cipher_oid)} is not supported in "
-        f"{kind}; supported: " + ", ".join(_CIPHER_NAMES[oid] for oid in table),
+        f"content cipher {CIPHER_NAMES.get(cipher_oid, cipher_oid)} is not supported in "
+        f"{kind}; supported: " + ", ".join(CIPHER_NAMES[oid] for oid in table),
         where=f"{where}.encryptedContentInfo.contentEncryptionAlgorithm",
     )
 
 
-def _decrypt_gcm(body: Any, algorithm: Any, cek: bytes, ciphertext: bytes, where: str) -> bytes:
+def decrypt_gcm(body: Any, algorithm: Any, cek: bytes, ciphertext: bytes, where: str) -> bytes:
     params_where = f"{where}.authEncryptedContentInfo.contentEncryptionAlgorithm.parameters"
     try:
         params = _asn1.parse_as(algorithm["parameters"], _asn1.GCMParameters)
@@ -56,7 +56,7 @@ def _decrypt_gcm(body: Any, algorithm: Any, cek: bytes, ciphertext: bytes, where
         tag_length = _asn1.as_int(params["aes_icvlen"])
     except (ValueError, TypeError) as exc:
         raise MalformedError(f"unreadable GCMParameters: {exc}", where=params_where) from None
-    if not _MIN_GCM_TAG_BYTES <= tag_length <= _GCM_TAG_BYTES:
+    if not _MIN_GCM_TAG_BYTES <= tag_length <= GCM_TAG_BYTES:
         raise PolicyError(
             f"GCM tag length {tag_length} is refused; 12 to 16 bytes are accepted",
             where=params_where,
@@ -85,7 +85,7 @@ def _decrypt_gcm(body: Any, algorithm: Any, cek: bytes, ciphertext: bytes, where
         ) from None
 
 
-def _decrypt_cbc(algorithm: Any, cek: bytes, ciphertext: bytes, where: str) -> bytes:
+def decrypt_cbc(algorithm: Any, cek: bytes, ciphertext: bytes, where: str) -> bytes:
     where = f"{where}.encryptedContentInfo"
     try:
         iv = _asn1.as_bytes(_asn1.parse_as(algorithm["parameters"], core.OctetString))

@@ -50,12 +50,19 @@ from siegel import Address, Clock, PluginState, Services, StateConflict, Text
 
 from .capabilities import SmimeCapabilities
 from .cert_files import ImportFailure, load_certificates
-from .certificates import _label, _self_signed, fingerprint, is_ca, mentioned_addresses, normalize_address
-from .checks import _address_problems, _key_problems, _validity_problems
-from .paths import _validate_path
+from .certificates import (
+    certificate_label,
+    fingerprint,
+    is_ca,
+    is_self_signed,
+    mentioned_addresses,
+    normalize_address,
+)
+from .checks import address_problems, key_problems, validity_problems
+from .paths import trusted_path
 from .policy import AlgorithmChooser, DirectoryPolicy
 from .records import (
-    _RECORD_FORMAT,
+    RECORD_FORMAT,
     CertificateEntry,
     CertificateLookup,
     ImportReport,
@@ -65,7 +72,7 @@ from .records import (
     Selection,
     Source,
     UsableCertificate,
-    _iso,
+    iso_time,
 )
 from .revocation import RevocationChecker, crl_urls, load_crls, ocsp_urls
 from .texts import describe
@@ -150,8 +157,8 @@ class CertificateDirectory:
         skipped = list(notes)
         for certificate in dict.fromkeys(certificates):
             if is_ca(certificate):
-                if _self_signed(certificate):
-                    skipped.append(f"{_label(certificate)}: root certificate not imported; trust "
+                if is_self_signed(certificate):
+                    skipped.append(f"{certificate_label(certificate)}: root certificate not imported; trust "
                                    "anchors come only from the configuration (trust_anchors)")
                 else:
                     await self.add_intermediate(certificate, source=source)
@@ -159,15 +166,15 @@ class CertificateDirectory:
                 continue
             addresses = mentioned_addresses(certificate)
             if not addresses:
-                skipped.append(f"{_label(certificate)}: names no e-mail address")
+                skipped.append(f"{certificate_label(certificate)}: names no e-mail address")
                 continue
             for address in addresses:
                 entry, is_new = await self.add_for_address(certificate, address, source)
                 (added if is_new else present).append(entry)
-        taken = [c for c in dict.fromkeys(certificates) if not _self_signed(c) and (
+        taken = [c for c in dict.fromkeys(certificates) if not is_self_signed(c) and (
             is_ca(c) or mentioned_addresses(c))]
         unchecked = await asyncio.to_thread(  # reads the CRL files
-            lambda: [_label(c) for c in taken if not self._revocation_checkable(c)])
+            lambda: [certificate_label(c) for c in taken if not self._revocation_checkable(c)])
         return ImportReport(source=source, added=tuple(added), present=tuple(present),
                             intermediates=tuple(intermediates), skipped=tuple(skipped),
                             unchecked=tuple(unchecked))
@@ -195,10 +202,10 @@ class CertificateDirectory:
         if await self.intermediates_state.get(key) is not None:
             return False
         record = json.dumps({
-            "format": _RECORD_FORMAT,
+            "format": RECORD_FORMAT,
             "der": base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)
                                     ).decode("ascii"),
-            "source": source, "added_at": _iso(self.clock.now())}).encode()
+            "source": source, "added_at": iso_time(self.clock.now())}).encode()
         try:
             await self.intermediates_state.put(key, record, expect_version=0)
         except StateConflict:
@@ -264,8 +271,8 @@ class CertificateDirectory:
                 log.warning("damaged certificate record %s: %s", record.key, exc)
                 damaged.append(Refusal(
                     fingerprint=record.key.rpartition("/")[2], subject="?",
-                    problems=[Problem("damaged", Text(f"Eintrag beschädigt ({exc})",
-                                                      f"damaged record ({exc})"))]))
+                    problems=[Problem("damaged", Text(de=f"Eintrag beschädigt ({exc})",
+                                                      en=f"damaged record ({exc})"))]))
         return entries, damaged
 
     async def entries(self, address: str | Address | None = None) -> list[CertificateEntry]:
@@ -326,14 +333,14 @@ class CertificateDirectory:
         now = self.clock.now()
         certificate = entry.certificate
         problems = [
-            *_validity_problems(certificate, now),
-            *_address_problems(certificate, entry.address),
-            *_key_problems(certificate, self.policy),
+            *validity_problems(certificate, now),
+            *address_problems(certificate, entry.address),
+            *key_problems(certificate, self.policy),
         ]
         if not problems:
             if intermediates is None:
                 intermediates = await self.intermediates()
-            chain = _validate_path(certificate, self.policy.trust_anchors, intermediates, now)
+            chain = trusted_path(certificate, self.policy.trust_anchors, intermediates, now)
             if isinstance(chain, Problem):
                 problems.append(chain)
             else:
@@ -405,7 +412,7 @@ async def harvest(directory: CertificateDirectory, signer_cert: x509.Certificate
     if is_ca(signer_cert):
         return []
     for certificate in chain:
-        if certificate != signer_cert and is_ca(certificate) and not _self_signed(certificate):
+        if certificate != signer_cert and is_ca(certificate) and not is_self_signed(certificate):
             await directory.add_intermediate(certificate, source="harvest")
     oids = _capability_oids(capabilities)
     stored: list[CertificateEntry] = []

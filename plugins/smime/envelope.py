@@ -33,20 +33,20 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from . import _asn1
-from ._asn1 import _VERSION_0, _VERSION_2
+from ._asn1 import VERSION_0, VERSION_2
 from .algorithms import (
     ContentCipher,
     Digest,
     RsaKeyTransport,
 )
 from .content_encryption import (
-    _CIPHER_NAMES,
-    _GCM_NONCE_BYTES,
-    _GCM_TAG_BYTES,
-    _aesgcm_encrypt,
-    _content_key_bytes,
-    _decrypt_cbc,
-    _decrypt_gcm,
+    CIPHER_NAMES,
+    GCM_NONCE_BYTES,
+    GCM_TAG_BYTES,
+    aesgcm_encrypt,
+    content_key_bytes,
+    decrypt_cbc,
+    decrypt_gcm,
 )
 from .errors import (
     CertificateError,
@@ -55,8 +55,8 @@ from .errors import (
     PolicyError,
     UnsupportedError,
 )
-from .key_agreement import _key_agreement_info, _unwrap_key_agreement
-from .key_transport import _key_transport_info, _unwrap_key_transport
+from .key_agreement import key_agreement_info, unwrap_key_agreement
+from .key_transport import key_transport_info, unwrap_key_transport
 from .keys import (
     SUPPORTED_CURVES,
     PrivateKey,
@@ -163,14 +163,14 @@ def encrypt(
     # large) ciphertext is copied only once more.
     recipient_info_set = _asn1.der_set_of(der for _kind, der in recipient_infos)
     if cipher.authenticated:
-        nonce = os.urandom(_GCM_NONCE_BYTES)
-        ciphertext, tag = _aesgcm_encrypt(cek, nonce, content)
+        nonce = os.urandom(GCM_NONCE_BYTES)
+        ciphertext, tag = aesgcm_encrypt(cek, nonce, content)
         # GCMParameters: aes-nonce, aes-ICVlen (16, not the DEFAULT 12, so it is encoded)
         parameters = _asn1.der_sequence(
-            _asn1.der_octet_string(nonce), _asn1.der_integer(_GCM_TAG_BYTES)
+            _asn1.der_octet_string(nonce), _asn1.der_integer(GCM_TAG_BYTES)
         )
         body = [
-            _VERSION_0,
+            VERSION_0,
             recipient_info_set,
             *_encrypted_content_info(cipher.oid, parameters, ciphertext),
             _asn1.der_octet_string(tag),  # mac
@@ -185,7 +185,7 @@ def encrypt(
         # RFC 5652 6.1: version 0 when every RecipientInfo is version 0 (ktri by issuer/serial).
         all_v0 = all(kind == "ktri" for kind, _der in recipient_infos)
         body = [
-            _VERSION_0 if all_v0 else _VERSION_2,
+            VERSION_0 if all_v0 else VERSION_2,
             recipient_info_set,
             *_encrypted_content_info(cipher.oid, _asn1.der_octet_string(iv), ciphertext),
         ]
@@ -258,21 +258,21 @@ def open_envelope(
             )
         ciphertext = _asn1.as_bytes(encrypted_content)
         inner_type = _asn1.dotted(encrypted_info["content_type"])
-        key_bytes = _content_key_bytes(cipher_oid, authenticated, where)
+        key_bytes = content_key_bytes(cipher_oid, authenticated, where)
         cek, key_management = _recover_content_key(
             body["recipient_infos"], private_key, certificate, key_bytes, where
         )
         if authenticated:
-            content = _decrypt_gcm(body, algorithm, cek, ciphertext, where)
+            content = decrypt_gcm(body, algorithm, cek, ciphertext, where)
         else:
-            content = _decrypt_cbc(algorithm, cek, ciphertext, where)
+            content = decrypt_cbc(algorithm, cek, ciphertext, where)
     except (ValueError, TypeError, KeyError) as exc:
         # asn1crypto parses lazily: structural errors surface when a field is first read.
         raise MalformedError(f"unreadable structure: {exc}", where=where) from None
     return DecryptedEnvelope(
         content=content,
         content_type=inner_type,
-        content_cipher=_CIPHER_NAMES.get(cipher_oid, cipher_oid),
+        content_cipher=CIPHER_NAMES.get(cipher_oid, cipher_oid),
         authenticated=authenticated,
         key_management=key_management,
     )
@@ -295,7 +295,7 @@ def _recipient_info(
                 where=where,
             )
         _require_key_usage(certificate, "key_encipherment", where)
-        return "ktri", _key_transport_info(certificate, public_key, cek, options.rsa_key_transport)
+        return "ktri", key_transport_info(certificate, public_key, cek, options.rsa_key_transport)
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         if public_key.curve.name not in SUPPORTED_CURVES:
             raise CertificateError(
@@ -304,7 +304,7 @@ def _recipient_info(
                 where=where,
             )
         _require_key_usage(certificate, "key_agreement", where)
-        return "kari", _key_agreement_info(certificate, public_key, cek, options.ecdh_kdf_digest)
+        return "kari", key_agreement_info(certificate, public_key, cek, options.ecdh_kdf_digest)
     raise CertificateError(
         f"recipient {certificate.subject.rfc4514_string()} has a {type(public_key).__name__}; "
         "only RSA and EC keys can receive S/MIME",
@@ -359,14 +359,14 @@ def _recover_content_key(
             if isinstance(private_key, rsa.RSAPrivateKey) and _rid_matches(
                 value["rid"], certificate, ski
             ):
-                return _unwrap_key_transport(value, private_key, key_bytes, f"{ri_where}.ktri")
+                return unwrap_key_transport(value, private_key, key_bytes, f"{ri_where}.ktri")
         elif kind == "kari":
             for rek_index, encrypted_key in enumerate(value["recipient_encrypted_keys"]):
                 seen.append(_describe_rid(encrypted_key["rid"]))
                 if isinstance(private_key, ec.EllipticCurvePrivateKey) and _rid_matches(
                     encrypted_key["rid"], certificate, ski
                 ):
-                    return _unwrap_key_agreement(
+                    return unwrap_key_agreement(
                         value,
                         _asn1.as_bytes(encrypted_key["encrypted_key"]),
                         private_key,

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from . import _asn1
-from ._asn1 import _VERSION_3
+from ._asn1 import VERSION_3
 from .algorithms import HASHES_BY_NAME, Digest
 from .errors import IntegrityError, MalformedError, UnsupportedError
 from .keys import SUPPORTED_CURVES, issuer_and_serial_der
@@ -24,7 +24,7 @@ from .keys import SUPPORTED_CURVES, issuer_and_serial_der
 _KEK_BYTES = 32  # we always wrap with AES-256
 
 
-def _key_agreement_info(
+def key_agreement_info(
     certificate: x509.Certificate,
     public_key: ec.EllipticCurvePublicKey,
     cek: bytes,
@@ -50,7 +50,7 @@ def _key_agreement_info(
     )
     return _asn1.der_tlv(
         _asn1.context_tag(1),
-        _VERSION_3,
+        VERSION_3,
         _asn1.der_tlv(_asn1.context_tag(0), originator_key),  # originator [0] EXPLICIT
         _key_agreement_algorithm_der(kdf_digest.asn1_name),
         _asn1.der_sequence(recipient_encrypted_key),  # recipientEncryptedKeys
@@ -102,7 +102,7 @@ def _shared_info_der(wrap_algorithm_der: bytes, ukm: bytes | None, size: int) ->
     return _asn1.der(_asn1.EccCmsSharedInfo(shared_info))
 
 
-def _unwrap_key_agreement(
+def unwrap_key_agreement(
     kari: Any,
     encrypted_key: bytes,
     private_key: ec.EllipticCurvePrivateKey,

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import _asn1
-from ._asn1 import _VERSION_0
+from ._asn1 import VERSION_0
 from .algorithms import HASHES_BY_NAME, RsaKeyTransport
 from .errors import IntegrityError, UnsupportedError
 from .keys import issuer_and_serial_der
@@ -25,7 +25,7 @@ _OAEP_SHA256 = asym_padding.OAEP(
 )
 
 
-def _key_transport_info(
+def key_transport_info(
     certificate: x509.Certificate,
     public_key: rsa.RSAPublicKey,
     cek: bytes,
@@ -37,7 +37,7 @@ def _key_transport_info(
     else:
         encrypted_key = public_key.encrypt(cek, asym_padding.PKCS1v15())
     return _asn1.der_sequence(
-        _VERSION_0,
+        VERSION_0,
         issuer_and_serial_der(certificate),  # rid
         _key_transport_algorithm_der(transport),
         _asn1.der_octet_string(encrypted_key),
@@ -60,7 +60,7 @@ def _key_transport_algorithm_der(transport: RsaKeyTransport) -> bytes:
     return _asn1.der(cms.KeyEncryptionAlgorithm(algorithm))
 
 
-def _unwrap_key_transport(
+def unwrap_key_transport(
     ktri: Any, private_key: rsa.RSAPrivateKey, key_bytes: int, where: str
 ) -> tuple[bytes, str]:
     algorithm = ktri["key_encryption_algorithm"]

@@ -413,18 +413,18 @@ class LdapCertificateSource:
         detail = f" ({answer.detail})" if answer.detail else ""
         if answer.outcome == "found":
             count = answer.found
-            return Text(f"LDAP {server}: {count} Zertifikat(e) für {address} gefunden{detail}"
+            return Text(de=f"LDAP {server}: {count} Zertifikat(e) für {address} gefunden{detail}"
                         f"{cached_de}",
-                        f"LDAP {server}: {count} certificate(s) found for {address}{detail}{cached_en}")
+                        en=f"LDAP {server}: {count} certificate(s) found for {address}{detail}{cached_en}")
         if answer.outcome == "nothing":
-            return Text(f"LDAP {server}: kein Zertifikat für {address}{detail}{cached_de}",
-                        f"LDAP {server}: no certificate for {address}{detail}{cached_en}")
+            return Text(de=f"LDAP {server}: kein Zertifikat für {address}{detail}{cached_de}",
+                        en=f"LDAP {server}: no certificate for {address}{detail}{cached_en}")
         retry = answer.at + dt.timedelta(seconds=self.config.failure_cache_seconds)
         retry_de, retry_en = format_time(retry)
         return Text(
-            f"LDAP {server} nicht verfügbar, kein Zertifikat von dort ({answer.detail})"
+            de=f"LDAP {server} nicht verfügbar, kein Zertifikat von dort ({answer.detail})"
             + (f"; seit {at_de}, nächster Versuch nach {retry_de}" if answer.cached else ""),
-            f"LDAP {server} unavailable, no certificate taken from it ({answer.detail})"
+            en=f"LDAP {server} unavailable, no certificate taken from it ({answer.detail})"
             + (f"; since {at_en}, next attempt after {retry_en}" if answer.cached else ""))
 
 

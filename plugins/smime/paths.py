@@ -14,8 +14,8 @@ from cryptography.x509 import verification as x509_verification
 
 from siegel import Text
 
-from .certificates import _self_signed, fingerprint
-from .checks import _extension, _validity_problems
+from .certificates import fingerprint, is_self_signed
+from .checks import extension_value, validity_problems
 from .pki import MAX_CHAIN_DEPTH, validate_path
 from .records import Problem
 from .texts import describe
@@ -24,13 +24,13 @@ _WEAK_SIGNATURE_HASHES = ("md5", "sha1")
 
 
 def _untrusted(de: str, en: str) -> Problem:
-    return Problem("untrusted", Text(f"Zertifikatskette nicht vertrauenswürdig: {de}",
-                                     f"untrusted chain: {en}"))
+    return Problem("untrusted", Text(de=f"Zertifikatskette nicht vertrauenswürdig: {de}",
+                                     en=f"untrusted chain: {en}"))
 
 
 def _key_identifier_mismatch(child: x509.Certificate, issuer: x509.Certificate) -> bool:
-    aki: x509.AuthorityKeyIdentifier | None = _extension(child, x509.AuthorityKeyIdentifier)
-    ski: x509.SubjectKeyIdentifier | None = _extension(issuer, x509.SubjectKeyIdentifier)
+    aki: x509.AuthorityKeyIdentifier | None = extension_value(child, x509.AuthorityKeyIdentifier)
+    ski: x509.SubjectKeyIdentifier | None = extension_value(issuer, x509.SubjectKeyIdentifier)
     return (aki is not None and aki.key_identifier is not None and ski is not None
             and aki.key_identifier != ski.digest)
 
@@ -53,13 +53,13 @@ def _issuer_problem(child: x509.Certificate, issuer: x509.Certificate, now: dt.d
     if now < issuer.not_valid_before_utc or now > issuer.not_valid_after_utc:
         kind_de, kind_en = ("Vertrauensanker", "trust anchor") if anchor else (
             "Zwischenzertifikat", "intermediate")
-        validity = _validity_problems(issuer, now)[0].reason
+        validity = validity_problems(issuer, now)[0].reason
         return _untrusted(f"{kind_de} „{name}“ {validity.de}", f"{kind_en} \"{name}\" {validity.en}")
-    constraints: x509.BasicConstraints | None = _extension(issuer, x509.BasicConstraints)
+    constraints: x509.BasicConstraints | None = extension_value(issuer, x509.BasicConstraints)
     if (constraints is None and not anchor) or (constraints is not None and not constraints.ca):
         return _untrusted(f"„{name}“ ist kein CA-Zertifikat (basicConstraints)",
                           f"\"{name}\" is not a CA certificate (basicConstraints)")
-    usage: x509.KeyUsage | None = _extension(issuer, x509.KeyUsage)
+    usage: x509.KeyUsage | None = extension_value(issuer, x509.KeyUsage)
     if usage is not None and not usage.key_cert_sign:
         return _untrusted(f"„{name}“ darf keine Zertifikate signieren (keyUsage)",
                           f"\"{name}\" may not sign certificates (keyUsage)")
@@ -93,7 +93,7 @@ class _PathSearch:
         candidates = [(c, a) for c, a in candidates if not _key_identifier_mismatch(current, c)]
         if not candidates:
             issuer = current.issuer.rfc4514_string()
-            if _self_signed(current):
+            if is_self_signed(current):
                 self.note(depth, _untrusted(
                     f"„{issuer}“ ist kein konfigurierter Vertrauensanker",
                     f"\"{issuer}\" is not a configured trust anchor"))
@@ -124,7 +124,7 @@ class _PathSearch:
 
 def _path_length_problem(path: Sequence[x509.Certificate]) -> Problem | None:
     for index in range(1, len(path)):
-        constraints: x509.BasicConstraints | None = _extension(path[index], x509.BasicConstraints)
+        constraints: x509.BasicConstraints | None = extension_value(path[index], x509.BasicConstraints)
         below = index - 1  # intermediate CAs between this CA and the end entity
         if constraints is not None and constraints.path_length is not None and (
                 below > constraints.path_length):
@@ -135,7 +135,7 @@ def _path_length_problem(path: Sequence[x509.Certificate]) -> Problem | None:
     return None
 
 
-def _validate_path(leaf: x509.Certificate, anchors: Sequence[x509.Certificate],
+def trusted_path(leaf: x509.Certificate, anchors: Sequence[x509.Certificate],
                    intermediates: Sequence[x509.Certificate], now: dt.datetime
                    ) -> tuple[x509.Certificate, ...] | Problem:
     if not anchors:
@@ -154,4 +154,5 @@ def _validate_path(leaf: x509.Certificate, anchors: Sequence[x509.Certificate],
 
 
 __all__ = [
+    "trusted_path",
 ]

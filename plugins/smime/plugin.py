@@ -37,6 +37,7 @@ from siegel import (
     Protected,
     ProtectionMethod,
     RecipientContext,
+    Resource,
     Services,
     SettingError,
     Text,
@@ -240,27 +241,54 @@ class SmimeSettings(SmimeDirectorySettings):
                     if self.sign and self._identity is not None else None))
 
 
-_directories: weakref.WeakKeyDictionary[Any, dict[str, CertificateDirectory]] = (
-    weakref.WeakKeyDictionary())
+class Directories:
+    """The certificate directories of the running gateways, one per gateway (its
+    :class:`~siegel.Services`) and tenant, so that revocation answers and LDAP lookups are cached
+    while it runs. Registered as the resource ``smime-directories``, whose stop forgets them (an
+    LDAP lookup opens and closes its connection itself, so none is left open): a gateway started
+    again begins with fresh directories."""
+
+    def __init__(self) -> None:
+        self._open: weakref.WeakKeyDictionary[Any, dict[str, CertificateDirectory]] = (
+            weakref.WeakKeyDictionary())
+
+    def directory(self, services: Services, tenant_id: str,
+                  settings: SmimeSettings) -> CertificateDirectory:
+        per_services = self._open.setdefault(services, {})
+        directory = per_services.get(tenant_id)
+        if directory is None:
+            ldap = settings.ldap
+            lookup = (LdapCertificateSource(ldap, services.state(LDAP_CACHE_NAMESPACE),
+                                            services.clock)
+                      if ldap is not None else None)
+            directory = CertificateDirectory.from_services(
+                services, policy_from_settings(settings), lookup=lookup)
+            per_services[tenant_id] = directory
+        return directory
+
+    def __len__(self) -> int:
+        """How many directories are open (over every gateway and tenant)."""
+        return sum(len(per_services) for per_services in list(self._open.values()))
+
+    async def stop(self) -> None:
+        self._open.clear()
+
+    def resource(self) -> Resource:
+        return Resource(name="smime-directories", stop=self.stop,
+                        description="the tenants' certificate directories and their caches")
+
+
+DIRECTORIES = Directories()
 
 
 def directory_for(services: Services, tenant_id: str, settings: SmimeSettings) -> CertificateDirectory:
     """One directory per running gateway and tenant, so revocation answers are cached; with the
     tenant's LDAP lookup when ``ldap_url`` is set."""
-    per_services = _directories.setdefault(services, {})
-    directory = per_services.get(tenant_id)
-    if directory is None:
-        ldap = settings.ldap
-        lookup = (LdapCertificateSource(ldap, services.state(LDAP_CACHE_NAMESPACE), services.clock)
-                  if ldap is not None else None)
-        directory = CertificateDirectory.from_services(services, policy_from_settings(settings),
-                                                       lookup=lookup)
-        per_services[tenant_id] = directory
-    return directory
+    return DIRECTORIES.directory(services, tenant_id, settings)
 
 
 def _join(first: Text, second: Text) -> Text:
-    return Text(f"{first.de}; {second.de}", f"{first.en}; {second.en}")
+    return Text(de=f"{first.de}; {second.de}", en=f"{first.en}; {second.en}")
 
 
 async def _choose(ctx: RecipientContext, settings: SmimeSettings, directory: CertificateDirectory
@@ -313,8 +341,8 @@ async def protect(ctx: RecipientContext) -> Protected:
     if settings.subject == "neutral":
         headers = parse_email(ctx.raw)
         del headers["Subject"]
-        headers["Subject"] = Text(f"Verschlüsselte Nachricht von {ctx.tenant.name}",
-                                  f"Encrypted message from {ctx.tenant.name}").get(ctx.tenant.language)
+        headers["Subject"] = Text(de=f"Verschlüsselte Nachricht von {ctx.tenant.name}",
+                                  en=f"Encrypted message from {ctx.tenant.name}").get(ctx.tenant.language)
     raw = assemble_message(headers, protected_entity)
     await directory.mark_used(ctx.recipient, best.fingerprint)
     what = choice.describe()
@@ -322,9 +350,9 @@ async def protect(ctx: RecipientContext) -> Protected:
         outgoing=[Outgoing(channel=ctx.tenant.delivery_channel,
                            mail_from=str(ctx.message.envelope.mail_from or ""),
                            recipients=[str(ctx.recipient)], raw=raw)],
-        reason=Text("mit S/MIME verschlüsselt" + (" und signiert" if signed else "")
+        reason=Text(de="mit S/MIME verschlüsselt" + (" und signiert" if signed else "")
                     + f"; {what.de}",
-                    "encrypted with S/MIME" + (" and signed" if signed else "") + f"; {what.en}"))
+                    en="encrypted with S/MIME" + (" and signed" if signed else "") + f"; {what.en}"))
 
 
 def mime_crlf(data: bytes) -> bytes:
@@ -404,6 +432,11 @@ def siegel_register_protection_methods() -> list[ProtectionMethod]:
 def siegel_register_transformers() -> list[Transformer]:
     return [Transformer(name="smime_inbound", transform=inbound,
                         description="Decrypts and verifies S/MIME for the tenant's own addresses")]
+
+
+@hookimpl
+def siegel_register_resources() -> list[Resource]:
+    return [DIRECTORIES.resource()]
 
 
 @hookimpl

@@ -12,6 +12,7 @@ import attrs
 from cryptography import x509
 
 from siegel import ConfigPath, SettingError
+from siegel.settings import not_negative, positive
 
 from .cert_files import load_anchor_file
 from .keys import SUPPORTED_CURVES
@@ -80,9 +81,9 @@ class SmimeDirectorySettings:
     crl_files: tuple[ConfigPath, ...] = ()
     #: Fetch CRLs from the certificates' distribution points and ask OCSP responders (HTTP).
     fetch_revocation: bool = True
-    revocation_timeout_seconds: float = 10.0
+    revocation_timeout_seconds: float = attrs.field(default=10.0, validator=positive)
     #: How long a fetched CRL or OCSP answer is reused (never past its nextUpdate).
-    cache_seconds: float = 3600.0
+    cache_seconds: float = attrs.field(default=3600.0, validator=not_negative)
     _anchors: tuple[x509.Certificate, ...] = attrs.field(init=False, repr=False, eq=False,
                                                          default=())
 
@@ -93,11 +94,6 @@ class SmimeDirectorySettings:
         if self.revocation not in REVOCATION_MODES:
             raise SettingError("revocation", f"must be one of {', '.join(map(repr, REVOCATION_MODES))}"
                                f", not {self.revocation!r}")
-        if self.revocation_timeout_seconds <= 0:
-            raise SettingError("revocation_timeout_seconds",
-                               f"must be greater than 0, not {self.revocation_timeout_seconds}")
-        if self.cache_seconds < 0:
-            raise SettingError("cache_seconds", f"must not be negative, not {self.cache_seconds}")
         if not self.fetch_revocation:
             needs = {"ocsp": "OCSP needs fetch_revocation = true",
                      "crl": "without fetch_revocation, revocation = 'crl' needs crl_files",

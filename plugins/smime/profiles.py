@@ -117,24 +117,24 @@ class AlgorithmChoice:
         """Where this choice departs from BSI TR-02102-1, so the authority decides knowingly."""
         deviations = []
         if self.key_kind == "rsa" and self.rsa_key_transport is RsaKeyTransport.RSAES_PKCS1_V15:
-            deviations.append(Text("RSAES-PKCS1-v1_5 statt RSAES-OAEP (TR-02102-1: nicht mehr "
+            deviations.append(Text(de="RSAES-PKCS1-v1_5 statt RSAES-OAEP (TR-02102-1: nicht mehr "
                                    "empfohlen)",
-                                   "RSAES-PKCS1-v1_5 instead of RSAES-OAEP (TR-02102-1: no longer "
+                                   en="RSAES-PKCS1-v1_5 instead of RSAES-OAEP (TR-02102-1: no longer "
                                    "recommended)"))
         if not self.content_cipher.authenticated:
-            deviations.append(Text("AES-CBC ohne Integritätsschutz der Verschlüsselung (nur die "
+            deviations.append(Text(de="AES-CBC ohne Integritätsschutz der Verschlüsselung (nur die "
                                    "Signatur schützt den Inhalt)",
-                                   "AES-CBC without integrity protection of the encryption (only "
+                                   en="AES-CBC without integrity protection of the encryption (only "
                                    "the signature protects the content)"))
         if self.signer == "rsa" and self.signature is SignaturePadding.RSASSA_PKCS1_V15:
-            deviations.append(Text("RSASSA-PKCS1-v1_5-Signatur statt RSASSA-PSS",
-                                   "RSASSA-PKCS1-v1_5 signature instead of RSASSA-PSS"))
+            deviations.append(Text(de="RSASSA-PKCS1-v1_5-Signatur statt RSASSA-PSS",
+                                   en="RSASSA-PKCS1-v1_5 signature instead of RSASSA-PSS"))
         return tuple(deviations)
 
     def describe(self) -> Text:
         """``algorithms: AES-256-GCM, RSAES-OAEP, RSASSA-PSS (harvested: ...)``."""
-        return Text(f"Algorithmen: {self._label('unsigniert')} ({self.why.de})",
-                    f"algorithms: {self.label} ({self.why.en})")
+        return Text(de=f"Algorithmen: {self._label('unsigniert')} ({self.why.de})",
+                    en=f"algorithms: {self.label} ({self.why.en})")
 
 
 @attrs.frozen
@@ -182,9 +182,9 @@ def choose_algorithms(
         oaep = announced.announces(_asn1.RSAES_OAEP_OID)
         names = ", ".join(entry.name for entry in announced.entries)
         if key_kind == "rsa" and strict and not oaep:
-            refusal = Text(f"die angekündigten Fähigkeiten ({names}) nennen kein RSAES-OAEP, das "
+            refusal = Text(de=f"die angekündigten Fähigkeiten ({names}) nennen kein RSAES-OAEP, das "
                            "Profil 'strict' verwendet RSAES-PKCS1-v1_5 nicht",
-                           f"the announced capabilities ({names}) do not include RSAES-OAEP, and "
+                           en=f"the announced capabilities ({names}) do not include RSAES-OAEP, and "
                            "the 'strict' profile does not use RSAES-PKCS1-v1_5")
         else:
             return AlgorithmChoice(
@@ -192,37 +192,37 @@ def choose_algorithms(
                 rsa_key_transport=(RsaKeyTransport.RSAES_OAEP_SHA256 if oaep
                                    else RsaKeyTransport.RSAES_PKCS1_V15),
                 signature=signature, signer=signer, source="harvested",
-                why=Text(f"vom Empfänger in signierter Post angekündigt: {names}",
-                         f"harvested from the recipient's signed mail: {names}"))
+                why=Text(de=f"vom Empfänger in signierter Post angekündigt: {names}",
+                         en=f"harvested from the recipient's signed mail: {names}"))
     if configured is not None:
         key, entry = configured
         return AlgorithmChoice(
             content_cipher=_CIPHER_SETTINGS[entry.content_cipher], key_kind=key_kind,
             rsa_key_transport=_TRANSPORT_SETTINGS[entry.rsa_key_transport],
             signature=signature, signer=signer, source="configured",
-            why=Text(f"eingestellt für {key}", f"configured for {key}"))
+            why=Text(de=f"eingestellt für {key}", en=f"configured for {key}"))
     if refusal is not None:
         return Declined(refusal)
     if strict:
         return Declined(Text(
-            "Profil 'strict': nicht bekannt, ob das Programm des Empfängers AES-256 mit "
+            de="Profil 'strict': nicht bekannt, ob das Programm des Empfängers AES-256 mit "
             "RSAES-OAEP/ECDH lesen kann (keine signierte Post mit Fähigkeiten, keine Einstellung)",
-            "profile 'strict': not known whether the recipient's program reads AES-256 with "
+            en="profile 'strict': not known whether the recipient's program reads AES-256 with "
             "RSAES-OAEP/ECDH (no signed mail announcing capabilities, no setting)"))
     if key_kind == "ec":
         return Declined(Text(
-            "Profil 'interoperable': ein EC-Zertifikat braucht ECDH, das NSS 3.87 (Thunderbird) "
+            de="Profil 'interoperable': ein EC-Zertifikat braucht ECDH, das NSS 3.87 (Thunderbird) "
             "und gpgsm 2.2 nicht entschlüsseln (gemessen); keine signierte Post mit Fähigkeiten "
             "und keine Einstellung sagt, dass das Programm des Empfängers es kann",
-            "profile 'interoperable': an EC certificate needs ECDH, which NSS 3.87 (Thunderbird) "
+            en="profile 'interoperable': an EC certificate needs ECDH, which NSS 3.87 (Thunderbird) "
             "and gpgsm 2.2 do not decrypt (measured); no signed mail announcing capabilities and "
             "no setting says that the recipient's program does"))
     return AlgorithmChoice(
         content_cipher=ContentCipher.AES256_CBC, key_kind=key_kind,
         rsa_key_transport=RsaKeyTransport.RSAES_PKCS1_V15, signature=signature, signer=signer,
         source="tenant-default",
-        why=Text("Profil 'interoperable' für Empfänger ohne bekannte Fähigkeiten",
-                 "profile 'interoperable' for recipients whose capabilities are unknown"))
+        why=Text(de="Profil 'interoperable' für Empfänger ohne bekannte Fähigkeiten",
+                 en="profile 'interoperable' for recipients whose capabilities are unknown"))
 
 
 __all__ = [

@@ -19,7 +19,7 @@ from siegel import Availability, Text
 from .certificates import fingerprint
 from .texts import describe, format_time
 
-_RECORD_FORMAT = 1
+RECORD_FORMAT = 1
 
 
 Source = str
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 
 
-def _iso(when: dt.datetime | None) -> str | None:
+def iso_time(when: dt.datetime | None) -> str | None:
     return when.astimezone(dt.UTC).isoformat() if when is not None else None
 
 
@@ -65,15 +65,15 @@ class CertificateEntry:
 
     def to_json(self) -> bytes:
         return json.dumps({
-            "format": _RECORD_FORMAT,
+            "format": RECORD_FORMAT,
             "der": base64.b64encode(self.certificate.public_bytes(serialization.Encoding.DER)
                                     ).decode("ascii"),
             "source": self.source,
-            "added_at": _iso(self.added_at),
-            "seen_at": _iso(self.seen_at),
+            "added_at": iso_time(self.added_at),
+            "seen_at": iso_time(self.seen_at),
             "capabilities": list(self.capabilities) if self.capabilities is not None else None,
-            "capabilities_at": _iso(self.capabilities_at),
-            "last_used": _iso(self.last_used),
+            "capabilities_at": iso_time(self.capabilities_at),
+            "last_used": iso_time(self.last_used),
         }, separators=(",", ":")).encode()
 
     @classmethod
@@ -82,7 +82,7 @@ class CertificateEntry:
         fingerprint in its key)."""
         address, _, expected = key.rpartition("/")
         data = json.loads(value)
-        if not isinstance(data, dict) or data.get("format") != _RECORD_FORMAT:
+        if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
             raise ValueError(f"record {key}: unknown format")
         certificate = x509.load_der_x509_certificate(base64.b64decode(data["der"], validate=True))
         if fingerprint(certificate) != expected:
@@ -149,8 +149,8 @@ class Refusal:
     @property
     def reason(self) -> Text:
         label = f"{self.fingerprint[:16]} ({self.subject})"
-        return Text(f"Zertifikat {label}: " + "; ".join(p.reason.de for p in self.problems),
-                    f"certificate {label}: " + "; ".join(p.reason.en for p in self.problems))
+        return Text(de=f"Zertifikat {label}: " + "; ".join(p.reason.de for p in self.problems),
+                    en=f"certificate {label}: " + "; ".join(p.reason.en for p in self.problems))
 
 
 @attrs.frozen(kw_only=True)
@@ -182,21 +182,21 @@ class Selection:
         if best is not None:
             until_de, until_en = format_time(best.certificate.not_valid_after_utc)
             label = f"{best.fingerprint[:16]} ({best.entry.subject})"
-            return Text(f"S/MIME-Zertifikat {label}, gültig bis {until_de}",
-                        f"S/MIME certificate {label}, valid until {until_en}")
+            return Text(de=f"S/MIME-Zertifikat {label}, gültig bis {until_de}",
+                        en=f"S/MIME certificate {label}, valid until {until_en}")
         if not self.refused:
-            reason = Text(f"kein S/MIME-Zertifikat für {self.address} im Verzeichnis",
-                          f"no S/MIME certificate for {self.address} in the directory")
+            reason = Text(de=f"kein S/MIME-Zertifikat für {self.address} im Verzeichnis",
+                          en=f"no S/MIME certificate for {self.address} in the directory")
         else:
             reason = Text(
-                f"kein verwendbares S/MIME-Zertifikat für {self.address}: "
+                de=f"kein verwendbares S/MIME-Zertifikat für {self.address}: "
                 + " | ".join(r.reason.de for r in self.refused),
-                f"no usable S/MIME certificate for {self.address}: "
+                en=f"no usable S/MIME certificate for {self.address}: "
                 + " | ".join(r.reason.en for r in self.refused))
         if not self.notes:
             return reason
-        return Text("; ".join([reason.de, *(n.de for n in self.notes)]),
-                    "; ".join([reason.en, *(n.en for n in self.notes)]))
+        return Text(de="; ".join([reason.de, *(n.de for n in self.notes)]),
+                    en="; ".join([reason.en, *(n.en for n in self.notes)]))
 
     def availability(self) -> Availability:
         """The answer of a protection method's ``can_serve``."""
@@ -244,6 +244,7 @@ class CertificateLookup(Protocol):
 
 
 __all__ = [
+    "RECORD_FORMAT",
     "CertificateEntry",
     "CertificateLookup",
     "ImportReport",
@@ -253,4 +254,5 @@ __all__ = [
     "Selection",
     "Source",
     "UsableCertificate",
+    "iso_time",
 ]

@@ -233,18 +233,19 @@ async def test_a_render_worker_that_dies_is_replaced_and_the_copy_retried(siegel
             return original(self, *args)
 
         monkeypatch.setattr(render_pool._Worker, "render", killed_while_rendering)
-        [worker] = render_pool.worker_pids()
+        [worker] = render_pool.RENDER_POOL.worker_pids()
         once = await send_customer_mail(harness, subject="Einmal beendet")
         await harness.process()
         [record] = await harness.store.recipients(once)
         assert record.state is RecipientState.ACCEPTED, record
         assert record.detail == "the PDF render worker died while rendering"
         assert len(harness.sink.to(CITIZEN)) == delivered
-        assert render_pool.worker_pids() == []  # the dead one is gone; a new one comes when needed
+        # The dead one is gone; a new one comes when needed.
+        assert render_pool.RENDER_POOL.worker_pids() == []
         harness.clock.advance(seconds=600)
         await harness.process()
         assert (await harness.states(once))[CITIZEN] is RecipientState.DELIVERED
-        assert render_pool.worker_pids() not in ([], [worker])
+        assert render_pool.RENDER_POOL.worker_pids() not in ([], [worker])
         delivered += 1
 
         kills["left"] = 100

@@ -275,3 +275,21 @@ async def test_tenant_identity_from_pkcs12_with_password_file(siegel_harness, pk
     data["tenants"]["test"]["name"] = "Stadt"
     with pytest.raises(ConfigError, match=r"settings\.smime\.pkcs12: .*cannot open"):
         config_from_mapping(data, PluginRegistry.load(), source="x", base_dir=tmp_path)
+
+
+async def test_the_directories_are_a_resource_that_the_stop_forgets(siegel_harness, pki,
+                                                                     parties):
+    from siegel.plugins.smime.plugin import DIRECTORIES
+
+    async with siegel_harness(config=config(pki, parties), clock=now()) as harness:
+        assert harness.registry.resources["smime-directories"].plugin == "smime"
+        directory = await import_certificates(harness, pki, parties["lawyer"].cert)
+        assert directory_for(harness.runtime, "test", directory_settings(harness)) is directory
+        assert len(DIRECTORIES) >= 1
+    # The runtime is still referenced here, so only the resource's stop can have forgotten it.
+    assert harness.runtime is not None
+    assert len(DIRECTORIES) == 0
+
+
+def directory_settings(harness):
+    return harness.config.tenants["test"].settings["smime"]

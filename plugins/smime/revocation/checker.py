@@ -21,9 +21,9 @@ from siegel import Text
 
 from ..texts import describe, format_time
 from .crl import crl_status_from, crl_urls, load_crls
-from .fetch import MAX_CRL_BYTES, MAX_OCSP_BYTES, FetchError, HttpClientFactory, _default_client, fetch_bytes
-from .ocsp import _hash, _key_bits, ocsp_cache_until, ocsp_urls, read_ocsp_response
-from .status import RevocationFailure, _Status, _unknown
+from .fetch import MAX_CRL_BYTES, MAX_OCSP_BYTES, FetchError, HttpClientFactory, default_client, fetch_bytes
+from .ocsp import hash_bytes, ocsp_cache_until, ocsp_urls, public_key_bits, read_ocsp_response
+from .status import RevocationFailure, RevocationStatus, unknown_status
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ MAX_CACHED = 10_000
 
 @attrs.define
 class _Cached:
-    status: _Status
+    status: RevocationStatus
     until: dt.datetime
 
 
@@ -72,7 +72,7 @@ class RevocationChecker:
         timeout_seconds: float = 10.0,
         cache_seconds: float = 3600.0,
         failure_cache_seconds: float = 60.0,
-        http_client: HttpClientFactory = _default_client,
+        http_client: HttpClientFactory = default_client,
     ) -> None:
         if mode not in REVOCATION_MODES:
             raise ValueError(f"revocation mode must be one of {REVOCATION_MODES}, not {mode!r}")
@@ -111,7 +111,7 @@ class RevocationChecker:
         if self.mode == "off":
             return None
         details: list[Text] = []
-        status: _Status | None = None
+        status: RevocationStatus | None = None
         if self.mode in ("ocsp", "crl-or-ocsp"):
             status = await self.ocsp_status(certificate, issuer, now)
             if status.kind == "unknown":
@@ -127,9 +127,9 @@ class RevocationChecker:
             return RevocationFailure(
                 code="revocation-unknown", certificate=certificate,
                 reason=Text(
-                    f"Sperrstatus von „{subject}“ nicht feststellbar: "
+                    de=f"Sperrstatus von „{subject}“ nicht feststellbar: "
                     + "; ".join(d.de for d in details),
-                    f"revocation status of \"{subject}\" unknown: "
+                    en=f"revocation status of \"{subject}\" unknown: "
                     + "; ".join(d.en for d in details)))
         if status.kind == "revoked":
             assert status.revoked_at is not None
@@ -137,14 +137,14 @@ class RevocationChecker:
             why = f" ({status.reason})" if status.reason else ""
             return RevocationFailure(
                 code="revoked", certificate=certificate, revoked_at=status.revoked_at,
-                reason=Text(f"„{subject}“ ist seit {when_de} gesperrt{why} ({status.detail.de})",
-                            f"\"{subject}\" revoked at {when_en}{why} ({status.detail.en})"))
+                reason=Text(de=f"„{subject}“ ist seit {when_de} gesperrt{why} ({status.detail.de})",
+                            en=f"\"{subject}\" revoked at {when_en}{why} ({status.detail.en})"))
         return None
 
     # -- CRLs -------------------------------------------------------------------------------
 
     async def crl_status(self, certificate: x509.Certificate, issuer: x509.Certificate,
-                         now: dt.datetime) -> _Status:
+                         now: dt.datetime) -> RevocationStatus:
         problems: list[Text] = []
         for crl, origin in self._local_crls(issuer, problems):
             status = crl_status_from(crl, origin, certificate, issuer, now, problems)
@@ -160,17 +160,17 @@ class RevocationChecker:
                 if status is not None:
                     return status
         elif urls:
-            problems.append(Text(f"Abruf von {', '.join(urls)} abgeschaltet",
-                                 f"fetching {', '.join(urls)} is switched off"))
+            problems.append(Text(de=f"Abruf von {', '.join(urls)} abgeschaltet",
+                                 en=f"fetching {', '.join(urls)} is switched off"))
         if skipped:
-            problems.append(Text(f"nicht unterstützte Sperrlisten-Adressen {', '.join(skipped)}",
-                                 f"unsupported distribution points {', '.join(skipped)}"))
+            problems.append(Text(de=f"nicht unterstützte Sperrlisten-Adressen {', '.join(skipped)}",
+                                 en=f"unsupported distribution points {', '.join(skipped)}"))
         if not problems:
             problems.append(Text(
-                f"keine Sperrliste von „{describe(issuer)}“ (weder Datei noch Verteilungspunkt)",
-                f"no CRL of \"{describe(issuer)}\" (no CRL file, no distribution point)"))
-        return _Status("unknown", Text("CRL: " + "; ".join(p.de for p in problems),
-                                       "CRL: " + "; ".join(p.en for p in problems)))
+                de=f"keine Sperrliste von „{describe(issuer)}“ (weder Datei noch Verteilungspunkt)",
+                en=f"no CRL of \"{describe(issuer)}\" (no CRL file, no distribution point)"))
+        return RevocationStatus("unknown", Text(de="CRL: " + "; ".join(p.de for p in problems),
+                                       en="CRL: " + "; ".join(p.en for p in problems)))
 
     def _local_crls(self, issuer: x509.Certificate, problems: list[Text]
                     ) -> list[tuple[x509.CertificateRevocationList, str]]:
@@ -185,8 +185,8 @@ class RevocationChecker:
             except (OSError, ValueError) as exc:
                 self._local.pop(path, None)
                 log.warning("CRL file unusable: %s", exc)
-                problems.append(Text(f"Sperrlisten-Datei unbrauchbar: {exc}",
-                                     f"CRL file unusable: {exc}"))
+                problems.append(Text(de=f"Sperrlisten-Datei unbrauchbar: {exc}",
+                                     en=f"CRL file unusable: {exc}"))
                 continue
             found += [(crl, str(path)) for crl in cached.crls if crl.issuer == issuer.subject]
         # The newest first: an old file must not hide a newer revocation.
@@ -211,22 +211,22 @@ class RevocationChecker:
                     cached = _CachedCrl(crl, None, until)
                 self._crl_cache[url] = cached
         if cached.crl is None:
-            problems.append(Text(f"{url}: {cached.error}", f"{url}: {cached.error}"))
+            problems.append(Text(de=f"{url}: {cached.error}", en=f"{url}: {cached.error}"))
         return cached.crl
 
     # -- OCSP -------------------------------------------------------------------------------
 
     async def ocsp_status(self, certificate: x509.Certificate, issuer: x509.Certificate,
-                          now: dt.datetime) -> _Status:
+                          now: dt.datetime) -> RevocationStatus:
         urls = ocsp_urls(certificate)
         if not urls:
-            return _unknown("das Zertifikat nennt keinen OCSP-Dienst",
+            return unknown_status("das Zertifikat nennt keinen OCSP-Dienst",
                             "the certificate names no OCSP responder")
         if not self.fetch:
-            return _unknown(f"OCSP-Abfrage bei {urls[0]} abgeschaltet",
+            return unknown_status(f"OCSP-Abfrage bei {urls[0]} abgeschaltet",
                             f"OCSP queries to {urls[0]} are switched off")
         problems: list[Text] = []
-        key_hash = _hash("sha1", _key_bits(issuer))
+        key_hash = hash_bytes("sha1", public_key_bits(issuer))
         for url in urls:
             cache_key = (url, key_hash, certificate.serial_number)
             async with self._lock(f"ocsp {url} {key_hash.hex()} {certificate.serial_number}"):
@@ -239,12 +239,12 @@ class RevocationChecker:
             if cached.status.kind != "unknown":
                 return cached.status
             problems.append(cached.status.detail)
-        return _Status("unknown", Text("OCSP: " + "; ".join(p.de for p in problems),
-                                       "OCSP: " + "; ".join(p.en for p in problems)))
+        return RevocationStatus("unknown", Text(de="OCSP: " + "; ".join(p.de for p in problems),
+                                       en="OCSP: " + "; ".join(p.en for p in problems)))
 
     async def _ask_responder(self, url: str, certificate: x509.Certificate,
                              issuer: x509.Certificate, now: dt.datetime
-                             ) -> tuple[_Status, dt.datetime]:
+                             ) -> tuple[RevocationStatus, dt.datetime]:
         retry_at = now + dt.timedelta(seconds=self.failure_cache_seconds)
         nonce = os.urandom(16)
         request = (ocsp.OCSPRequestBuilder()
@@ -255,7 +255,7 @@ class RevocationChecker:
             data = await self._http("POST", url, request.public_bytes(serialization.Encoding.DER),
                                     MAX_OCSP_BYTES)
         except FetchError as exc:
-            return _unknown(f"{url}: {exc}", f"{url}: {exc}"), retry_at
+            return unknown_status(f"{url}: {exc}", f"{url}: {exc}"), retry_at
         status = read_ocsp_response(data, url, nonce, certificate, issuer, now,
                                     self.cache_seconds)
         if status.kind == "unknown":

@@ -14,8 +14,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from siegel import Text
 
 from ..texts import describe, format_time
-from .fetch import _is_http
-from .status import CLOCK_SKEW, _Status
+from .fetch import is_http
+from .status import CLOCK_SKEW, RevocationStatus
 
 _PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
 
@@ -53,7 +53,7 @@ def crl_urls(certificate: x509.Certificate) -> tuple[list[str], list[str]]:
         # A point with its own cRLIssuer is an indirect CRL, which siegel does not read.
         for name in point.full_name or ():
             if isinstance(name, x509.UniformResourceIdentifier):
-                if _is_http(name.value) and point.crl_issuer is None and point.reasons is None:
+                if is_http(name.value) and point.crl_issuer is None and point.reasons is None:
                     usable.append(name.value)
                 else:
                     skipped.append(name.value)
@@ -69,13 +69,13 @@ def _is_ca(certificate: x509.Certificate) -> bool:
 
 def crl_status_from(crl: x509.CertificateRevocationList, origin: str,
               certificate: x509.Certificate, issuer: x509.Certificate, now: dt.datetime,
-              problems: list[Text]) -> _Status | None:
+              problems: list[Text]) -> RevocationStatus | None:
     """The status according to one CRL, or None (with the problem noted) if it is unusable."""
     name = describe(issuer)
     if crl.issuer != issuer.subject:
-        problems.append(Text(f"{origin}: Sperrliste von „{crl.issuer.rfc4514_string()}“, "
+        problems.append(Text(de=f"{origin}: Sperrliste von „{crl.issuer.rfc4514_string()}“, "
                              f"nicht von „{name}“",
-                             f"{origin}: CRL issued by \"{crl.issuer.rfc4514_string()}\", "
+                             en=f"{origin}: CRL issued by \"{crl.issuer.rfc4514_string()}\", "
                              f"not by \"{name}\""))
         return None
     try:
@@ -83,37 +83,37 @@ def crl_status_from(crl: x509.CertificateRevocationList, origin: str,
     except x509.ExtensionNotFound:
         usage = None
     if usage is not None and not usage.crl_sign:
-        problems.append(Text(f"{origin}: „{name}“ darf keine Sperrlisten signieren (keyUsage)",
-                             f"{origin}: \"{name}\" may not sign CRLs (keyUsage)"))
+        problems.append(Text(de=f"{origin}: „{name}“ darf keine Sperrlisten signieren (keyUsage)",
+                             en=f"{origin}: \"{name}\" may not sign CRLs (keyUsage)"))
         return None
     try:
         valid = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
     except (TypeError, UnsupportedAlgorithm, ValueError):
         valid = False
     if not valid:
-        problems.append(Text(f"{origin}: Signatur der Sperrliste ungültig",
-                             f"{origin}: CRL signature does not verify with the key of "
+        problems.append(Text(de=f"{origin}: Signatur der Sperrliste ungültig",
+                             en=f"{origin}: CRL signature does not verify with the key of "
                              f"\"{name}\""))
         return None
     scope = _crl_scope_problem(crl, certificate)
     if scope is not None:
-        problems.append(Text(f"{origin}: {scope.de}", f"{origin}: {scope.en}"))
+        problems.append(Text(de=f"{origin}: {scope.de}", en=f"{origin}: {scope.en}"))
         return None
     if crl.last_update_utc > now + CLOCK_SKEW:
         when_de, when_en = format_time(crl.last_update_utc)
-        problems.append(Text(f"{origin}: Sperrliste erst ab {when_de} gültig",
-                             f"{origin}: CRL not valid before {when_en}"))
+        problems.append(Text(de=f"{origin}: Sperrliste erst ab {when_de} gültig",
+                             en=f"{origin}: CRL not valid before {when_en}"))
         return None
     if crl.next_update_utc is not None and crl.next_update_utc < now - CLOCK_SKEW:
         when_de, when_en = format_time(crl.next_update_utc)
-        problems.append(Text(f"{origin}: Sperrliste seit {when_de} veraltet (nextUpdate)",
-                             f"{origin}: CRL outdated since {when_en} (nextUpdate)"))
+        problems.append(Text(de=f"{origin}: Sperrliste seit {when_de} veraltet (nextUpdate)",
+                             en=f"{origin}: CRL outdated since {when_en} (nextUpdate)"))
         return None
     entry = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
     issued_de, issued_en = format_time(crl.last_update_utc)
-    detail = Text(f"Sperrliste {origin} vom {issued_de}", f"CRL {origin} of {issued_en}")
+    detail = Text(de=f"Sperrliste {origin} vom {issued_de}", en=f"CRL {origin} of {issued_en}")
     if entry is None:
-        return _Status("good", detail)
+        return RevocationStatus("good", detail)
     reason: str | None = None
     try:
         flag = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
@@ -121,9 +121,9 @@ def crl_status_from(crl: x509.CertificateRevocationList, origin: str,
         pass
     else:
         if flag is x509.ReasonFlags.remove_from_crl:
-            return _Status("good", detail)
+            return RevocationStatus("good", detail)
         reason = flag.value
-    return _Status("revoked", detail, revoked_at=entry.revocation_date_utc, reason=reason)
+    return RevocationStatus("revoked", detail, revoked_at=entry.revocation_date_utc, reason=reason)
 
 
 def _crl_scope_problem(crl: x509.CertificateRevocationList, certificate: x509.Certificate
@@ -131,27 +131,27 @@ def _crl_scope_problem(crl: x509.CertificateRevocationList, certificate: x509.Ce
     for extension in crl.extensions:
         value = extension.value
         if isinstance(value, x509.DeltaCRLIndicator):
-            return Text("Delta-Sperrliste (nur mit Basis-Sperrliste lesbar)",
-                        "delta CRL (needs its base CRL)")
+            return Text(de="Delta-Sperrliste (nur mit Basis-Sperrliste lesbar)",
+                        en="delta CRL (needs its base CRL)")
         if isinstance(value, x509.IssuingDistributionPoint):
             if value.indirect_crl:
-                return Text("indirekte Sperrliste (nicht unterstützt)",
-                            "indirect CRL (not supported)")
+                return Text(de="indirekte Sperrliste (nicht unterstützt)",
+                            en="indirect CRL (not supported)")
             if value.only_some_reasons is not None:
-                return Text("Sperrliste nur für einige Sperrgründe",
-                            "CRL covers only some revocation reasons")
+                return Text(de="Sperrliste nur für einige Sperrgründe",
+                            en="CRL covers only some revocation reasons")
             if value.only_contains_attribute_certs:
-                return Text("Sperrliste nur für Attributzertifikate",
-                            "CRL covers attribute certificates only")
+                return Text(de="Sperrliste nur für Attributzertifikate",
+                            en="CRL covers attribute certificates only")
             if value.only_contains_ca_certs and not _is_ca(certificate):
-                return Text("Sperrliste nur für CA-Zertifikate",
-                            "CRL covers CA certificates only")
+                return Text(de="Sperrliste nur für CA-Zertifikate",
+                            en="CRL covers CA certificates only")
             if value.only_contains_user_certs and _is_ca(certificate):
-                return Text("Sperrliste nur für Endnutzer-Zertifikate",
-                            "CRL covers end-entity certificates only")
+                return Text(de="Sperrliste nur für Endnutzer-Zertifikate",
+                            en="CRL covers end-entity certificates only")
         elif extension.critical and isinstance(value, x509.UnrecognizedExtension):
-            return Text(f"unbekannte kritische Erweiterung {extension.oid.dotted_string}",
-                        f"unknown critical extension {extension.oid.dotted_string}")
+            return Text(de=f"unbekannte kritische Erweiterung {extension.oid.dotted_string}",
+                        en=f"unknown critical extension {extension.oid.dotted_string}")
     return None
 
 

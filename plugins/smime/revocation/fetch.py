@@ -20,12 +20,12 @@ class FetchError(Exception):
 HttpClientFactory = Callable[[float], httpx.AsyncClient]
 
 
-def _default_client(timeout: float) -> httpx.AsyncClient:
+def default_client(timeout: float) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=True,
                              max_redirects=3)
 
 
-def _is_http(url: str) -> bool:
+def is_http(url: str) -> bool:
     return url.lower().startswith(("http://", "https://"))
 
 
@@ -60,5 +60,7 @@ __all__ = [
     "MAX_OCSP_BYTES",
     "FetchError",
     "HttpClientFactory",
+    "default_client",
     "fetch_bytes",
+    "is_http",
 ]

@@ -26,8 +26,8 @@ from cryptography.x509.oid import (
 from siegel import Text
 
 from ..texts import describe, format_time
-from .fetch import _is_http
-from .status import CLOCK_SKEW, _Status, _unknown
+from .fetch import is_http
+from .status import CLOCK_SKEW, RevocationStatus, unknown_status
 
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,
@@ -38,7 +38,7 @@ _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
 }
 
 
-def _key_bits(certificate: x509.Certificate) -> bytes:
+def public_key_bits(certificate: x509.Certificate) -> bytes:
     """The subjectPublicKey BIT STRING's value, as OCSP's issuerKeyHash hashes it."""
     spki = certificate.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -46,7 +46,7 @@ def _key_bits(certificate: x509.Certificate) -> bytes:
     return bytes(bits.contents[1:])  # without the unused-bits octet
 
 
-def _hash(name: str, data: bytes) -> bytes:
+def hash_bytes(name: str, data: bytes) -> bytes:
     return hashlib.new(name, data).digest()
 
 
@@ -99,25 +99,25 @@ def ocsp_urls(certificate: x509.Certificate) -> list[str]:
         for description in access.value
         if description.access_method == AuthorityInformationAccessOID.OCSP
         and isinstance(description.access_location, x509.UniformResourceIdentifier)
-        and _is_http(description.access_location.value)
+        and is_http(description.access_location.value)
     ]
 
 
 def read_ocsp_response(data: bytes, url: str, nonce: bytes, certificate: x509.Certificate,
                        issuer: x509.Certificate, now: dt.datetime, cache_seconds: float
-                       ) -> _Status:
+                       ) -> RevocationStatus:
     """The status an OCSP answer gives, once verified (signer, signature, nonce, the
     certificate covered, freshness); ``unknown`` with the reason otherwise."""
     try:
         response = ocsp.load_der_ocsp_response(data)
     except ValueError as exc:
-        return _unknown(f"{url}: keine OCSP-Antwort ({exc})", f"{url}: not an OCSP response ({exc})")
+        return unknown_status(f"{url}: keine OCSP-Antwort ({exc})", f"{url}: not an OCSP response ({exc})")
     if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
         status = response.response_status.name.lower()
-        return _unknown(f"{url}: Antwort „{status}“", f"{url}: responder answered {status!r}")
+        return unknown_status(f"{url}: Antwort „{status}“", f"{url}: responder answered {status!r}")
     signer = _ocsp_signer(response, issuer, now)
     if isinstance(signer, Text):
-        return _unknown(f"{url}: {signer.de}", f"{url}: {signer.en}")
+        return unknown_status(f"{url}: {signer.de}", f"{url}: {signer.en}")
     pss, pss_hash = _ocsp_pss(data) if (
         response.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS) else (None, None)
     try:
@@ -125,7 +125,7 @@ def read_ocsp_response(data: bytes, url: str, nonce: bytes, certificate: x509.Ce
                           pss_hash or response.signature_hash_algorithm,
                           response.signature_algorithm_oid, pss)
     except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError) as exc:
-        return _unknown(f"{url}: Signatur der OCSP-Antwort ungültig ({type(exc).__name__})",
+        return unknown_status(f"{url}: Signatur der OCSP-Antwort ungültig ({type(exc).__name__})",
                         f"{url}: the OCSP response signature does not verify "
                         f"({type(exc).__name__})")
     try:
@@ -133,31 +133,31 @@ def read_ocsp_response(data: bytes, url: str, nonce: bytes, certificate: x509.Ce
     except x509.ExtensionNotFound:
         echoed = None
     if echoed is not None and echoed != nonce:
-        return _unknown(f"{url}: OCSP-Nonce passt nicht (Wiederholung?)",
+        return unknown_status(f"{url}: OCSP-Nonce passt nicht (Wiederholung?)",
                         f"{url}: OCSP nonce does not match (replayed answer?)")
     single = _single_response(response, certificate, issuer)
     if single is None:
-        return _unknown(f"{url}: Antwort betrifft das Zertifikat nicht",
+        return unknown_status(f"{url}: Antwort betrifft das Zertifikat nicht",
                         f"{url}: the answer does not cover the certificate")
     this_update = single.this_update_utc
     if this_update > now + CLOCK_SKEW:
-        return _unknown(f"{url}: Antwort aus der Zukunft ({format_time(this_update)[0]})",
+        return unknown_status(f"{url}: Antwort aus der Zukunft ({format_time(this_update)[0]})",
                         f"{url}: answer from the future ({format_time(this_update)[1]})")
     next_update = single.next_update_utc
     stale = (next_update < now - CLOCK_SKEW if next_update is not None
              else this_update < now - dt.timedelta(seconds=max(cache_seconds, 300)))
     if stale:
-        return _unknown(f"{url}: Antwort veraltet (thisUpdate {format_time(this_update)[0]})",
+        return unknown_status(f"{url}: Antwort veraltet (thisUpdate {format_time(this_update)[0]})",
                         f"{url}: outdated answer (thisUpdate {format_time(this_update)[1]})")
     produced_de, produced_en = format_time(response.produced_at_utc)
-    detail = Text(f"OCSP {url} vom {produced_de}", f"OCSP {url} of {produced_en}")
+    detail = Text(de=f"OCSP {url} vom {produced_de}", en=f"OCSP {url} of {produced_en}")
     if single.certificate_status is ocsp.OCSPCertStatus.GOOD:
-        return _Status("good", detail)
+        return RevocationStatus("good", detail)
     if single.certificate_status is ocsp.OCSPCertStatus.REVOKED:
         reason = single.revocation_reason.value if single.revocation_reason else None
         assert single.revocation_time_utc is not None
-        return _Status("revoked", detail, revoked_at=single.revocation_time_utc, reason=reason)
-    return _unknown(f"{url}: Status „unbekannt“ (der Dienst kennt das Zertifikat nicht)",
+        return RevocationStatus("revoked", detail, revoked_at=single.revocation_time_utc, reason=reason)
+    return unknown_status(f"{url}: Status „unbekannt“ (der Dienst kennt das Zertifikat nicht)",
                     f"{url}: status 'unknown' (the responder does not know the certificate)")
 
 
@@ -174,15 +174,15 @@ def ocsp_cache_until(data: bytes, now: dt.datetime, cache_seconds: float) -> dt.
 def _single_response(response: ocsp.OCSPResponse, certificate: x509.Certificate,
                      issuer: x509.Certificate) -> ocsp.OCSPSingleResponse | None:
     name_der = issuer.subject.public_bytes()
-    key_bits = _key_bits(issuer)
+    key_bits = public_key_bits(issuer)
     for single in response.responses:
         if single.serial_number != certificate.serial_number:
             continue
         hash_name = single.hash_algorithm.name
         if hash_name not in _HASHES:
             continue
-        if (single.issuer_key_hash == _hash(hash_name, key_bits)
-                and single.issuer_name_hash == _hash(hash_name, name_der)):
+        if (single.issuer_key_hash == hash_bytes(hash_name, key_bits)
+                and single.issuer_name_hash == hash_bytes(hash_name, name_der)):
             return single
     return None
 
@@ -195,7 +195,7 @@ def _ocsp_signer(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: dt.
     def names(candidate: x509.Certificate) -> bool:
         if response.responder_name is not None:
             return candidate.subject == response.responder_name
-        return response.responder_key_hash == _hash("sha1", _key_bits(candidate))
+        return response.responder_key_hash == hash_bytes("sha1", public_key_bits(candidate))
 
     if names(issuer):
         return issuer
@@ -206,27 +206,29 @@ def _ocsp_signer(response: ocsp.OCSPResponse, issuer: x509.Certificate, now: dt.
         try:
             candidate.verify_directly_issued_by(issuer)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-            return Text(f"Responder „{subject}“ nicht vom Aussteller „{describe(issuer)}“ "
+            return Text(de=f"Responder „{subject}“ nicht vom Aussteller „{describe(issuer)}“ "
                         "beauftragt",
-                        f"responder \"{subject}\" is not certified by the issuer "
+                        en=f"responder \"{subject}\" is not certified by the issuer "
                         f"\"{describe(issuer)}\"")
         try:
             eku = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         except x509.ExtensionNotFound:
             eku = None
         if eku is None or ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
-            return Text(f"Responder „{subject}“ hat nicht den Verwendungszweck OCSPSigning",
-                        f"responder \"{subject}\" lacks the OCSPSigning extended key usage")
+            return Text(de=f"Responder „{subject}“ hat nicht den Verwendungszweck OCSPSigning",
+                        en=f"responder \"{subject}\" lacks the OCSPSigning extended key usage")
         if not candidate.not_valid_before_utc <= now <= candidate.not_valid_after_utc:
-            return Text(f"Responder-Zertifikat „{subject}“ ist nicht gültig",
-                        f"responder certificate \"{subject}\" is not valid now")
+            return Text(de=f"Responder-Zertifikat „{subject}“ ist nicht gültig",
+                        en=f"responder certificate \"{subject}\" is not valid now")
         return candidate
-    return Text("Antwort von einem unbekannten Responder",
-                "answer signed by an unknown responder")
+    return Text(de="Antwort von einem unbekannten Responder",
+                en="answer signed by an unknown responder")
 
 
 __all__ = [
+    "hash_bytes",
     "ocsp_cache_until",
     "ocsp_urls",
+    "public_key_bits",
     "read_ocsp_response",
 ]

@@ -28,18 +28,20 @@ class RevocationFailure:
 
 
 @attrs.frozen
-class _Status:
+class RevocationStatus:
     kind: Literal["good", "revoked", "unknown"]
     detail: Text
     revoked_at: dt.datetime | None = None
     reason: str | None = None
 
 
-def _unknown(de: str, en: str) -> _Status:
-    return _Status("unknown", Text(de, en))
+def unknown_status(de: str, en: str) -> RevocationStatus:
+    return RevocationStatus("unknown", Text(de=de, en=en))
 
 
 __all__ = [
     "CLOCK_SKEW",
     "RevocationFailure",
+    "RevocationStatus",
+    "unknown_status",
 ]
