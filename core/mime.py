@@ -315,6 +315,24 @@ def _header_text(part: EmailMessage, fields: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def _source_text(part: EmailMessage, skip: frozenset[str] = frozenset()) -> str:
+    """The text of every header field of ``part`` as a recipient sees it in the mail program's
+    header or source view: each value decoded (encoded words, RFC 2231 parameters) and, where
+    that differs, as written. A field whose name is damaged (``Su2ject``) or a parameter the
+    parser does not take for a file name is still text the recipient can read."""
+    lines = []
+    for name, raw in part.raw_items():
+        if name.lower() in skip:
+            continue
+        lines.append(f"{name}: {raw}")
+        decoded = raw
+        with contextlib.suppress(Exception):  # a field the parser cannot decode: read it raw
+            decoded = str(part.policy.header_fetch_parse(name, raw))
+        if decoded != raw:
+            lines.append(f"{name}: {decoded}")
+    return "\n".join(lines)
+
+
 def _decode_attached_message(inner: EmailMessage, encoding: str) -> EmailMessage | None:
     encoded = inner.as_string() if inner.keys() else str(inner.get_payload())
     try:
@@ -323,6 +341,70 @@ def _decode_attached_message(inner: EmailMessage, encoding: str) -> EmailMessage
     except (binascii.Error, ValueError):
         return None
     return parse_email(data)
+
+
+_ASCII_SAMPLE = "".join(map(chr, range(0x20, 0x7f))) + "\r\n\t"
+
+
+def _ascii_compatible(charset: str) -> bool:
+    """Whether ``charset`` writes ASCII as ASCII (UTF-16 and UTF-7 do not)."""
+    try:
+        return _ASCII_SAMPLE.encode(charset) == _ASCII_SAMPLE.encode("ascii")
+    except (LookupError, UnicodeError):
+        return False
+
+
+def _plausible_texts(data: bytes, charset: str) -> list[str]:
+    """``data`` decoded the ways a reader may show it: with the declared ``charset`` and, where
+    the label may be wrong, as mail programs fall back (and as a recipient can choose with the
+    program's "text encoding" menu): UTF-8, then windows-1252. A part whose label does not fit
+    its bytes is searched in every such reading, not only in the one the label names."""
+    texts = [data.decode(charset, "replace")]
+    if data.isascii() and _ascii_compatible(charset):
+        return texts  # every reading is the same
+    try:
+        texts.append(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        texts.append(data.decode("cp1252", "replace"))
+    return list(dict.fromkeys(texts))
+
+
+_BASE64_TOKEN = re.compile(rb"[A-Za-z0-9+/]{16,}={0,2}")
+_BASE64_NOISE = re.compile(rb"[^A-Za-z0-9+/]")
+_QP_ESCAPE = re.compile(rb"=(?:[0-9A-F]{2}|\r?\n|\r)")
+_BARE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _payload_bytes(part: EmailMessage) -> bytes:
+    """A part's payload still in its transfer encoding, as bytes (the parser keeps 8-bit bytes
+    as surrogate escapes)."""
+    payload = part.get_payload()
+    if not isinstance(payload, str):
+        return b""
+    try:
+        return payload.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        return payload.encode("utf-8", "surrogateescape")
+
+
+def _lenient_base64(data: bytes) -> list[bytes]:
+    """The base64 in ``data`` decoded the way lenient readers do: every run of the base64
+    alphabet on its own (so that one damaged line does not shift the bits of all that follow)
+    and, where such runs make up much of ``data``, all of it with the characters outside the
+    alphabet skipped and missing padding added. Ordinary text has no such runs."""
+    runs = _BASE64_TOKEN.findall(data)
+    if not runs:
+        return []
+    found = [b"".join(_base64_padded(_BASE64_NOISE.sub(b"", run)) for run in runs)]
+    if sum(map(len, runs)) >= 64:
+        found.append(_base64_padded(_BASE64_NOISE.sub(b"", data)))
+    return found
+
+
+def _base64_padded(letters: bytes) -> bytes:
+    if len(letters) % 4 == 1:  # one letter too many cannot be decoded: drop it
+        letters = letters[:-1]
+    return binascii.a2b_base64(letters + b"===")
 
 
 class _Reader:
@@ -371,8 +453,9 @@ class _Reader:
             return
         if filename := part.get_filename():
             self.add_text(path, content_type, filename)
-        if description := part.get("content-description"):
-            self.add_text(path, content_type, str(description))
+        # Every header field of the part, not only the file name and description: a damaged
+        # parameter still shows in the source view.
+        self.add_text(path, content_type, _source_text(part))
         if part.is_multipart():
             payload = part.get_payload()
             if content_type in ("message/rfc822", "message/global") and isinstance(payload, list):
@@ -388,7 +471,8 @@ class _Reader:
                         self.add_text(path, content_type, self.raw_text(inner))
                         return
                     inner = decoded
-                self.add_text(path, content_type, _header_text(inner, _VISIBLE_FIELDS))
+                self.add_text(path, content_type, _header_text(inner, _VISIBLE_FIELDS) + "\n"
+                              + _source_text(inner))
                 self.message(inner, path, depth + 1)
             elif part.get_content_maintype() == "multipart":
                 self.children(part, path, depth)
@@ -432,6 +516,23 @@ class _Reader:
             self.add_text(path, content_type, self.raw_text(part))
             return
         self.text_part(part, path, content_type, data)
+        # A base64 body labelled 7bit, binary or not at all (or an attachment inside a part
+        # whose structure was lost): a reader shows the letters, and one step (a decoder, a
+        # program that sniffs) shows the text; search that too.
+        for from_base64 in _lenient_base64(data):
+            self.text_part(part, path, content_type, from_base64)
+        if encoding == "quoted-printable":
+            encoded = _payload_bytes(part)
+            if _BARE_CR.search(encoded):
+                # Mail programs take a bare CR for a line end, so ``=`` before it is a soft
+                # line break; the email package drops the rest of such a line instead.
+                self.text_part(part, path, content_type,
+                               quopri.decodestring(_BARE_CR.sub(b"\n", encoded)))
+        elif _QP_ESCAPE.search(data):
+            # Quoted-printable labelled as something else: a soft line break can cut a number
+            # in two that the reader still reads as one.
+            self.text_part(part, path, content_type,
+                           quopri.decodestring(_BARE_CR.sub(b"\n", data)))
 
     def text_part(self, part: EmailMessage, path: str, content_type: str, data: bytes) -> None:
         # RFC 2046 4.1.4: an unknown text subtype is read as text/plain; so is a part without a
@@ -444,16 +545,16 @@ class _Reader:
             charset = "latin-1"  # still search what is ASCII in it
         if data.startswith((b"\xff\xfe", b"\xfe\xff")):
             charset = "utf-16"  # a byte-order mark says more than a missing or wrong label
-        text = data.decode(charset, "replace")
-        if "\x00" in text:  # UTF-16 read as one byte per character still shows its digits
-            text += "\n" + text.replace("\x00", "")
-        if PGP_ARMOR in text:  # an encrypted message inside: its content cannot be checked
-            self.problem(path, content_type, "encrypted")
-        if content_type == "text/html":
-            text = html_to_text(text)
-        elif content_type in ("text/enriched", "text/richtext"):
-            text = _ENRICHED_TAG.sub("", text).replace("<<", "<")
-        self.add_text(path, content_type, text)
+        for text in _plausible_texts(data, charset):
+            if "\x00" in text:  # UTF-16 read as one byte per character still shows its digits
+                text += "\n" + text.replace("\x00", "")
+            if PGP_ARMOR in text:  # an encrypted message inside: its content cannot be checked
+                self.problem(path, content_type, "encrypted")
+            if content_type == "text/html":
+                text = html_to_text(text)
+            elif content_type in ("text/enriched", "text/richtext"):
+                text = _ENRICHED_TAG.sub("", text).replace("<<", "<")
+            self.add_text(path, content_type, text)
 
     @staticmethod
     def raw_text(part: EmailMessage) -> str:
@@ -496,9 +597,11 @@ def searchable(text: str) -> str:
 
 
 def visible_header_text(message: EmailMessage) -> str:
-    """The text of the header fields a recipient's program shows besides the subject (display
-    names, comments, keywords, organisation)."""
-    return _header_text(message, tuple(f for f in _VISIBLE_FIELDS if f != "subject"))
+    """The text of the message's header fields besides the subject, as a recipient's program
+    shows them (display names, comments, keywords, organisation) and as its header or source
+    view shows them (every field, decoded and as written: a field whose name is damaged)."""
+    return (_header_text(message, tuple(f for f in _VISIBLE_FIELDS if f != "subject")) + "\n"
+            + _source_text(message, skip=frozenset({"subject"})))
 
 
 def body_text(message: EmailMessage, limit: int = 10 * 1024 * 1024) -> str:

@@ -132,6 +132,45 @@ LEAKS = {
                                               f"To: {CITIZEN}".encode()),
 }
 
+def base64_lines(text: str) -> bytes:
+    return base64.encodebytes(text.encode()).replace(b"\n", b"\r\n")
+
+
+LETTER = "Guten Tag,\nwir haben Ihren Antrag erhalten und bearbeiten ihn.\n" * 3
+
+# Leaks that the MIME fuzz test (tests/test_mime_fuzz.py) found, one per root cause: a reader
+# shows these parts in a way the label does not say, so siegel reads every plausible way.
+LEAKS |= {
+    # The charset label does not fit the bytes: readers fall back to UTF-8 or windows-1252,
+    # and the recipient can choose another in the "text encoding" menu.
+    "utf-8 labelled utf-16": single("text/plain; charset=utf-16",
+                                    f"Grüße, Nr. {CUSTOMER}".encode(), encoding="8bit"),
+    # A base64 body whose transfer encoding was lost or mislabelled, or has text inside it.
+    "base64 labelled 7bit": single("text/plain; charset=utf-8",
+                                   base64_lines(LETTER + f"Nr. {CUSTOMER}\n"), encoding="7bit"),
+    "base64 without a transfer encoding": single(
+        "text/plain; charset=utf-8", base64_lines(LETTER + f"Nr. {CUSTOMER}\n")),
+    "base64 with text inserted": single(
+        "text/plain; charset=utf-8",
+        base64_lines(LETTER + f"Nr. {CUSTOMER}\n").replace(b"\r\n", b" und so fort\r\n", 1),
+        encoding="binary"),
+    # A quoted-printable soft line break before a bare CR (a line end to mail programs; the
+    # email package drops the rest of the line), or quoted-printable labelled 8bit.
+    "soft line break before a bare CR": single(
+        "text/html; charset=utf-8", f"<p>Nr. {CUSTOMER[:5]}=\r{CUSTOMER[5:]}</p>".encode(),
+        encoding="quoted-printable"),
+    "quoted-printable labelled 8bit": single(
+        "text/plain; charset=utf-8", f"Nr. {CUSTOMER[:5]}=\r\n{CUSTOMER[5:]}".encode(),
+        encoding="8bit"),
+    # The number in a header field a reader shows in its header or source view, though the
+    # field's name or parameter is damaged.
+    "damaged subject field name": single("text/plain", b"Guten Tag",
+                                         extra=f"Su2ject: Nr. {CUSTOMER}"),
+    "damaged file name parameter": multipart(
+        "mixed", part("text/plain; charset=utf-8", b"Anbei.",
+                      f"Content-Disposition: inline; filename*x=utf-8''Nr.%20{CUSTOMER}.txt")),
+}
+
 UNREADABLE = {
     # The pipeline's check for broken MIME quarantines this one first (the stricter finding).
     "undecodable base64": (single("text/plain", b"MTIzQTQ1Njc4O", encoding="base64"),
