@@ -14,6 +14,7 @@ import email.policy
 import quopri
 import re
 import unicodedata
+import urllib.parse
 from email.message import EmailMessage
 from email.parser import BytesParser
 from html.parser import HTMLParser
@@ -318,8 +319,8 @@ def _header_text(part: EmailMessage, fields: tuple[str, ...]) -> str:
 def _source_text(part: EmailMessage, skip: frozenset[str] = frozenset()) -> str:
     """The text of every header field of ``part`` as a recipient sees it in the mail program's
     header or source view: each value decoded (encoded words, RFC 2231 parameters) and, where
-    that differs, as written. A field whose name is damaged (``Su2ject``) or a parameter the
-    parser does not take for a file name is still text the recipient can read."""
+    that differs, as written (and percent-decoded). A field whose name is damaged (``Su2ject``) or
+    a parameter the parser does not take for a file name is still text the recipient can read."""
     lines = []
     for name, raw in part.raw_items():
         if name.lower() in skip:
@@ -330,6 +331,8 @@ def _source_text(part: EmailMessage, skip: frozenset[str] = frozenset()) -> str:
             decoded = str(part.policy.header_fetch_parse(name, raw))
         if decoded != raw:
             lines.append(f"{name}: {decoded}")
+        if "%" in raw:  # RFC 2231 percent-encoding in a parameter the parser did not take
+            lines.append(f"{name}: {urllib.parse.unquote(raw, errors='replace')}")
     return "\n".join(lines)
 
 
@@ -385,6 +388,18 @@ def _payload_bytes(part: EmailMessage) -> bytes:
         return payload.encode("ascii", "surrogateescape")
     except UnicodeEncodeError:
         return payload.encode("utf-8", "surrogateescape")
+
+
+def encoded_readings(data: bytes) -> list[bytes]:
+    """Further readings of text ``data`` that is still transfer-encoded, although its label
+    says otherwise: a base64 body labelled 7bit, binary or not at all (or inside a part whose
+    structure was lost), and quoted-printable labelled as something else. A reader shows the
+    letters, and one step (a decoder, a program that sniffs) shows the text; a soft line break
+    can cut a number in two that the reader still reads as one. Ordinary text has none."""
+    readings = _lenient_base64(data)
+    if _QP_ESCAPE.search(data):
+        readings.append(quopri.decodestring(_BARE_CR.sub(b"\n", data)))
+    return readings
 
 
 def _lenient_base64(data: bytes) -> list[bytes]:
@@ -516,11 +531,6 @@ class _Reader:
             self.add_text(path, content_type, self.raw_text(part))
             return
         self.text_part(part, path, content_type, data)
-        # A base64 body labelled 7bit, binary or not at all (or an attachment inside a part
-        # whose structure was lost): a reader shows the letters, and one step (a decoder, a
-        # program that sniffs) shows the text; search that too.
-        for from_base64 in _lenient_base64(data):
-            self.text_part(part, path, content_type, from_base64)
         if encoding == "quoted-printable":
             encoded = _payload_bytes(part)
             if _BARE_CR.search(encoded):
@@ -528,11 +538,8 @@ class _Reader:
                 # line break; the email package drops the rest of such a line instead.
                 self.text_part(part, path, content_type,
                                quopri.decodestring(_BARE_CR.sub(b"\n", encoded)))
-        elif _QP_ESCAPE.search(data):
-            # Quoted-printable labelled as something else: a soft line break can cut a number
-            # in two that the reader still reads as one.
-            self.text_part(part, path, content_type,
-                           quopri.decodestring(_BARE_CR.sub(b"\n", data)))
+        for reading in encoded_readings(data):
+            self.text_part(part, path, content_type, reading)
 
     def text_part(self, part: EmailMessage, path: str, content_type: str, data: bytes) -> None:
         # RFC 2046 4.1.4: an unknown text subtype is read as text/plain; so is a part without a
