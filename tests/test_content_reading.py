@@ -162,6 +162,13 @@ LEAKS |= {
     "quoted-printable labelled 8bit": single(
         "text/plain; charset=utf-8", f"Nr. {CUSTOMER[:5]}=\r\n{CUSTOMER[5:]}".encode(),
         encoding="8bit"),
+    # An attachment that turns out to be text is read the same ways: base64 labelled 7bit in a
+    # part that claims to be a picture, quoted-printable labelled 7bit in a file.
+    "base64 text labelled image/png and 7bit": single(
+        "image/png", base64_lines(LETTER + f"Nr. {CUSTOMER}\n"), encoding="7bit"),
+    "quoted-printable labelled 7bit in a file": single(
+        "application/octet-stream", f"<p>Nr. {CUSTOMER[:5]}=\r\n{CUSTOMER[5:]}</p>".encode(),
+        encoding="7bit"),
     # The number in a header field a reader shows in its header or source view, though the
     # field's name or parameter is damaged.
     "damaged subject field name": single("text/plain", b"Guten Tag",
