@@ -650,6 +650,45 @@ def subject_of(message: EmailMessage) -> str:
     return str(value) if value is not None else ""
 
 
+# An RFC 2047 encoded word, also without its closing ``?=`` (as a truncated or damaged field
+# has it), and the white space between two of them, which readers drop.
+_ENCODED_WORD = re.compile(r"=\?([^?\s]*)\?([bBqQ])\?([^?\s]*)(?:\?=)?")
+_BETWEEN_WORDS = re.compile(r"(?<=\?=)\s+(?==\?)")
+
+
+def _word_bytes(encoding: str, text: str) -> bytes:
+    data = text.encode("ascii", "replace")
+    if encoding in "bB":
+        return _base64_padded(_BASE64_NOISE.sub(b"", data))
+    return quopri.decodestring(data.replace(b"_", b" "))
+
+
+def subject_readings(message: EmailMessage) -> str:
+    """The subject as any reader could show it, for content checks: decoded by the email
+    package, as written (the source view), and with every encoded word decoded leniently (one
+    without its closing ``?=``, bad padding or escapes) in its declared charset and in the
+    charsets readers fall back to."""
+    readings = [subject_of(message)]
+    for name, raw in message.raw_items():
+        if name.lower() != "subject":
+            continue
+        unfolded = _BETWEEN_WORDS.sub("", re.sub(r"\r?\n(?=[ \t])", "", raw))
+        readings.append(unfolded)
+        for choice in (0, -1):  # the declared charset, and the last fallback reading
+
+            def decode(match: re.Match[str], choice: int = choice) -> str:
+                charset = match.group(1).partition("*")[0] or "us-ascii"
+                try:
+                    codecs.lookup(charset)
+                except LookupError:
+                    charset = "latin-1"
+                return _plausible_texts(_word_bytes(match.group(2), match.group(3)),
+                                        charset)[choice]
+
+            readings.append(_ENCODED_WORD.sub(decode, unfolded))
+    return "\n".join(dict.fromkeys(readings))
+
+
 
 # Defects after which the parser may have mis-read where parts begin and end, so classifiers may
 # not have seen all content. Header defects and sloppy base64 padding are common and harmless.

@@ -169,6 +169,14 @@ LEAKS |= {
     "quoted-printable labelled 7bit in a file": single(
         "application/octet-stream", f"<p>Nr. {CUSTOMER[:5]}=\r\n{CUSTOMER[5:]}</p>".encode(),
         encoding="7bit"),
+    # A subject whose encoded word is damaged (no closing ``?=``) or labelled with the wrong
+    # charset: readers decode it leniently.
+    "unterminated encoded word in the subject": single("text/plain", b"Guten Tag").replace(
+        b"Subject: Ihr Anliegen", b"Subject: =?utf-8?b?"
+        + base64.b64encode(f"Nr. {CUSTOMER}".encode()) + b"?"),
+    "encoded word labelled utf-16 in the subject": single("text/plain", b"Guten Tag").replace(
+        b"Subject: Ihr Anliegen", b"Subject: =?utf-16?b?"
+        + base64.b64encode(f"Nr. {CUSTOMER}".encode()) + b"?="),
     # The number in a header field a reader shows in its header or source view, though the
     # field's name or parameter is damaged.
     "damaged subject field name": single("text/plain", b"Guten Tag",
