@@ -374,6 +374,7 @@ def _plausible_texts(data: bytes, charset: str) -> list[str]:
 
 _BASE64_TOKEN = re.compile(rb"[A-Za-z0-9+/]{16,}={0,2}")
 _BASE64_NOISE = re.compile(rb"[^A-Za-z0-9+/]")
+_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 _QP_ESCAPE = re.compile(rb"=(?:[0-9A-F]{2}|\r?\n|\r)")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 
@@ -403,17 +404,25 @@ def encoded_readings(data: bytes) -> list[bytes]:
 
 
 def _lenient_base64(data: bytes) -> list[bytes]:
-    """The base64 in ``data`` decoded the way lenient readers do: every run of the base64
-    alphabet on its own (so that one damaged line does not shift the bits of all that follow)
-    and, where such runs make up much of ``data``, all of it with the characters outside the
-    alphabet skipped and missing padding added. Ordinary text has no such runs."""
-    runs = _BASE64_TOKEN.findall(data)
-    if not runs:
+    """The base64 in ``data`` decoded the way lenient readers do: the lines that hold a run of
+    the base64 alphabet, with the characters outside it skipped and missing padding added, each
+    line on its own (so that one damaged line does not shift the bits of all that follow) and
+    all of them as one stream, read at every alignment (a character lost or inserted shifts the
+    bits after it). Ordinary text has no such runs."""
+    if not _BASE64_TOKEN.search(data):
         return []
-    found = [b"".join(_base64_padded(_BASE64_NOISE.sub(b"", run)) for run in runs)]
-    if sum(map(len, runs)) >= 64:
-        found.append(_base64_padded(_BASE64_NOISE.sub(b"", data)))
-    return found
+    # The last line of a base64 body is short: every line of the alphabet belongs to it.
+    lines = [_BASE64_NOISE.sub(b"", line) for line in data.split()
+             if _BASE64_TOKEN.search(line) or _BASE64_LINE.fullmatch(line)]
+    stream = b"".join(lines)
+    shifts = range(4) if len(stream) <= _SHIFTED_BASE64_MAX else range(1)
+    return [b"".join(map(_base64_padded, lines)),
+            *(_base64_padded(stream[shift:]) for shift in shifts)]
+
+
+#: Up to this much base64 is also read at the three other alignments (more is a file or an
+#: inline picture, whose decoding three more times would only fill the text limit).
+_SHIFTED_BASE64_MAX = 1 << 20
 
 
 def _base64_padded(letters: bytes) -> bytes:

@@ -154,6 +154,10 @@ LEAKS |= {
         "text/plain; charset=utf-8",
         base64_lines(LETTER + f"Nr. {CUSTOMER}\n").replace(b"\r\n", b" und so fort\r\n", 1),
         encoding="binary"),
+    "base64 with a character lost": single(
+        "text/plain; charset=utf-8",
+        (lambda line: line[:10] + line[11:])(
+            base64.b64encode((LETTER + f"Nr. {CUSTOMER}\n").encode())), encoding="7bit"),
     # A quoted-printable soft line break before a bare CR (a line end to mail programs; the
     # email package drops the rest of the line), or quoted-printable labelled 8bit.
     "soft line break before a bare CR": single(
