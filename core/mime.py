@@ -397,10 +397,21 @@ def encoded_readings(data: bytes) -> list[bytes]:
     structure was lost), and quoted-printable labelled as something else. A reader shows the
     letters, and one step (a decoder, a program that sniffs) shows the text; a soft line break
     can cut a number in two that the reader still reads as one. Ordinary text has none."""
-    readings = _lenient_base64(data)
+    readings = [reading for reading in dict.fromkeys(_lenient_base64(data))
+                if _may_be_text(reading)]
     if _QP_ESCAPE.search(data):
         readings.append(quopri.decodestring(_BARE_CR.sub(b"\n", data)))
     return readings
+
+
+_CONTROLS = bytes(b for b in range(32) if b not in b"\x00\t\n\r\f\x0b\x1a")
+
+
+def _may_be_text(data: bytes) -> bool:
+    """Whether decoded base64 may be text (in any charset, UTF-16 too): binary data, such as
+    an inline picture, has many control characters."""
+    head = data[:8192]
+    return len(head) - len(head.translate(None, _CONTROLS)) <= len(head) // 20 + 3
 
 
 def _lenient_base64(data: bytes) -> list[bytes]:
@@ -411,9 +422,13 @@ def _lenient_base64(data: bytes) -> list[bytes]:
     bits after it). Ordinary text has no such runs."""
     if not _BASE64_TOKEN.search(data):
         return []
-    # The last line of a base64 body is short: every line of the alphabet belongs to it.
-    lines = [_BASE64_NOISE.sub(b"", line) for line in data.split()
-             if _BASE64_TOKEN.search(line) or _BASE64_LINE.fullmatch(line)]
+    # Lines that are mostly long runs of the alphabet, and (the short last line of a base64
+    # body) lines of nothing else; a line of words with one long word among them is text.
+    lines = [_BASE64_NOISE.sub(b"", line) for line in map(bytes.strip, data.splitlines())
+             if _BASE64_LINE.fullmatch(line)
+             or sum(map(len, _BASE64_TOKEN.findall(line))) * 4 >= len(line) * 3]
+    if not any(map(_BASE64_TOKEN.search, lines)):
+        return []
     stream = b"".join(lines)
     shifts = range(4) if len(stream) <= _SHIFTED_BASE64_MAX else range(1)
     return [b"".join(map(_base64_padded, lines)),

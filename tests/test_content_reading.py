@@ -441,3 +441,22 @@ def test_bad_reading_settings_name_their_key(tmp_path, settings, expected):
     with pytest.raises(ConfigError) as info:
         config_from_mapping(data, PluginRegistry.load(), source="siegel.toml", base_dir=tmp_path)
     assert any(expected in problem for problem in info.value.problems), info.value.problems
+
+
+def test_the_extra_readings_do_not_fill_the_text_limit_of_ordinary_mail():
+    """The plausible readings (charsets, base64, quoted-printable) are made only where a part
+    may be mislabelled: 4 MB of ordinary text with a long word in every line, or an HTML mail
+    with a large inline picture, stay within the text limit and count as read."""
+    import os
+
+    from siegel import mime
+    from siegel.model import parse_email
+
+    text = ("Grüße aus dem Bürgerbüro zur Datenschutzgrundverordnungsanpassung\n" * 60000)
+    picture = base64.encodebytes(os.urandom(1_500_000))
+    for raw in (single("text/plain; charset=utf-8", text.encode(), encoding="8bit"),
+                single("text/html; charset=utf-8", b'<p>Hallo</p><img src="data:image/png;base64,'
+                       + picture + b'">')):
+        reading = mime.read_message(parse_email(raw))
+        assert not reading.unreadable, reading.unreadable
+        assert len(reading.text) < 2 * len(raw)
