@@ -398,18 +398,20 @@ def encoded_readings(data: bytes) -> list[bytes]:
     letters, and one step (a decoder, a program that sniffs) shows the text; a soft line break
     can cut a number in two that the reader still reads as one. Ordinary text has none."""
     readings = [reading for reading in dict.fromkeys(_lenient_base64(data))
-                if _may_be_text(reading)]
+                if len(reading) <= _SMALL_READING or _may_be_text(reading)]
     if _QP_ESCAPE.search(data):
         readings.append(quopri.decodestring(_BARE_CR.sub(b"\n", data)))
     return readings
 
 
+#: A decoding this small is searched even when it looks binary (damage can make it look so).
+_SMALL_READING = 64 * 1024
 _CONTROLS = bytes(b for b in range(32) if b not in b"\x00\t\n\r\f\x0b\x1a")
 
 
 def _may_be_text(data: bytes) -> bool:
     """Whether decoded base64 may be text (in any charset, UTF-16 too): binary data, such as
-    an inline picture, has many control characters."""
+    a large inline picture, has many control characters."""
     head = data[:8192]
     return len(head) - len(head.translate(None, _CONTROLS)) <= len(head) // 20 + 3
 
