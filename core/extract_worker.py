@@ -35,6 +35,7 @@ import zipfile
 from typing import IO
 from xml.etree.ElementTree import ParseError, XMLParser
 
+from siegel.readings import encoded_readings
 from siegel.worker import limit_memory, read_frame, worker_streams, write_frame
 
 #: Uncompressed bytes that one archive may expand to before it counts as unreadable.
@@ -226,6 +227,9 @@ def _text(data: bytes, problems: _Problems, depth: int, budget: list[int]) -> st
     if text is None:
         problems.add("not-text")
         return ""
+    # Text that is still base64 or quoted-printable (a mislabelled part) is read decoded too.
+    for reading in encoded_readings(data):
+        text += "\n" + (_decoded(reading) or reading.decode("cp1252", "replace"))
     if "-----BEGIN PGP MESSAGE-----" in text:
         problems.add("encrypted")
     if text.lstrip().startswith("{\\rtf"):

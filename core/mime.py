@@ -14,6 +14,7 @@ import email.policy
 import quopri
 import re
 import unicodedata
+import urllib.parse
 from email.message import EmailMessage
 from email.parser import BytesParser
 
@@ -21,6 +22,14 @@ import attrs
 
 from siegel.html_text import html_to_text as html_to_text  # documented here (hooks.rst)
 from siegel.model import Text, parse_email
+from siegel.readings import (
+    BARE_CR,
+    encoded_readings,
+    lenient_encoded_words,
+    payload_bytes,
+    plausible_texts,
+    unfold_encoded_words,
+)
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
@@ -266,6 +275,26 @@ def _header_text(part: EmailMessage, fields: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def _source_text(part: EmailMessage, skip: frozenset[str] = frozenset()) -> str:
+    """The text of every header field of ``part`` as a recipient sees it in the mail program's
+    header or source view: each value decoded (encoded words, RFC 2231 parameters) and, where
+    that differs, as written (and percent-decoded). A field whose name is damaged (``Su2ject``) or
+    a parameter the parser does not take for a file name is still text the recipient can read."""
+    lines = []
+    for name, raw in part.raw_items():
+        if name.lower() in skip:
+            continue
+        lines.append(f"{name}: {raw}")
+        decoded = raw
+        with contextlib.suppress(Exception):  # a field the parser cannot decode: read it raw
+            decoded = str(part.policy.header_fetch_parse(name, raw))
+        if decoded != raw:
+            lines.append(f"{name}: {decoded}")
+        if "%" in raw:  # RFC 2231 percent-encoding in a parameter the parser did not take
+            lines.append(f"{name}: {urllib.parse.unquote(raw, errors='replace')}")
+    return "\n".join(lines)
+
+
 def _decode_attached_message(inner: EmailMessage, encoding: str) -> EmailMessage | None:
     encoded = inner.as_string() if inner.keys() else str(inner.get_payload())
     try:
@@ -322,8 +351,9 @@ class _Reader:
             return
         if filename := part.get_filename():
             self.add_text(path, content_type, filename)
-        if description := part.get("content-description"):
-            self.add_text(path, content_type, str(description))
+        # Every header field of the part, not only the file name and description: a damaged
+        # parameter still shows in the source view.
+        self.add_text(path, content_type, _source_text(part))
         if part.is_multipart():
             payload = part.get_payload()
             if content_type in ("message/rfc822", "message/global") and isinstance(payload, list):
@@ -339,7 +369,8 @@ class _Reader:
                         self.add_text(path, content_type, self.raw_text(inner))
                         return
                     inner = decoded
-                self.add_text(path, content_type, _header_text(inner, _VISIBLE_FIELDS))
+                self.add_text(path, content_type, _header_text(inner, _VISIBLE_FIELDS) + "\n"
+                              + _source_text(inner))
                 self.message(inner, path, depth + 1)
             elif part.get_content_maintype() == "multipart":
                 self.children(part, path, depth)
@@ -383,6 +414,15 @@ class _Reader:
             self.add_text(path, content_type, self.raw_text(part))
             return
         self.text_part(part, path, content_type, data)
+        if encoding == "quoted-printable":
+            encoded = payload_bytes(part)
+            if BARE_CR.search(encoded):
+                # Mail programs take a bare CR for a line end, so ``=`` before it is a soft
+                # line break; the email package drops the rest of such a line instead.
+                self.text_part(part, path, content_type,
+                               quopri.decodestring(BARE_CR.sub(b"\n", encoded)))
+        for reading in encoded_readings(data):
+            self.text_part(part, path, content_type, reading)
 
     def text_part(self, part: EmailMessage, path: str, content_type: str, data: bytes) -> None:
         # RFC 2046 4.1.4: an unknown text subtype is read as text/plain; so is a part without a
@@ -395,16 +435,16 @@ class _Reader:
             charset = "latin-1"  # still search what is ASCII in it
         if data.startswith((b"\xff\xfe", b"\xfe\xff")):
             charset = "utf-16"  # a byte-order mark says more than a missing or wrong label
-        text = data.decode(charset, "replace")
-        if "\x00" in text:  # UTF-16 read as one byte per character still shows its digits
-            text += "\n" + text.replace("\x00", "")
-        if PGP_ARMOR in text:  # an encrypted message inside: its content cannot be checked
-            self.problem(path, content_type, "encrypted")
-        if content_type == "text/html":
-            text = html_to_text(text, with_source=True)
-        elif content_type in ("text/enriched", "text/richtext"):
-            text = _ENRICHED_TAG.sub("", text).replace("<<", "<")
-        self.add_text(path, content_type, text)
+        for text in plausible_texts(data, charset):
+            if "\x00" in text:  # UTF-16 read as one byte per character still shows its digits
+                text += "\n" + text.replace("\x00", "")
+            if PGP_ARMOR in text:  # an encrypted message inside: its content cannot be checked
+                self.problem(path, content_type, "encrypted")
+            if content_type == "text/html":
+                text = html_to_text(text, with_source=True)
+            elif content_type in ("text/enriched", "text/richtext"):
+                text = _ENRICHED_TAG.sub("", text).replace("<<", "<")
+            self.add_text(path, content_type, text)
 
     @staticmethod
     def raw_text(part: EmailMessage) -> str:
@@ -447,9 +487,11 @@ def searchable(text: str) -> str:
 
 
 def visible_header_text(message: EmailMessage) -> str:
-    """The text of the header fields a recipient's program shows besides the subject (display
-    names, comments, keywords, organisation)."""
-    return _header_text(message, tuple(f for f in _VISIBLE_FIELDS if f != "subject"))
+    """The text of the message's header fields besides the subject, as a recipient's program
+    shows them (display names, comments, keywords, organisation) and as its header or source
+    view shows them (every field, decoded and as written: a field whose name is damaged)."""
+    return (_header_text(message, tuple(f for f in _VISIBLE_FIELDS if f != "subject")) + "\n"
+            + _source_text(message, skip=frozenset({"subject"})))
 
 
 def body_text(message: EmailMessage, limit: int = 10 * 1024 * 1024) -> str:
@@ -489,6 +531,23 @@ def oversized_header_blocks(message: EmailMessage, limit: int) -> list[str]:
 def subject_of(message: EmailMessage) -> str:
     value = message.get("subject")
     return str(value) if value is not None else ""
+
+
+# An RFC 2047 encoded word, also without its closing ``?=`` (as a truncated or damaged field
+# has it), and the white space between two of them, which readers drop.
+def subject_readings(message: EmailMessage) -> str:
+    """The subject as any reader could show it, for content checks: decoded by the email
+    package, as written (the source view), and with every encoded word decoded leniently (one
+    without its closing ``?=``, bad padding or escapes) in its declared charset and in the
+    charsets readers fall back to."""
+    readings = [subject_of(message)]
+    for name, raw in message.raw_items():
+        if name.lower() != "subject":
+            continue
+        unfolded = unfold_encoded_words(raw)
+        readings.append(unfolded)
+        readings += lenient_encoded_words(unfolded)
+    return "\n".join(dict.fromkeys(readings))
 
 
 

@@ -132,6 +132,13 @@ class RecipientContext:
         return mime.subject_of(self.email)
 
     @functools.cached_property
+    def subject_text(self) -> str:
+        """The subject as any reader could show it (decoded, as written, and with damaged
+        encoded words decoded leniently), for content checks; :attr:`subject` is the one
+        reading the email package makes."""
+        return mime.subject_readings(self.email)
+
+    @functools.cached_property
     def reading(self) -> mime.Reading:
         """Every part of the copy a recipient could read, and what could not be read (see
         :func:`siegel.mime.read_message`); attachment text is read by :meth:`attachment_text`."""
@@ -172,7 +179,7 @@ class RecipientContext:
     @functools.cached_property
     def text(self) -> str:
         """Subject and readable body text, for content checks."""
-        return self.subject + "\n" + self.body_text
+        return self.subject_text + "\n" + self.body_text
 
 
 TransformFunction = Callable[[RecipientContext], Awaitable[bytes | None]]

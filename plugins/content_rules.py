@@ -108,7 +108,7 @@ class _Haystacks:
 
     def _texts(self, where: Where) -> list[str]:
         if where not in self._made:
-            raw = ([self._ctx.subject] if where == "subject" else
+            raw = ([self._ctx.subject_text] if where == "subject" else
                    [self._ctx.body_text, self._attachment_text] if where == "body" else
                    list(self._ctx.attachment_names))
             self._made[where] = [searchable(text) for text in raw]

@@ -132,6 +132,64 @@ LEAKS = {
                                               f"To: {CITIZEN}".encode()),
 }
 
+def base64_lines(text: str) -> bytes:
+    return base64.encodebytes(text.encode()).replace(b"\n", b"\r\n")
+
+
+LETTER = "Guten Tag,\nwir haben Ihren Antrag erhalten und bearbeiten ihn.\n" * 3
+
+# Leaks that the MIME fuzz test (tests/test_mime_fuzz.py) found, one per root cause: a reader
+# shows these parts in a way the label does not say, so siegel reads every plausible way.
+LEAKS |= {
+    # The charset label does not fit the bytes: readers fall back to UTF-8 or windows-1252,
+    # and the recipient can choose another in the "text encoding" menu.
+    "utf-8 labelled utf-16": single("text/plain; charset=utf-16",
+                                    f"Grüße, Nr. {CUSTOMER}".encode(), encoding="8bit"),
+    # A base64 body whose transfer encoding was lost or mislabelled, or has text inside it.
+    "base64 labelled 7bit": single("text/plain; charset=utf-8",
+                                   base64_lines(LETTER + f"Nr. {CUSTOMER}\n"), encoding="7bit"),
+    "base64 without a transfer encoding": single(
+        "text/plain; charset=utf-8", base64_lines(LETTER + f"Nr. {CUSTOMER}\n")),
+    "base64 with text inserted": single(
+        "text/plain; charset=utf-8",
+        base64_lines(LETTER + f"Nr. {CUSTOMER}\n").replace(b"\r\n", b" und so fort\r\n", 1),
+        encoding="binary"),
+    "base64 with a character lost": single(
+        "text/plain; charset=utf-8",
+        (lambda line: line[:10] + line[11:])(
+            base64.b64encode((LETTER + f"Nr. {CUSTOMER}\n").encode())), encoding="7bit"),
+    # A quoted-printable soft line break before a bare CR (a line end to mail programs; the
+    # email package drops the rest of the line), or quoted-printable labelled 8bit.
+    "soft line break before a bare CR": single(
+        "text/html; charset=utf-8", f"<p>Nr. {CUSTOMER[:5]}=\r{CUSTOMER[5:]}</p>".encode(),
+        encoding="quoted-printable"),
+    "quoted-printable labelled 8bit": single(
+        "text/plain; charset=utf-8", f"Nr. {CUSTOMER[:5]}=\r\n{CUSTOMER[5:]}".encode(),
+        encoding="8bit"),
+    # An attachment that turns out to be text is read the same ways: base64 labelled 7bit in a
+    # part that claims to be a picture, quoted-printable labelled 7bit in a file.
+    "base64 text labelled image/png and 7bit": single(
+        "image/png", base64_lines(LETTER + f"Nr. {CUSTOMER}\n"), encoding="7bit"),
+    "quoted-printable labelled 7bit in a file": single(
+        "application/octet-stream", f"<p>Nr. {CUSTOMER[:5]}=\r\n{CUSTOMER[5:]}</p>".encode(),
+        encoding="7bit"),
+    # A subject whose encoded word is damaged (no closing ``?=``) or labelled with the wrong
+    # charset: readers decode it leniently.
+    "unterminated encoded word in the subject": single("text/plain", b"Guten Tag").replace(
+        b"Subject: Ihr Anliegen", b"Subject: =?utf-8?b?"
+        + base64.b64encode(f"Nr. {CUSTOMER}".encode()) + b"?"),
+    "encoded word labelled utf-16 in the subject": single("text/plain", b"Guten Tag").replace(
+        b"Subject: Ihr Anliegen", b"Subject: =?utf-16?b?"
+        + base64.b64encode(f"Nr. {CUSTOMER}".encode()) + b"?="),
+    # The number in a header field a reader shows in its header or source view, though the
+    # field's name or parameter is damaged.
+    "damaged subject field name": single("text/plain", b"Guten Tag",
+                                         extra=f"Su2ject: Nr. {CUSTOMER}"),
+    "damaged file name parameter": multipart(
+        "mixed", part("text/plain; charset=utf-8", b"Anbei.",
+                      f"Content-Disposition: inline; filename*x=utf-8''Nr.%20{CUSTOMER}.txt")),
+}
+
 UNREADABLE = {
     # The pipeline's check for broken MIME quarantines this one first (the stricter finding).
     "undecodable base64": (single("text/plain", b"MTIzQTQ1Njc4O", encoding="base64"),
@@ -383,3 +441,22 @@ def test_bad_reading_settings_name_their_key(tmp_path, settings, expected):
     with pytest.raises(ConfigError) as info:
         config_from_mapping(data, PluginRegistry.load(), source="siegel.toml", base_dir=tmp_path)
     assert any(expected in problem for problem in info.value.problems), info.value.problems
+
+
+def test_the_extra_readings_do_not_fill_the_text_limit_of_ordinary_mail():
+    """The plausible readings (charsets, base64, quoted-printable) are made only where a part
+    may be mislabelled: 4 MB of ordinary text with a long word in every line, or an HTML mail
+    with a large inline picture, stay within the text limit and count as read."""
+    import os
+
+    from siegel import mime
+    from siegel.model import parse_email
+
+    text = ("Grüße aus dem Bürgerbüro zur Datenschutzgrundverordnungsanpassung\n" * 60000)
+    picture = base64.encodebytes(os.urandom(1_500_000))
+    for raw in (single("text/plain; charset=utf-8", text.encode(), encoding="8bit"),
+                single("text/html; charset=utf-8", b'<p>Hallo</p><img src="data:image/png;base64,'
+                       + picture + b'">')):
+        reading = mime.read_message(parse_email(raw))
+        assert not reading.unreadable, reading.unreadable
+        assert len(reading.text) < 2 * len(raw)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import re
 import time
@@ -33,7 +34,8 @@ from siegel import (
 )
 from siegel.runtime import NoTenant
 
-SEED = 20261203
+#: The seed CI runs; another is tried locally with ``SIEGEL_FUZZ_SEED=7 pytest tests/test_mime_fuzz.py``.
+SEED = int(os.environ.get("SIEGEL_FUZZ_SEED", "20261203"))
 MARKER = "KD-4711-0815"
 CASES = 3000
 #: A generous bound per case (parse, classify, protect, deliver and the notice it causes).
@@ -165,8 +167,11 @@ async def test_fuzzed_messages_never_stall_and_always_end_somewhere(siegel_harne
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="32 of 3000 cases still leave readable after the merge")
 async def test_fuzzed_messages_never_leave_readable_when_a_rule_matches(siegel_harness, caplog,
                                                                         monkeypatch):
+    """No copy that reaches the external recipient unprotected lets the oracle read the marker.
+    The oracle is unchanged: the leaks it found were real (a wrong charset label, a lost or wrong
+    transfer encoding over base64, quoted-printable soft breaks before a bare CR, the marker in a
+    damaged header field or parameter) and were closed in :func:`siegel.mime.read_message`."""
     run = await fuzz_run(siegel_harness, caplog, monkeypatch)
     assert not run.leaks, f"{len(run.leaks)} cases left readable, first: {run.leaks[:10]}"
