@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from typing import TypeVar
 
 import attrs
@@ -146,6 +147,15 @@ def _describe(exc: BaseException) -> str:
     return f"raised {type(exc).__name__}: {exc}"
 
 
+def _prepared(ctx: RecipientContext) -> RecipientContext:
+    """Read what classifiers read (subject, attachment names, body text) once, here, on the
+    reading thread, instead of on the event loop by each classifier."""
+    ctx.subject  # noqa: B018
+    ctx.attachment_names  # noqa: B018
+    ctx.body_text  # noqa: B018
+    return ctx
+
+
 class Pipeline:
     def __init__(self, config: Config, registry: PluginRegistry, services: Services) -> None:
         self.config = config
@@ -211,23 +221,29 @@ class Pipeline:
         bounds what such a thread can cost: the email package parses folded encoded words and
         long parameter lists in time that grows faster than the field.
         """
-        limit = self.config.delivery.max_header_size
 
         def read() -> RecipientContext:
-            oversized = mime.oversized_header_blocks(message.parsed, limit)
-            if oversized:
-                raise _Unreadable(Text(
-                    de=f"Kopfbereich größer als {limit} Bytes ({', '.join(oversized[:5])})",
-                    en=f"header block larger than {limit} bytes ({', '.join(oversized[:5])})"))
+            self._check_header_blocks(message.parsed, Text(de="Kopfbereich", en="header block"))
             ctx = self.context(message, tenant, recipient)
             # Header access is where the lenient parser can still fail; make it fail here.
-            ctx.subject  # noqa: B018 (read to raise here)
             ctx.email.get_body()
-            # What classifiers read, made here once instead of on the event loop by each.
-            ctx.attachment_names  # noqa: B018
-            ctx.body_text  # noqa: B018
-            return ctx
+            return _prepared(ctx)
 
+        return await self._read_off_loop(read, the_message=Text(de="der Nachricht", en="the message"),
+                                         quote_error=True)
+
+    def _check_header_blocks(self, email: EmailMessage, what: Text) -> None:
+        limit = self.config.delivery.max_header_size
+        oversized = mime.oversized_header_blocks(email, limit)
+        if oversized:
+            parts = ", ".join(oversized[:5])
+            raise _Unreadable(Text(de=f"{what.de} größer als {limit} Bytes ({parts})",
+                                   en=f"{what.en} larger than {limit} bytes ({parts})"))
+
+    async def _read_off_loop(self, read: Callable[[], RecipientContext], *, the_message: Text,
+                             quote_error: bool) -> RecipientContext:
+        """Run ``read`` in a thread within the classify time limit and turn what can go wrong
+        into a :class:`StageFailure` (``the_message``: what was read, in the genitive)."""
         seconds = self.config.delivery.classify_timeout_seconds
         try:
             return await self._off_loop(read, seconds)
@@ -238,12 +254,13 @@ class Pipeline:
                                     en=f"header field too large ({exc})")) from exc
         except TimeoutError as exc:
             raise StageFailure(Text(
-                de=f"Das Lesen der Nachricht dauerte länger als {seconds:g} s",
-                en=f"reading the message took longer than {seconds:g} s")) from exc
+                de=f"Das Lesen {the_message.de} dauerte länger als {seconds:g} s",
+                en=f"reading {the_message.en} took longer than {seconds:g} s")) from exc
         except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}" if quote_error else type(exc).__name__
             raise StageFailure(Text(
-                de=f"Die Nachricht ist kein lesbares MIME ({type(exc).__name__}: {exc})",
-                en=f"the message is not readable MIME ({type(exc).__name__}: {exc})")) from exc
+                de=f"Der Inhalt {the_message.de} ist kein lesbares MIME ({error})",
+                en=f"{the_message.en} is not readable MIME ({error})")) from exc
 
     @staticmethod
     async def _off_loop(function: Callable[[], _T], seconds: float) -> _T:
@@ -271,39 +288,16 @@ class Pipeline:
     async def _read_transformed(self, ctx: RecipientContext, raw: bytes) -> RecipientContext:
         """The context of a transformer's output, read like the received copy (see :meth:`read`):
         a decrypted message gets the same header limit and is parsed off the event loop."""
-        limit = self.config.delivery.max_header_size
 
         def read() -> RecipientContext:
             email = parse_email(raw)
-            oversized = mime.oversized_header_blocks(email, limit)
-            if oversized:
-                raise _Unreadable(Text(
-                    de=f"Kopfbereich der umgewandelten Nachricht größer als {limit} Bytes "
-                    f"({', '.join(oversized[:5])})",
-                    en=f"header block of the transformed message larger than {limit} bytes "
-                    f"({', '.join(oversized[:5])})"))
-            transformed = attrs.evolve(ctx, raw=raw, email=email)
-            transformed.subject  # noqa: B018 (read here, not on the event loop)
-            transformed.attachment_names  # noqa: B018
-            transformed.body_text  # noqa: B018
-            return transformed
+            self._check_header_blocks(email, Text(de="Kopfbereich der umgewandelten Nachricht",
+                                                  en="header block of the transformed message"))
+            return _prepared(attrs.evolve(ctx, raw=raw, email=email))
 
-        seconds = self.config.delivery.classify_timeout_seconds
-        try:
-            return await self._off_loop(read, seconds)
-        except _Unreadable as exc:
-            raise StageFailure(exc.reason) from exc
-        except HeaderFieldTooLarge as exc:
-            raise StageFailure(Text(de=f"Zu großes Kopffeld ({exc})",
-                                    en=f"header field too large ({exc})")) from exc
-        except TimeoutError as exc:
-            raise StageFailure(Text(
-                de=f"Das Lesen der umgewandelten Nachricht dauerte länger als {seconds:g} s",
-                en=f"reading the transformed message took longer than {seconds:g} s")) from exc
-        except Exception as exc:
-            raise StageFailure(Text(
-                de=f"Die umgewandelte Nachricht ist kein lesbares MIME ({type(exc).__name__})",
-                en=f"the transformed message is not readable MIME ({type(exc).__name__})")) from exc
+        return await self._read_off_loop(
+            read, the_message=Text(de="der umgewandelten Nachricht", en="the transformed message"),
+            quote_error=False)
 
     async def classify(self, ctx: RecipientContext) -> Verdict:
         """Ask every classifier the tenant enables; the strictest finding wins."""
