@@ -15,6 +15,7 @@ import quopri
 import re
 import unicodedata
 import urllib.parse
+from collections.abc import Iterator
 from email.message import EmailMessage
 from email.parser import BytesParser
 
@@ -508,24 +509,27 @@ def attachment_names(message: EmailMessage) -> list[str]:
     ]
 
 
+def _parts_with_paths(message: EmailMessage) -> Iterator[tuple[EmailMessage, str]]:
+    """Every part of ``message`` (itself first) with its name for reasons: ``message``, ``part
+    1``, ``part 1.2``. Walked with a stack, so a deeply nested message cannot exhaust the
+    interpreter's recursion limit."""
+    stack = [(message, "message")]
+    while stack:
+        part, path = stack.pop()
+        yield part, path
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
+            children = [(child, f"{path}.{index}" if path != "message" else f"part {index}")
+                        for index, child in enumerate(payload, start=1)
+                        if isinstance(child, EmailMessage)]
+            stack.extend(reversed(children))
+
+
 def oversized_header_blocks(message: EmailMessage, limit: int) -> list[str]:
     """The header blocks (of the message and of each MIME part) larger than ``limit`` bytes,
     measured on the raw fields, so that no field needs to be parsed to find out."""
-    found: list[str] = []
-
-    def visit(part: EmailMessage, path: str) -> None:
-        size = sum(len(name) + len(value) + 4 for name, value in part.raw_items())
-        if size > limit:
-            found.append(path)
-        if part.is_multipart():
-            payload = part.get_payload()
-            if isinstance(payload, list):
-                for index, child in enumerate(payload, start=1):
-                    if isinstance(child, EmailMessage):
-                        visit(child, f"{path}.{index}" if path != "message" else f"part {index}")
-
-    visit(message, "message")
-    return found
+    return [path for part, path in _parts_with_paths(message)
+            if sum(len(name) + len(value) + 4 for name, value in part.raw_items()) > limit]
 
 
 def subject_of(message: EmailMessage) -> str:
@@ -567,18 +571,5 @@ _STRUCTURAL_DEFECTS = (
 
 def structural_defects(message: EmailMessage) -> list[str]:
     """Structural MIME defects with the part where they occur (``part 1.2``), for reasons."""
-    found: list[str] = []
-
-    def visit(part: EmailMessage, path: str) -> None:
-        for defect in part.defects:
-            if isinstance(defect, _STRUCTURAL_DEFECTS):
-                found.append(f"{path}: {type(defect).__name__}")
-        if part.is_multipart():
-            payload = part.get_payload()
-            if isinstance(payload, list):
-                for index, child in enumerate(payload, start=1):
-                    if isinstance(child, EmailMessage):
-                        visit(child, f"{path}.{index}" if path != "message" else f"part {index}")
-
-    visit(message, "message")
-    return found
+    return [f"{path}: {type(defect).__name__}" for part, path in _parts_with_paths(message)
+            for defect in part.defects if isinstance(defect, _STRUCTURAL_DEFECTS)]
