@@ -56,6 +56,21 @@ def write_frame(stream: IO[bytes], payload: bytes) -> None:
     stream.flush()
 
 
+def stop_process(process: subprocess.Popen[bytes], seconds: float = 5.0) -> None:
+    """End a worker the way it expects: close its input (it ends when its input closes), wait,
+    kill it if it does not end within ``seconds``, and close its output."""
+    with contextlib.suppress(OSError):
+        if process.stdin is not None:
+            process.stdin.close()
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
 def limit_memory(max_bytes: int) -> None:
     """Limit this process's address space (called by a worker on itself, before any work)."""
     if max_bytes > 0:
@@ -130,13 +145,4 @@ class WorkerProcess:
         self.stop()
 
     def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            if self.process.stdin is not None:
-                self.process.stdin.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        stop_process(self.process)

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 
 from siegel import Resource, Services
-from siegel.worker import read_frame, write_frame
+from siegel.worker import read_frame, stop_process, write_frame
 
 from .encrypt import RecipientKey
 from .render import Language, Letterhead, render_encrypted
@@ -84,16 +84,7 @@ class _Worker:
         return value
 
     def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            if self.process.stdin is not None:
-                self.process.stdin.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        stop_process(self.process)
 
 
 class _Pool:
