@@ -164,3 +164,13 @@ async def test_another_plugin_reads_the_account_the_password_pdf_created(siegel_
         assert not harness.sink.to(ANNA)[-1].parsed.get("X-Siegel-Protection")
         assert await workflow_of(harness).verify_login(Address.parse(ANNA), PASSWORD) is not None
         assert (await harness.states(third))[ANNA] is RecipientState.DELIVERED
+
+
+async def test_a_record_under_a_key_that_names_no_address_does_not_stop_the_move(siegel_harness):
+    async with siegel_harness(config=CONFIG) as harness:
+        await write_legacy_account(harness, "x y@example.net", "Irgendein Passwort 7", days_ago=400)
+        await write_legacy_account(harness, ANNA, PASSWORD, days_ago=3)
+        assert await workflow_of(harness).verify_login(Address.parse(ANNA), PASSWORD) is not None
+        left = await harness.runtime.state(ACCOUNTS).scan("")
+        assert [r.key for r in left] == ["test/x y@example.net"]  # no mail can reach it
+        assert [a.key for a in await harness.runtime.accounts("test").all()] == [ANNA]
