@@ -57,12 +57,12 @@ import attrs
 from pdf_throughput import SENDER as TENANT_SENDER
 from pdf_throughput import Relay, account_record, configure, register_recipient, send, wait_for_port
 
+from siegel.accounts import NAMESPACE as ACCOUNTS
 from siegel.clock import SystemClock
 from siegel.config import config_from_mapping
 from siegel.crypto import ContentCipher, create_key_file
 from siegel.malloc import pin_mmap_threshold
 from siegel.manager import PluginRegistry
-from siegel.plugins.password_pdf.workflow import ACCOUNTS
 from siegel.runtime import Runtime
 from siegel.sqlite_store import SQLiteStore
 from siegel.testing import make_message

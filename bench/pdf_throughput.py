@@ -38,12 +38,13 @@ from pathlib import Path
 
 import aiosmtplib
 
+from siegel import Account, Address
+from siegel.accounts import NAMESPACE as ACCOUNTS
 from siegel.clock import SystemClock
 from siegel.crypto import ContentCipher
 from siegel.model import parse_email
 from siegel.plugins.password_pdf import Letterhead, derive_recipient_key, render_encrypted
-from siegel.plugins.password_pdf.accounts import Account
-from siegel.plugins.password_pdf.workflow import ACCOUNTS
+from siegel.plugins.password_pdf.accounts import SLOT, encode_key
 from siegel.sink import free_port
 from siegel.sqlite_store import SQLiteStore
 from siegel.state import PluginState
@@ -208,8 +209,10 @@ plugin_set = "district"
 
 
 def account_record() -> bytes:
-    """The recipient's account as the workflow stores it once the password is chosen."""
-    return Account(key=derive_recipient_key(PASSWORD), set_at=SystemClock().now()).encode()
+    """The recipient's shared account as the workflow stores it once the password is chosen
+    (the PDF key material in the plugin's slot; the login hash is not needed here)."""
+    account = Account.new("landkreis", Address.parse(CITIZEN), SystemClock().now())
+    return account.with_slot(SLOT, encode_key(derive_recipient_key(PASSWORD))).encode()
 
 
 async def register_recipient(folder: Path) -> None:

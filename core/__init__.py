@@ -7,6 +7,7 @@ contrib rules shipped with siegel import nothing else.
 """
 
 from siegel import localtime, mailtext, mime, settings
+from siegel.accounts import Account, AccountMissing, Accounts, IdentityLevel
 from siegel.addresses import Address, DomainMatch, DomainSet, InvalidAddress, internal_match
 from siegel.clock import SystemClock
 from siegel.config import (
@@ -45,6 +46,8 @@ from siegel.model import (
     Verdict,
     parse_email,
 )
+from siegel.passwords import PARAMETERS as PASSWORD_PARAMETERS
+from siegel.passwords import LoginCheck, check_password, hash_password
 from siegel.plugin import (
     Classifier,
     Clock,
@@ -85,7 +88,11 @@ PUBLIC_MODULES: tuple[str, ...] = (
 )
 
 __all__ = [
+    "PASSWORD_PARAMETERS",
     "PUBLIC_MODULES",
+    "Account",
+    "AccountMissing",
+    "Accounts",
     "Address",
     "AuditEvent",
     "Availability",
@@ -106,9 +113,11 @@ __all__ = [
     "Finding",
     "Held",
     "HeldCopy",
+    "IdentityLevel",
     "InvalidAddress",
     "KeyFileError",
     "Level",
+    "LoginCheck",
     "Message",
     "Notice",
     "NoticeKind",
@@ -140,6 +149,8 @@ __all__ = [
     "Transformer",
     "Verdict",
     "__version__",
+    "check_password",
+    "hash_password",
     "hookimpl",
     "internal_match",
     "load_config",

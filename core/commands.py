@@ -35,6 +35,8 @@ from typing import Any, TypeVar
 import attrs
 import click
 
+from siegel.accounts import NAMESPACE as ACCOUNTS_NAMESPACE
+from siegel.accounts import Accounts
 from siegel.bootstrap import bootstrap
 from siegel.clock import SystemClock
 from siegel.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, Config, ConfigError, Tenant
@@ -76,6 +78,10 @@ class OfflineServices:
     def state(self, namespace: str) -> PluginState:
         """A plugin's durable state, as ``services.state(namespace)`` gives it while serving."""
         return PluginState(self.store, namespace, self.clock)
+
+    def accounts(self, tenant: str) -> Accounts:
+        """A tenant's recipient accounts, as ``services.accounts(tenant)`` gives them."""
+        return Accounts(self.state(ACCOUNTS_NAMESPACE), tenant)
 
     def tenant(self, tenant_id: str | None, *, section: str | None = None) -> Tenant:
         """The tenant ``tenant_id``; without one, the only tenant (that has settings ``section``,

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import attrs
 
 from siegel import admission
+from siegel.accounts import NAMESPACE as ACCOUNTS_NAMESPACE
+from siegel.accounts import Accounts
 from siegel.addresses import Address, InvalidAddress, internal_match
 from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config
@@ -201,6 +203,9 @@ class DryRun:
         if self._store is None:
             raise DryRunViolation(f"this dry run has no store to read plugin state ({namespace})")
         return ReadOnlyPluginState(self._store, namespace, self._clock)
+
+    def accounts(self, tenant: str) -> Accounts:
+        return Accounts(self.state(ACCOUNTS_NAMESPACE), tenant)
 
     def portal_link(self, tenant: str, path: str) -> str:
         if self._config is None:

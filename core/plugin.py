@@ -34,6 +34,7 @@ from siegel.model import (
 )
 
 if TYPE_CHECKING:
+    from siegel.accounts import Accounts
     from siegel.config import Tenant
     from siegel.state import PluginState
 
@@ -80,6 +81,11 @@ class Services(Protocol):
 
     def state(self, namespace: str) -> PluginState:
         """The plugin's durable, encrypted key-value state (see :class:`siegel.state.PluginState`)."""
+        ...
+
+    def accounts(self, tenant: str) -> Accounts:
+        """The recipient accounts of ``tenant`` (see :class:`siegel.accounts.Accounts`): one per
+        address, shared by every plugin; a plugin keeps its own data in its slot."""
         ...
 
     def portal_link(self, tenant: str, path: str) -> str:

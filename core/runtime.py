@@ -15,6 +15,8 @@ from datetime import timedelta
 import attrs
 
 from siegel import bounces, extract
+from siegel.accounts import NAMESPACE as ACCOUNTS_NAMESPACE
+from siegel.accounts import Accounts
 from siegel.addresses import Address
 from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config, Tenant
@@ -114,6 +116,9 @@ class Runtime:
 
     def state(self, namespace: str) -> PluginState:
         return PluginState(self.store, namespace, self._clock)
+
+    def accounts(self, tenant: str) -> Accounts:
+        return Accounts(self.state(ACCOUNTS_NAMESPACE), tenant)
 
     def portal_link(self, tenant: str, path: str) -> str:
         return self.config.portal_link(tenant, path)

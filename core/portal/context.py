@@ -15,6 +15,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from siegel.accounts import NAMESPACE as ACCOUNTS_NAMESPACE
+from siegel.accounts import Accounts
 from siegel.config import Tenant
 from siegel.plugin import Clock, PortalRoute, Services
 from siegel.portal.i18n import LANGUAGES, Language, Translator
@@ -158,6 +160,11 @@ class PortalContext:
         if self.may_change_state:
             return state
         return _ReadOnlyState(state.store, state.namespace, state.clock)
+
+    @property
+    def accounts(self) -> Accounts:
+        """The tenant's recipient accounts (``services.accounts``), read-only in GET requests."""
+        return Accounts(self.state(ACCOUNTS_NAMESPACE), self.tenant.id)
 
     def throttle(self, kind: str, key: str | None, limit: int = 100,
                  per: timedelta = timedelta(hours=1), *,

@@ -5,22 +5,24 @@
 * On first contact the message is held (encrypted in the store) and the recipient gets one
   invitation with a single-use registration link, valid ``hold_days`` (5); every further message
   for them waits for the same registration. Registering releases all of them.
-* The password is never stored: only the R6 ``/U`` entry, the key derived from the password
-  (``ue_key``) and an Argon2id hash for the portal login (:mod:`.login`), in plugin state,
-  encrypted at rest. Tokens are 256-bit random values, stored only as their SHA-256,
-  single-purpose and expiring.
+* The password is never stored: only the R6 ``/U`` entry and the key derived from the password
+  (``ue_key``), in this plugin's slot of the recipient's shared account (:mod:`siegel.accounts`),
+  and the account's Argon2id hash for the portal login, encrypted at rest. Tokens are 256-bit
+  random values, stored only as their SHA-256, single-purpose and expiring.
 * A recipient who logged in to the portal can change the password there; that works exactly as a
   reset by mail (new key and hash, a notice to the recipient, held messages released).
 * Accounts and held messages are keyed by :attr:`siegel.Address.key`: ``ANNA@example.org`` and
-  ``anna@example.org`` are one recipient (one invitation, one password, one login). Records an
-  older siegel wrote under the address as spelt are moved to that key the first time the tenant's
-  accounts are used (:meth:`Workflow.upgrade_keys`); where two spellings had two accounts, the
-  password set last stays and the held messages of both are kept.
+  ``anna@example.org`` are one recipient (one invitation, one password, one login).
+* Upgrades: the first time a tenant's accounts are used (:meth:`Workflow.upgrade_keys`), records
+  an older siegel wrote under the address as spelt are moved to that key (where two spellings had
+  two accounts, the password set last stays and the held messages of both are kept), and the
+  plugin's own account records (``password_pdf.accounts``) are moved onto the shared accounts:
+  the new record is written first, then the old one removed, and reading looks at the new one and
+  then the old one, so that a crash in between leaves a usable account and no password is lost.
 """
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import functools
 import json
@@ -34,6 +36,7 @@ from typing import Any, Literal
 import attrs
 
 from siegel import (
+    Account,
     Address,
     ConfigPath,
     Held,
@@ -58,19 +61,21 @@ from siegel.settings import not_negative, positive
 from . import render_pool
 from .accounts import (
     KEYS_UPGRADED,
-    Account,
+    SLOT,
     PortalAccount,
     Purpose,
     TokenInvalid,
     TokenRecord,
     account_key,
+    encode_key,
     hash_token,
     merge_accounts,
     merge_pending,
+    pdf_key,
     upgraded_key,
 )
+from .accounts import Account as LegacyAccount
 from .encrypt import PasswordRejected, RecipientKey, derive_recipient_key
-from .login import check_password, hash_password
 from .render import Letterhead
 from .signing import PdfSigning, SigningKeyInvalid
 
@@ -78,6 +83,8 @@ log = logging.getLogger(__name__)
 
 SECTION = "password_pdf"
 METHOD = "password_pdf"
+#: Where siegel kept this plugin's account records before accounts moved into the core; read only
+#: to move them.
 ACCOUNTS = "password_pdf.accounts"
 PENDING = "password_pdf.pending"
 TOKENS = "password_pdf.tokens"
@@ -209,7 +216,8 @@ class Workflow:
         self.services = services
         self.tenant = tenant
         self.settings: PasswordPdfSettings = tenant.settings[SECTION]
-        self.accounts: PluginState = services.state(ACCOUNTS)
+        self.accounts = services.accounts(tenant.id)
+        self.legacy: PluginState = services.state(ACCOUNTS)
         self.pending: PluginState = services.state(PENDING)
         self.tokens: PluginState = services.state(TOKENS)
 
@@ -250,20 +258,46 @@ class Workflow:
     # -- the protection method ------------------------------------------------------------------
 
     async def upgrade_keys(self) -> None:
-        """Move account and held-message records written under an address as spelt (before
-        addresses were case-insensitive) to :func:`account_key`. Runs once per tenant; a dry
-        run, which may not write, leaves them and reads them through :meth:`_account`."""
-        marker = f"{self.tenant.id}/{KEYS_UPGRADED}"
-        if await self.accounts.get(marker) is not None:
-            return
+        """Bring the tenant's records up to date: keys written under an address as spelt (before
+        addresses were case-insensitive) move to :func:`account_key`, and this plugin's own
+        account records move onto the shared accounts. A dry run, which may not write, leaves
+        them and reads them through :meth:`_account`."""
         try:
-            await self._move_records(self.accounts, merge_accounts)
-            await self._move_records(self.pending, merge_pending)
-            await self.accounts.put(marker, b"1")
+            await self._upgrade_case()
+            await self._move_legacy_accounts()
         except PermissionError:  # a dry run's read-only state
             return
         except StateConflict:  # another instance is moving the same records: its result stands
             return
+
+    async def _upgrade_case(self) -> None:
+        marker = f"{self.tenant.id}/{KEYS_UPGRADED}"
+        if await self.pending.get(marker) is not None:
+            return
+        if await self.legacy.get(marker) is None:
+            await self._move_records(self.legacy, merge_accounts)
+            await self._move_records(self.pending, merge_pending)
+        await self.pending.put(marker, b"1")
+
+    async def _move_legacy_accounts(self) -> None:
+        prefix = f"{self.tenant.id}/"
+        for record in await self.legacy.scan(prefix):
+            spelt = record.key.removeprefix(prefix)
+            if upgraded_key(self.tenant.id, record.key) is None and "@" in spelt:
+                continue  # names no address siegel accepts now: no mail can reach it; left as is
+            if "@" in spelt:
+                recipient = Address.load(spelt)
+                legacy = LegacyAccount.decode(record.value)
+                # New first, then remove the old: a crash in between leaves both readable.
+                await self.accounts.update(recipient, functools.partial(
+                    self._moved, recipient, legacy))
+            await self.legacy.delete(record.key)
+
+    def _moved(self, recipient: Address, legacy: LegacyAccount,
+               current: Account | None) -> Account:
+        if current is not None and current.slot(SLOT) is not None:
+            return current  # moved before (by another instance, or before a crash)
+        return legacy.shared(self.tenant.id, recipient, current)
 
     async def _move_records(self, state: PluginState,
                             merge: Callable[[list[tuple[str, bytes]]], bytes]) -> None:
@@ -284,24 +318,31 @@ class Workflow:
             for record in old:
                 await state.delete(record.key)
 
-    async def _account(self, recipient: Address) -> StateRecord | None:
-        """The recipient's account record, whatever case its address was written in."""
+    async def _account(self, recipient: Address) -> Account | None:
+        """The recipient's shared account, with the PDF key material of a record not moved yet
+        (a dry run, or a crash during the move) put in, without writing."""
         await self.upgrade_keys()
-        record = await self.accounts.get(account_key(self.tenant.id, recipient))
-        if record is not None or await self.accounts.get(
-                f"{self.tenant.id}/{KEYS_UPGRADED}") is not None:
-            return record
-        # Not upgraded (a dry run): find the record under any spelling, without writing.
+        account = await self.accounts.get(recipient)
+        if account is not None and account.slot(SLOT) is not None:
+            return account
+        legacy = await self._legacy_account(recipient)
+        if legacy is None:
+            return account
+        return self._moved(recipient, LegacyAccount.decode(legacy.value), account)
+
+    async def _legacy_account(self, recipient: Address) -> StateRecord | None:
+        """The recipient's record in ``password_pdf.accounts``, whatever case its address was
+        written in."""
         wanted = account_key(self.tenant.id, recipient)
-        found = [r for r in await self.accounts.scan(f"{self.tenant.id}/")
+        record = await self.legacy.get(wanted)
+        if record is not None:
+            return record
+        found = [r for r in await self.legacy.scan(f"{self.tenant.id}/")
                  if upgraded_key(self.tenant.id, r.key) == wanted]
-        return max(found, key=lambda r: Account.decode(r.value).set_at, default=None)
+        return max(found, key=lambda r: LegacyAccount.decode(r.value).set_at, default=None)
 
     async def recipient_key(self, recipient: Address) -> RecipientKey | None:
-        record = await self._account(recipient)
-        if record is None:
-            return None
-        return Account.decode(record.value).key
+        return pdf_key(await self._account(recipient))
 
     async def protect(self, ctx: RecipientContext) -> Protected | Held | RetryLater:
         key = await self.recipient_key(ctx.recipient)
@@ -448,21 +489,18 @@ class Workflow:
         problems = password_problems(password, recipient, self.settings.minimum_password_length)
         if problems:
             return recipient, problems
-        account = await self._new_account(password)
+        key = derive_recipient_key(password)
         await self.consume_token(token, purpose)
-        await self._replace_password(recipient, account, tell=purpose == "reset")
+        await self._replace_password(recipient, password, key, tell=purpose == "reset")
         return recipient, []
 
-    async def _new_account(self, password: str) -> Account:
-        return Account(key=derive_recipient_key(password), set_at=self.now,
-                        login_hash=await hash_password(password))
-
-    async def _replace_password(self, recipient: Address, account: Account, *,
+    async def _replace_password(self, recipient: Address, password: str, key: RecipientKey, *,
                                 tell: bool) -> None:
-        """Store the new key and hash, tell the recipient (unless this is the first password),
-        and release what waited for a password."""
+        """Store the new key and hash in one step (creating the account: the recipient proved
+        control of the address through the link), tell the recipient (unless this is the first
+        password), and release what waited for a password."""
         await self.upgrade_keys()
-        await self.accounts.put(account_key(self.tenant.id, recipient), account.encode())
+        await self.accounts.set_password(recipient, password, slot=(SLOT, encode_key(key)))
         if tell:
             await self._send(recipient, "password_changed", {
                 "when": self.tenant.format_time(self.now, "de"),
@@ -505,27 +543,16 @@ class Workflow:
         """The account if ``password`` is the recipient's, else ``None``. An unknown recipient,
         an account without a login hash and a wrong password take the same time and give the same
         answer. A hash made with older parameters is replaced by one made with the current ones."""
-        key = account_key(self.tenant.id, recipient)
-        record = await self._account(recipient)
-        account = Account.decode(record.value) if record is not None else None
-        check = await check_password(account.login_hash if account else None, password)
-        if not check.verified or account is None or record is None:
-            return None
-        if check.needs_rehash:
-            account = attrs.evolve(account, login_hash=await hash_password(password))
-            # A conflict means the password changed meanwhile; the new one stands, and the
-            # login ends at the next request because its password version is outdated.
-            with contextlib.suppress(StateConflict):
-                await self.accounts.put(key, account.encode(), expect_version=record.version)
-        return PortalAccount.of(recipient, account)
+        await self.upgrade_keys()
+        account = await self.accounts.verify_password(recipient, password)
+        return PortalAccount.of(recipient, account) if account is not None else None
 
     async def portal_account(self, recipient: Address) -> PortalAccount | None:
         """The recipient's account, if it exists and can log in (has a login hash)."""
-        record = await self._account(recipient)
-        if record is None:
+        account = await self._account(recipient)
+        if account is None or not account.can_log_in:
             return None
-        account = Account.decode(record.value)
-        return PortalAccount.of(recipient, account) if account.login_hash is not None else None
+        return PortalAccount.of(recipient, account)
 
     async def change_password(self, recipient: Address, password: str) -> list[Text]:
         """Set a new password for a recipient who is logged in to the portal (the caller checked
@@ -534,7 +561,8 @@ class Workflow:
         problems = password_problems(password, recipient, self.settings.minimum_password_length)
         if problems:
             return problems
-        await self._replace_password(recipient, await self._new_account(password), tell=True)
+        await self._replace_password(recipient, password, derive_recipient_key(password),
+                                     tell=True)
         return []
 
     async def reply(self, token: str, text: str,

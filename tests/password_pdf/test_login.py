@@ -3,7 +3,6 @@ is set, how a login is checked (and its hash renewed), and a password change."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 
@@ -11,9 +10,11 @@ import argon2
 import attrs
 from test_workflow import CITIZEN, CONFIG, PASSWORD, link_from, send_customer_mail
 
-from siegel import Address, RecipientState
+from siegel import Account, Address, RecipientState
+from siegel.accounts import NAMESPACE
 from siegel.plugins.password_pdf import verify_password
-from siegel.plugins.password_pdf.accounts import Account
+from siegel.plugins.password_pdf.accounts import SLOT, encode_key, pdf_key
+from siegel.plugins.password_pdf.encrypt import derive_recipient_key
 from siegel.plugins.password_pdf.login import PARAMETERS, check_password, hash_password
 from siegel.plugins.password_pdf.workflow import ACCOUNTS, Workflow
 
@@ -35,21 +36,24 @@ async def registered(harness) -> Workflow:
     return workflow
 
 
-async def stored_account(harness) -> dict[str, str]:
-    record = await harness.runtime.state(ACCOUNTS).get(f"test/{CITIZEN}")
-    assert record is not None
-    return json.loads(record.value)
+async def stored_account(harness) -> Account:
+    account = await harness.runtime.accounts("test").get(Address.parse(CITIZEN))
+    assert account is not None
+    return account
 
 
 async def test_setting_a_password_stores_an_argon2id_hash_and_never_the_password(siegel_harness):
     async with siegel_harness(config=CONFIG) as harness:
         await registered(harness)
-        record = await harness.runtime.state(ACCOUNTS).get(f"test/{CITIZEN}")
+        # The shared account keeps the hash; the PDF key material is the plugin's slot of it.
+        assert await harness.runtime.state(ACCOUNTS).scan("test/") == []
+        record = await harness.runtime.state(NAMESPACE).get(f"test/{CITIZEN}")
         assert record is not None
-        data = json.loads(record.value)
-        assert set(data) == {"u", "ue", "set_at", "login_hash"}
-        assert data["login_hash"].startswith("$argon2id$v=19$m=65536,t=3,p=4$")
-        parameters = argon2.extract_parameters(data["login_hash"])
+        account = Account.decode(record.value)
+        assert set(account.slots) == {SLOT}
+        assert account.login_hash is not None
+        assert account.login_hash.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+        parameters = argon2.extract_parameters(account.login_hash)
         assert parameters == PARAMETERS
         assert parameters.type is argon2.Type.ID
         assert parameters.memory_cost >= OWASP_MINIMUM.memory_cost
@@ -59,7 +63,7 @@ async def test_setting_a_password_stores_an_argon2id_hash_and_never_the_password
         # Encrypted at rest: neither the password nor the hash is readable in the database file.
         database = harness.store.path.read_bytes()
         assert PASSWORD.encode() not in database
-        assert data["login_hash"].encode() not in database
+        assert account.login_hash.encode() not in database
 
 
 async def test_login_checks_the_password_against_the_hash(siegel_harness):
@@ -77,11 +81,9 @@ async def test_login_checks_the_password_against_the_hash(siegel_harness):
 
 async def replace_login_hash(harness, login_hash: str | None) -> Account:
     """Store the citizen's account with another login hash (None: from before the login)."""
-    state = harness.runtime.state(ACCOUNTS)
-    record = await state.get(f"test/{CITIZEN}")
-    assert record is not None
-    account = attrs.evolve(Account.decode(record.value), login_hash=login_hash)
-    await state.put(f"test/{CITIZEN}", account.encode())
+    account = await harness.runtime.accounts("test").update(
+        Address.parse(CITIZEN), lambda a: a and attrs.evolve(a, login_hash=login_hash))
+    assert account is not None
     return account
 
 
@@ -90,11 +92,11 @@ async def test_an_account_from_before_the_login_cannot_log_in_until_reset(siegel
         workflow = await registered(harness)
         citizen = Address.parse(CITIZEN)
         legacy = await replace_login_hash(harness, None)
-        assert "login_hash" not in await stored_account(harness)
+        assert (await stored_account(harness)).login_hash is None
 
         assert await workflow.verify_login(citizen, PASSWORD) is None
         assert await workflow.portal_account(citizen) is None
-        assert await workflow.recipient_key(citizen) == legacy.key  # PDFs still go out
+        assert await workflow.recipient_key(citizen) == pdf_key(legacy)  # PDFs still go out
 
         await workflow.request_reset(citizen)
         await harness.process()
@@ -113,11 +115,11 @@ async def test_a_hash_with_older_parameters_is_renewed_at_login(siegel_harness):
         await replace_login_hash(harness, weaker)
 
         assert await workflow.verify_login(citizen, "falsch falsch falsch") is None
-        assert (await stored_account(harness))["login_hash"] == weaker  # no rehash on failure
+        assert (await stored_account(harness)).login_hash == weaker  # no rehash on failure
 
         assert await workflow.verify_login(citizen, PASSWORD) is not None
-        renewed = (await stored_account(harness))["login_hash"]
-        assert renewed != weaker
+        renewed = (await stored_account(harness)).login_hash
+        assert renewed is not None and renewed != weaker
         assert argon2.extract_parameters(renewed) == PARAMETERS
         assert await workflow.verify_login(citizen, PASSWORD) is not None
 
@@ -175,8 +177,8 @@ async def test_a_password_change_releases_what_waits_for_a_password(siegel_harne
         held = await send_customer_mail(harness)
         await harness.process()
         assert (await harness.states(held))[CITIZEN] is RecipientState.HELD
-        account = await workflow._new_account(PASSWORD)
-        await harness.runtime.state(ACCOUNTS).put(f"test/{CITIZEN}", account.encode())
+        await harness.runtime.accounts("test").set_password(
+            Address.parse(CITIZEN), PASSWORD, slot=(SLOT, encode_key(derive_recipient_key(PASSWORD))))
 
         assert await workflow.change_password(Address.parse(CITIZEN), NEW_PASSWORD) == []
         await harness.process()
