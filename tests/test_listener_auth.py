@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
-import ipaddress
 import logging
 import smtplib
 import ssl
@@ -26,17 +24,13 @@ import aiosmtplib
 import attrs
 import pytest
 from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from siegel.cli import cli
 from siegel.config import ConfigError, config_from_mapping, deep_merge
 from siegel.gateway import SmtpGateway
 from siegel.manager import PluginRegistry
 from siegel.smtp_auth import SmtpUser, hash_password, parse_users, read_users, write_users
-from siegel.testing import Harness, default_config, make_message
+from siegel.testing import Harness, default_config, make_message, self_signed_certificate
 
 SENDER = "sachbearbeitung@behoerde.example"
 SCANNER = "scanner@behoerde.example"
@@ -49,30 +43,6 @@ SCANNER_PASSWORD = "Scanner-3OG-Flur-links"
 OUTSIDE = {"allowed_clients": ["192.0.2.0/24"]}
 TWO_TENANTS = {"tenants": {"stadt": {"name": "Stadt", "domains": ["stadt.example"],
                                      "plugin_set": "baseline"}}}
-
-
-def certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +91,7 @@ class Listener:
 def listener(siegel_harness, tmp_path):
     """``listener(auth=True, starttls="optional", **listener_keys)``: a running listener with a
     test certificate; ``auth`` names the users file in its configuration."""
-    cert_file, key_file = certificate(tmp_path)
+    cert_file, key_file = self_signed_certificate(tmp_path)
 
     @asynccontextmanager
     async def factory(*, auth: bool = True, config: dict[str, Any] | None = None,

@@ -7,17 +7,12 @@ file and not the password, and the configuration refuses credentials that could 
 
 from __future__ import annotations
 
-import datetime
 import logging
 import ssl
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from siegel import DeliveryStatus, Outgoing
 from siegel.config import ConfigError, config_from_mapping
@@ -25,32 +20,13 @@ from siegel.manager import PluginRegistry
 from siegel.plugins import smtp_relay
 from siegel.plugins.smtp_relay import deliver
 from siegel.sink import free_port
+from siegel.testing import self_signed_certificate
 
 RAW = b"From: a@behoerde.example\r\nTo: b@behoerde.example\r\nSubject: t\r\n\r\nHallo\r\n"
 USER, PASSWORD = "siegel-gw", "geheim:mit Doppelpunkt"
 
 # The plain-text relays below are meant to be unsafe; aiosmtpd says so for each session.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
-
-
-def make_certificate(tmp_path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = tmp_path / "relay.pem", tmp_path / "relay.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
 
 
 class AuthRelay:
@@ -82,7 +58,7 @@ async def auth_relay(tmp_path):
         relay = AuthRelay()
         options = {}
         if tls:
-            cert_file, key_file = make_certificate(tmp_path)
+            cert_file, key_file = self_signed_certificate(tmp_path, "relay")
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(cert_file, key_file)
             options = {"tls_context": context, "require_starttls": True}
@@ -159,7 +135,7 @@ async def test_without_credentials_the_relay_refuses(auth_relay, tmp_path):
 
 
 async def test_a_relay_without_auth_is_a_temporary_failure(tmp_path):
-    cert_file, key_file = make_certificate(tmp_path)
+    cert_file, key_file = self_signed_certificate(tmp_path, "relay")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
     relay = AuthRelay()
