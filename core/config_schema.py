@@ -5,6 +5,7 @@ defaults and checks of the core's own settings.
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -75,16 +76,54 @@ _DEFAULT_KEY_FILE = ConfigPath("keys/store.key")
 class StoreConfig:
     """The durable message store (``[store]``)."""
 
-    backend: Literal["sqlite"] = "sqlite"
+    #: "sqlite" (embedded, one serving process) or "postgresql" (several instances on one
+    #: database; see :doc:`/postgresql`).
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
     #: SQLite database file (relative paths are relative to the config file).
     path: ConfigPath = _DEFAULT_DATABASE
+    #: PostgreSQL connection string (``postgresql://siegel@db.example/siegel`` or
+    #: ``host=... dbname=...``), without the password.
+    dsn: str | None = None
+    #: File holding the PostgreSQL password (one line), or ...
+    password_file: ConfigPath | None = None
+    #: ... the environment variable that holds it. Neither: no password (peer or trust auth,
+    #: or ``~/.pgpass``).
+    password_env: str | None = None
+    #: The PostgreSQL schema siegel's tables live in (created if missing).
+    schema: str = "public"
+    #: Connections each instance keeps to PostgreSQL at most.
+    pool_size: int = checked(10, positive)
     #: The key that encrypts message content at rest; created by ``siegel init``.
     key_file: ConfigPath = _DEFAULT_KEY_FILE
     #: Content of finished (delivered, failed, expired) messages is destroyed after this many days.
     retention_days: float = checked(7.0, positive)
 
     def __attrs_post_init__(self) -> None:
-        check_fields(self)
+        problems = []
+        if self.backend == "postgresql":
+            if not self.dsn:
+                problems.append(SettingError(
+                    "dsn", 'backend "postgresql" needs dsn, for example '
+                    '"postgresql://siegel@db.example/siegel"'))
+            elif _dsn_has_password(self.dsn):
+                problems.append(SettingError(
+                    "dsn", "holds a password; put it in password_file or name an environment "
+                    "variable in password_env, never in the configuration"))
+            if self.password_file is not None and self.password_env is not None:
+                problems.append(SettingError(
+                    "password_file", "give password_file or password_env, not both"))
+        elif self.dsn is not None or self.password_file is not None or (
+                self.password_env is not None):
+            problems.append(SettingError(
+                "dsn", f'dsn, password_file and password_env are for backend "postgresql", '
+                f'not {self.backend!r}'))
+        check_fields(self, problems)
+
+
+def _dsn_has_password(dsn: str) -> bool:
+    if "://" in dsn:
+        return urlsplit(dsn).password is not None or "password=" in dsn
+    return any(part.split("=", 1)[0].strip() == "password" for part in dsn.split())
 
 
 @attrs.frozen(kw_only=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
@@ -63,9 +64,35 @@ def tenant_for(config: Config, sender: Address | None, recipients: Sequence[Addr
 
 
 def open_store(config: Config) -> MessageStore:
-    """The store the configuration names, with its content key."""
+    """The store the configuration names, with its content key (not opened yet)."""
     cipher = ContentCipher.from_key_file(config.path(config.store.key_file))
-    return SQLiteStore(config.path(config.store.path), cipher)
+    settings = config.store
+    if settings.backend == "postgresql":
+        from siegel.pg_store import PostgreSQLStore
+
+        assert settings.dsn is not None
+        return PostgreSQLStore(settings.dsn, cipher, password=store_password(config),
+                               schema=settings.schema, pool_size=settings.pool_size)
+    return SQLiteStore(config.path(settings.path), cipher)
+
+
+def store_password(config: Config) -> str | None:
+    """The PostgreSQL password from ``[store] password_file`` or ``password_env``; a missing
+    file or variable raises :class:`~siegel.StoreError` naming it."""
+    settings = config.store
+    if settings.password_file is not None:
+        path = config.path(settings.password_file)
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise StoreError(f"[store] password_file {path}: cannot read it ({exc.strerror})") from None
+    if settings.password_env is not None:
+        value = os.environ.get(settings.password_env)
+        if value is None:
+            raise StoreError(f"[store] password_env: the environment variable "
+                             f"{settings.password_env} is not set")
+        return value
+    return None
 
 
 class Runtime:
@@ -316,11 +343,15 @@ class Runtime:
                 await self.stop_resources()
 
     async def maintenance(self) -> int:
-        """Destroy the content of finished messages past retention; purge expired plugin state."""
-        now = self._clock.now()
-        await self.store.state_purge_expired(now)
-        return await self.store.destroy_finished_content(
-            now - timedelta(days=self.config.store.retention_days))
+        """Destroy the content of finished messages past retention; purge expired plugin state.
+        Among instances sharing a store, one at a time does it (the others skip this round)."""
+        async with self.store.exclusive("maintenance") as mine:
+            if not mine:
+                return 0
+            now = self._clock.now()
+            await self.store.state_purge_expired(now)
+            return await self.store.destroy_finished_content(
+                now - timedelta(days=self.config.store.retention_days))
 
     # -- the worker loop ---------------------------------------------------------------------
 

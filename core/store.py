@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -145,6 +146,19 @@ class MessageStore(abc.ABC):
     @abc.abstractmethod
     async def open(self) -> None:
         """Create the schema if needed. Any process may open a store (the CLI does)."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> tuple[int, int]:
+        """Bring the schema to the version this siegel writes (creating it if the store is
+        empty); returns the versions before and after. :meth:`open` refuses a schema that is
+        older or newer than that (``siegel store migrate`` runs this)."""
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Run a block on one process at a time among those sharing the store (maintenance):
+        yields False when another holds ``name`` (the block should then skip its work). A store
+        served by one process only always yields True."""
+        yield True
 
     @abc.abstractmethod
     async def take_over(self) -> None:
