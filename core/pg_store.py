@@ -200,7 +200,7 @@ class PostgreSQLStore(MessageStore):
             psycopg_pool.AsyncConnectionPool(
                 self.conninfo, kwargs=kwargs, min_size=1, max_size=self._pool_size, open=False,
                 configure=self._configure, check=psycopg_pool.AsyncConnectionPool.check_connection,
-                reconnect_timeout=0, name="siegel-store"))
+                reconnect_timeout=60, name="siegel-store"))
         try:
             await pool.open(wait=True, timeout=self._connect_timeout)
         except psycopg_pool.PoolTimeout as exc:
