@@ -377,6 +377,12 @@ class PostgreSQLStore(MessageStore):
                 for (message_id, address, state, attempts, released, received_at, hold_until,
                      starts, protect_retries, lease, _due) in rows]
 
+    async def renew_lease(self, job: Job, until: datetime) -> bool:
+        async with self._transaction() as cur:
+            await cur.execute(q.pg(q.RENEW_LEASE_SQL),
+                              (until, job.message_id, str(job.recipient), job.lease))
+            return cur.rowcount == 1
+
     async def finish(
         self,
         job: Job,

@@ -277,7 +277,31 @@ class Runtime:
         return messages
 
     async def process(self, job: Job) -> None:
-        """Process one claimed job and store the outcome."""
+        """Process one claimed job and store the outcome, renewing its lease meanwhile: only
+        the jobs of a process that died (or hangs with its loop stopped) run out of lease and
+        are taken over, never a slow job of a live one."""
+        renewal = asyncio.create_task(self._keep_lease(job), name=f"siegel-lease-{job.lease}")
+        try:
+            await self._process(job)
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+
+    async def _keep_lease(self, job: Job) -> None:
+        seconds = self.config.delivery.lease_seconds
+        while True:
+            await asyncio.sleep(seconds / 3)
+            try:
+                kept = await self.store.renew_lease(
+                    job, self._clock.now() + timedelta(seconds=seconds))
+            except StoreError:
+                log.warning("could not renew the lease of %s/%s", job.message_id, job.recipient)
+                continue
+            if not kept:
+                return
+
+    async def _process(self, job: Job) -> None:
         try:
             message = await self.store.load(job.message_id)
         except ContentDestroyed:

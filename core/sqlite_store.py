@@ -372,6 +372,11 @@ class SQLiteStore(MessageStore):
 
         return await self._run(lambda db: self._transaction(db, lambda: work(db)))
 
+    async def renew_lease(self, job: Job, until: datetime) -> bool:
+        params = (_ts(until), job.message_id, str(job.recipient), job.lease)
+        return await self._run(lambda db: self._transaction(
+            db, lambda: db.execute(q.RENEW_LEASE_SQL, params).rowcount == 1))
+
     async def finish(
         self,
         job: Job,

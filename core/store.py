@@ -187,6 +187,11 @@ class MessageStore(abc.ABC):
         :meth:`finish` and :meth:`requeue` reset the count."""
 
     @abc.abstractmethod
+    async def renew_lease(self, job: Job, until: datetime) -> bool:
+        """Extend a claimed job's lease (its worker is alive and still at it). False if the
+        lease is gone (another worker took the job over, or it finished)."""
+
+    @abc.abstractmethod
     async def finish(
         self,
         job: Job,

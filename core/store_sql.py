@@ -66,6 +66,9 @@ FINISH_SQL = (
     " WHERE message_id = ? AND address = ? AND lease = ?"
 )
 
+RENEW_LEASE_SQL = ("UPDATE recipients SET lease_until = ? WHERE message_id = ? AND address = ?"
+                   " AND lease = ?")
+
 OPEN_COPIES_SQL = ("SELECT COUNT(*) FROM recipients WHERE message_id = ? AND state NOT IN"
                    " ('delivered', 'failed', 'expired')")
 

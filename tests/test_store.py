@@ -101,6 +101,21 @@ async def test_claims_are_leased_and_an_abandoned_job_comes_back(backend, cipher
                            now=clock.now())
 
 
+async def test_a_live_worker_renews_its_lease_and_a_taken_over_one_cannot(backend, cipher):
+    clock = FrozenClock()
+    async with backend.store(cipher) as store:
+        await store.accept(message(clock.now(), rcpts=("a@x.example",)))
+        [job] = await store.claim_due(clock.now(), 10, lease_seconds=60)
+        clock.advance(seconds=50)
+        assert await store.renew_lease(job, clock.now() + timedelta(seconds=60))
+        clock.advance(seconds=50)
+        assert await store.claim_due(clock.now(), 10, lease_seconds=60) == []
+        clock.advance(seconds=11)
+        [again] = await store.claim_due(clock.now(), 10, lease_seconds=60)
+        assert not await store.renew_lease(job, clock.now() + timedelta(seconds=60))
+        assert await store.renew_lease(again, clock.now() + timedelta(seconds=60))
+
+
 async def test_the_next_serving_process_voids_leases_so_nothing_is_stuck(tmp_path, cipher):
     clock = FrozenClock()
     db = tmp_path / "s.db"
