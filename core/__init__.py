@@ -85,6 +85,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "siegel.settings",
     "siegel.testing",
     "siegel.worker",
+    "siegel.invitations",
 )
 
 __all__ = [
