@@ -56,12 +56,19 @@ async def test_retention_bin_and_reminders_follow_the_clock(siegel_harness):
         assert not_retrieved["To"] == CLERK and not_retrieved["X-Siegel-Message-Id"] == "m-unopened"
         assert "Brief" in not_retrieved.get_body(("plain",)).get_content()
 
-        harness.clock.advance(days=3)  # day 10: the bin's days are over
+        # Restored and deleted again on day 9: its bin days start anew.
+        harness.clock.advance(days=2)
+        await box.restore(binned.id)
+        await box.move_to_bin(binned.id)
+        harness.clock.advance(days=1)  # day 10: the first bin days would be over
+        assert (await maintenance.run(harness.runtime, tenant))["purge"] == 0
+        assert [m.id for m in (await box.page("bin")).messages] == [binned.id]
+        harness.clock.advance(days=9)  # day 19: these are over too
         assert (await maintenance.run(harness.runtime, tenant))["purge"] == 1
         assert [m.id for m in (await box.page("bin")).messages] == []
         assert await content.scan(f"{prefix}{binned.id}/") == []
 
-        harness.clock.advance(days=15)  # day 25: five days before expiry
+        harness.clock.advance(days=6)  # day 25: five days before expiry
         assert (await maintenance.run(harness.runtime, tenant))["warn"] == 2
         await harness.process()
         [warning] = mails(harness, "expiry")
