@@ -113,6 +113,8 @@ CREATE TABLE plugin_state (
     PRIMARY KEY (namespace, key)
 );
 CREATE INDEX plugin_state_expiry ON plugin_state (expires_at);
+-- Counting a key range of unexpired records reads the index only.
+CREATE INDEX plugin_state_keys ON plugin_state (namespace, key, expires_at);
 """
 
 #: Each step takes a schema from the version it is keyed by to the next one. A new database is
@@ -547,9 +549,23 @@ class PostgreSQLStore(MessageStore):
 
     async def state_scan(self, namespace: str, prefix: str = "", *,
                          now: datetime | None = None) -> builtins.list[StateRecord]:
-        statement, params = q.state_scan_query(namespace, prefix, now)
+        statement, params = q.state_page_query(namespace, prefix, now)
         return [q.state_record(self.cipher, row, _same)
                 for row in await self._fetch(statement, params)]
+
+    async def state_page(self, namespace: str, prefix: str, *, limit: int,
+                         after: str | None = None, descending: bool = False,
+                         now: datetime | None = None) -> builtins.list[StateRecord]:
+        statement, params = q.state_page_query(namespace, prefix, now, limit=limit, after=after,
+                                               descending=descending)
+        return [q.state_record(self.cipher, row, _same)
+                for row in await self._fetch(statement, params)]
+
+    async def state_count(self, namespace: str, prefix: str, *,
+                          now: datetime | None = None) -> int:
+        statement, params = q.state_count_query(namespace, prefix, now)
+        [(count,)] = await self._fetch(statement, params)
+        return int(count)
 
     async def state_purge_expired(self, now: datetime) -> int:
         async with self._transaction() as cur:

@@ -10,14 +10,14 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 
 import attrs
 
 from siegel import bounces, extract
 from siegel.accounts import NAMESPACE as ACCOUNTS_NAMESPACE
-from siegel.accounts import Accounts
+from siegel.accounts import Account, Accounts, PasswordSlot
 from siegel.addresses import Address
 from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config, Tenant
@@ -41,6 +41,10 @@ from siegel.state import PluginState
 from siegel.store import ContentDestroyed, Job, LeaseLost, MessageStore, RecipientUpdate, StoreError
 
 log = logging.getLogger(__name__)
+
+
+#: Pauses between tries to record a job's outcome while the store is unreachable (45 s in all).
+_FINISH_RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0, 5.0)
 
 
 class NoTenant(Exception):
@@ -145,10 +149,28 @@ class Runtime:
         return PluginState(self.store, namespace, self._clock)
 
     def accounts(self, tenant: str) -> Accounts:
-        return Accounts(self.state(ACCOUNTS_NAMESPACE), tenant)
+        resolved = self.config.tenants.get(tenant)
+
+        def password_hook(account: Account, password: str) -> Mapping[str, PasswordSlot]:
+            if resolved is None:
+                return {}
+            return self.registry.account_password_slots(resolved, account, password)
+
+        return Accounts(self.state(ACCOUNTS_NAMESPACE), tenant, password_hook=password_hook)
 
     def portal_link(self, tenant: str, path: str) -> str:
         return self.config.portal_link(tenant, path)
+
+    async def report(self, tenant: str, *, notices: Sequence[Notice] = (),
+                     events: Sequence[AuditEvent] = ()) -> None:
+        mails = await self._notices_to_mail(tenant, notices)
+        for mail in mails:
+            await self.store.accept(mail)
+        await self.store.record_events(events)
+        for event in events:
+            self.registry.audit(event)
+        if mails:
+            self._wake.set()
 
     # -- bounces -----------------------------------------------------------------------------
 
@@ -333,12 +355,24 @@ class Runtime:
 
     async def _finish(self, job: Job, decision: Decision, tenant_id: str | None) -> None:
         mails = await self._notices_to_mail(tenant_id, decision.notices) if tenant_id else []
-        try:
-            await self.store.finish(job, decision.update, now=self._clock.now(),
-                                    new_messages=mails, events=decision.events)
-        except LeaseLost:
-            log.warning("job %s/%s was taken over by another worker", job.message_id, job.recipient)
-            return
+        # The outcome is known (a copy may already be with the relay): a store that is away for
+        # a moment (a database restart) must not make another worker redo the copy, so the
+        # write is tried again while this worker still holds the lease.
+        for delay in (*_FINISH_RETRY_SECONDS, None):
+            try:
+                await self.store.finish(job, decision.update, now=self._clock.now(),
+                                        new_messages=mails, events=decision.events)
+                break
+            except LeaseLost:
+                log.warning("job %s/%s was taken over by another worker", job.message_id,
+                            job.recipient)
+                return
+            except StoreError:
+                if delay is None:
+                    raise
+                log.warning("could not record the outcome of %s/%s; trying again in %s s",
+                            job.message_id, job.recipient, delay)
+                await asyncio.sleep(delay)
         for event in decision.events:
             self.registry.audit(event)
         if mails:
@@ -367,11 +401,20 @@ class Runtime:
                 await self.stop_resources()
 
     async def maintenance(self) -> int:
-        """Destroy the content of finished messages past retention; purge expired plugin state.
-        Among instances sharing a store, one at a time does it (the others skip this round)."""
+        """Run the plugins' maintenance tasks for the tenants that enable them; destroy the
+        content of finished messages past retention; purge expired plugin state. Among
+        instances sharing a store, one at a time does it (the others skip this round)."""
         async with self.store.exclusive("maintenance") as mine:
             if not mine:
                 return 0
+            for tenant in self.config.tenants.values():
+                for task in self.registry.enabled(self.registry.maintenance_tasks,
+                                                  tenant.enabled_plugins):
+                    try:
+                        await task.run(self, tenant)
+                    except Exception:
+                        log.exception("maintenance task %r (plugin %r) failed for tenant %r",
+                                      task.name, task.plugin, tenant.id)
             now = self._clock.now()
             await self.store.state_purge_expired(now)
             return await self.store.destroy_finished_content(

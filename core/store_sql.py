@@ -17,7 +17,15 @@ from typing import Any, TypeVar
 from siegel.addresses import Address
 from siegel.crypto import ContentCipher, SealedContent
 from siegel.model import AuditEvent, Level, Origin, RecipientState
-from siegel.store import RecipientRecord, RecipientUpdate, StateRecord, StateUpdate, StateWrite, StoreError
+from siegel.store import (
+    RecipientRecord,
+    RecipientUpdate,
+    StateRecord,
+    StateUpdate,
+    StateWrite,
+    StoreError,
+    prefix_end,
+)
 
 _R = TypeVar("_R")
 
@@ -200,14 +208,38 @@ def state_record(cipher: ContentCipher, row: Sequence[Any], dt: ToTime) -> State
                        updated_at=updated, expires_at=dt(expires_at))
 
 
-def state_scan_query(namespace: str, prefix: str, now: Any) -> tuple[str, list[Any]]:
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    sql = STATE_SQL + " WHERE namespace = ? AND key LIKE ? ESCAPE '\\'"
-    params: list[Any] = [namespace, escaped + "%"]
+def _state_range(namespace: str, prefix: str, now: Any) -> tuple[str, list[Any]]:
+    """The WHERE clause of the records under ``prefix``: a key range on the primary key
+    (``LIKE`` cannot use it: SQLite's ignores case, PostgreSQL's needs the C collation)."""
+    sql = " WHERE namespace = ? AND key >= ?"
+    params: list[Any] = [namespace, prefix]
+    end = prefix_end(prefix)
+    if end is not None:
+        sql += " AND key < ?"
+        params.append(end)
     if now is not None:
         sql += " AND (expires_at IS NULL OR expires_at > ?)"
         params.append(now)
-    return sql + " ORDER BY key", params
+    return sql, params
+
+
+def state_page_query(namespace: str, prefix: str, now: Any, *, limit: int | None = None,
+                     after: str | None = None, descending: bool = False) -> tuple[str, list[Any]]:
+    """:meth:`MessageStore.state_scan` (no ``limit``) and ``state_page``."""
+    where, params = _state_range(namespace, prefix, now)
+    if after is not None:
+        where += " AND key < ?" if descending else " AND key > ?"
+        params.append(after)
+    sql = STATE_SQL + where + (" ORDER BY key DESC" if descending else " ORDER BY key")
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(max(0, limit))
+    return sql, params
+
+
+def state_count_query(namespace: str, prefix: str, now: Any) -> tuple[str, list[Any]]:
+    where, params = _state_range(namespace, prefix, now)
+    return "SELECT COUNT(*) FROM plugin_state" + where, params  # noqa: S608 (only "?" marks)
 
 
 def state_upsert_params(cipher: ContentCipher, namespace: str, key: str, value: bytes,

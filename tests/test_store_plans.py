@@ -25,7 +25,12 @@ CASES = {
         "SELECT message_id FROM recipients WHERE state = 'accepted' AND next_attempt_at <= ?"
         " ORDER BY next_attempt_at LIMIT 8", ["2026-01-01T00:00:00.000000Z"]),
     "one account": (q.STATE_BY_KEY_SQL, ["accounts", "t:buerger@example.net"]),
-    "accounts of a tenant": q.state_scan_query("accounts", "t:", None),
+    "accounts of a tenant": q.state_page_query("accounts", "t:", None),
+    "a page of an account's records": q.state_page_query(
+        "postbox", "t:b@example.net:", "2026-01-01T00:00:00.000000Z", limit=20,
+        after="t:b@example.net:x", descending=True),
+    "unread count": q.state_count_query("postbox", "t:b@example.net:",
+                                        "2026-01-01T00:00:00.000000Z"),
     "one message's events": (q.EVENTS_SQL, ["m1"]),
 }
 
