@@ -149,7 +149,8 @@ class DeliveryConfig:
     #: ``siegel serve`` ends itself (status 75, for the supervisor to restart it) when its event
     #: loop has not answered for this long: a plugin computing without awaiting.
     stall_exit_seconds: float = checked(300.0, positive)
-    #: How long a worker may hold a claimed job before another may take it over.
+    #: How long a claimed job belongs to its worker (renewed while it works on the job); the
+    #: jobs of a process that died may be taken over once it has run out.
     lease_seconds: float = checked(900.0, positive)
     poll_seconds: float = checked(5.0, positive)
 
