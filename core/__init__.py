@@ -7,7 +7,17 @@ contrib rules shipped with siegel import nothing else.
 """
 
 from siegel import localtime, mailtext, mime, settings
-from siegel.accounts import Account, AccountMissing, Accounts, IdentityLevel
+from siegel.accounts import (
+    Account,
+    AccountMissing,
+    Accounts,
+    IdentityLevel,
+    Passkey,
+    PasswordRefused,
+    PasswordSlot,
+    RecoveryCodes,
+    TotpFactor,
+)
 from siegel.addresses import Address, DomainMatch, DomainSet, InvalidAddress, internal_match
 from siegel.clock import SystemClock
 from siegel.config import (
@@ -47,12 +57,13 @@ from siegel.model import (
     parse_email,
 )
 from siegel.passwords import PARAMETERS as PASSWORD_PARAMETERS
-from siegel.passwords import LoginCheck, check_password, hash_password
+from siegel.passwords import LoginCheck, check_password, hash_password, password_problems
 from siegel.plugin import (
     Classifier,
     Clock,
     ConfigSection,
     DeliveryChannel,
+    MaintenanceTask,
     Notifier,
     PluginSet,
     PortalRoute,
@@ -85,6 +96,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "siegel.settings",
     "siegel.testing",
     "siegel.worker",
+    "siegel.invitations",
 )
 
 __all__ = [
@@ -118,12 +130,16 @@ __all__ = [
     "KeyFileError",
     "Level",
     "LoginCheck",
+    "MaintenanceTask",
     "Message",
     "Notice",
     "NoticeKind",
     "Notifier",
     "Origin",
     "Outgoing",
+    "Passkey",
+    "PasswordRefused",
+    "PasswordSlot",
     "PluginError",
     "PluginRegistry",
     "PluginSet",
@@ -134,6 +150,7 @@ __all__ = [
     "ProtectionResult",
     "RecipientContext",
     "RecipientState",
+    "RecoveryCodes",
     "Resource",
     "RetryLater",
     "Rewriter",
@@ -146,6 +163,7 @@ __all__ = [
     "SystemMail",
     "Tenant",
     "Text",
+    "TotpFactor",
     "Transformer",
     "Verdict",
     "__version__",
@@ -158,6 +176,7 @@ __all__ = [
     "mailtext",
     "mime",
     "parse_email",
+    "password_problems",
     "raise_all",
     "settings",
 ]

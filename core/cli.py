@@ -18,6 +18,7 @@ from siegel.bootstrap import blocked_plugins
 from siegel.cli_common import _fail, _load, _run, config_option
 from siegel.cli_dev import send_test, sink
 from siegel.cli_queue import queue
+from siegel.cli_store import store_group
 from siegel.clock import SystemClock
 from siegel.config import (
     DEFAULT_CONFIG_NAME,
@@ -80,7 +81,7 @@ def serve(config_path: Path) -> None:
     config, registry = _load(config_path)
     try:
         store = open_store(config)
-    except KeyFileError as exc:
+    except (KeyFileError, StoreError) as exc:
         _fail(str(exc), 2)
     runtime = Runtime(config, registry, store, clock=SystemClock())
     pin_mmap_threshold()
@@ -318,6 +319,7 @@ def explain(config_path: Path, message_file: Path, sender: str | None,
 
 
 cli.add_command(queue)
+cli.add_command(store_group)
 cli.add_command(sink)
 cli.add_command(send_test)
 

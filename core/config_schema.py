@@ -5,6 +5,7 @@ defaults and checks of the core's own settings.
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -75,16 +76,54 @@ _DEFAULT_KEY_FILE = ConfigPath("keys/store.key")
 class StoreConfig:
     """The durable message store (``[store]``)."""
 
-    backend: Literal["sqlite"] = "sqlite"
+    #: "sqlite" (embedded, one serving process) or "postgresql" (several instances on one
+    #: database; see :doc:`/postgresql`).
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
     #: SQLite database file (relative paths are relative to the config file).
     path: ConfigPath = _DEFAULT_DATABASE
+    #: PostgreSQL connection string (``postgresql://siegel@db.example/siegel`` or
+    #: ``host=... dbname=...``), without the password.
+    dsn: str | None = None
+    #: File holding the PostgreSQL password (one line), or ...
+    password_file: ConfigPath | None = None
+    #: ... the environment variable that holds it. Neither: no password (peer or trust auth,
+    #: or ``~/.pgpass``).
+    password_env: str | None = None
+    #: The PostgreSQL schema siegel's tables live in (created if missing).
+    schema: str = "public"
+    #: Connections each instance keeps to PostgreSQL at most.
+    pool_size: int = checked(10, positive)
     #: The key that encrypts message content at rest; created by ``siegel init``.
     key_file: ConfigPath = _DEFAULT_KEY_FILE
     #: Content of finished (delivered, failed, expired) messages is destroyed after this many days.
     retention_days: float = checked(7.0, positive)
 
     def __attrs_post_init__(self) -> None:
-        check_fields(self)
+        problems = []
+        if self.backend == "postgresql":
+            if not self.dsn:
+                problems.append(SettingError(
+                    "dsn", 'backend "postgresql" needs dsn, for example '
+                    '"postgresql://siegel@db.example/siegel"'))
+            elif _dsn_has_password(self.dsn):
+                problems.append(SettingError(
+                    "dsn", "holds a password; put it in password_file or name an environment "
+                    "variable in password_env, never in the configuration"))
+            if self.password_file is not None and self.password_env is not None:
+                problems.append(SettingError(
+                    "password_file", "give password_file or password_env, not both"))
+        elif self.dsn is not None or self.password_file is not None or (
+                self.password_env is not None):
+            problems.append(SettingError(
+                "dsn", f'dsn, password_file and password_env are for backend "postgresql", '
+                f'not {self.backend!r}'))
+        check_fields(self, problems)
+
+
+def _dsn_has_password(dsn: str) -> bool:
+    if "://" in dsn:
+        return urlsplit(dsn).password is not None or "password=" in dsn
+    return any(part.split("=", 1)[0].strip() == "password" for part in dsn.split())
 
 
 @attrs.frozen(kw_only=True)
@@ -110,7 +149,8 @@ class DeliveryConfig:
     #: ``siegel serve`` ends itself (status 75, for the supervisor to restart it) when its event
     #: loop has not answered for this long: a plugin computing without awaiting.
     stall_exit_seconds: float = checked(300.0, positive)
-    #: How long a worker may hold a claimed job before another may take it over.
+    #: How long a claimed job belongs to its worker (renewed while it works on the job); the
+    #: jobs of a process that died may be taken over once it has run out.
     lease_seconds: float = checked(900.0, positive)
     poll_seconds: float = checked(5.0, positive)
 
@@ -153,6 +193,10 @@ class TenantConfig:
     #: ``siegel-bounce@`` the first own domain; "" sends them with the null sender.
     bounce_address: str | None = None
     settings: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    #: The identity level an account needs to read messages (in a postbox) and to write:
+    #: "mailbox" or "confirmed"; default: the plugin set's ("mailbox").
+    read_level: str | None = None
+    write_level: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 _KEY_FILE_HEADER = "siegel-store-key-v1"
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
+#: How much longer sealed content is than the plain content (nonce and tag).
+SEAL_OVERHEAD = _NONCE_BYTES + _TAG_BYTES
 # Large messages are sealed piece by piece, so that neither the whole ciphertext nor a copy of it
 # is ever held next to the content.
 _SEAL_CHUNK_BYTES = 1024 * 1024

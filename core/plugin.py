@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,15 +22,18 @@ from siegel import extract, mime
 from siegel.addresses import Address, DomainMatch
 from siegel.extract import Extraction, ExtractLimits
 from siegel.model import (
+    AuditEvent,
     Availability,
     DeliveryResult,
     Finding,
+    IdentityLevel,
     Message,
     Notice,
     Outgoing,
     ProtectionResult,
     SystemMail,
     Verdict,
+    identity_level,
 )
 
 if TYPE_CHECKING:
@@ -93,6 +96,13 @@ class Services(Protocol):
         built from ``[portal] public_base_url``: for links in mails."""
         ...
 
+    async def report(self, tenant: str, *, notices: Sequence[Notice] = (),
+                     events: Sequence[AuditEvent] = ()) -> None:
+        """Record what a plugin did outside the pipeline (a postbox message was first opened):
+        the audit ``events`` are stored (and observed by ``siegel_audit_event``), the
+        ``notices`` go through the tenant's notifiers and the mails they write are sent."""
+        ...
+
 
 @attrs.frozen(kw_only=True)
 class RecipientContext:
@@ -128,6 +138,13 @@ class RecipientContext:
     @property
     def is_internal(self) -> bool:
         return self.internal is not None
+
+    @property
+    def required_level(self) -> IdentityLevel:
+        """The identity level the recipient's account needs to read this copy: the highest of
+        the tenant's ``read_level`` and the ``identity_level`` of every finding of the verdict
+        (before classification: the tenant's alone)."""
+        return required_level(self.tenant, self.verdict)
 
     def settings(self, section: str) -> Any:
         """The tenant's validated settings object for a config section."""
@@ -291,6 +308,26 @@ class Resource:
     plugin: str = ""
 
 
+MaintainFunction = Callable[["Services", "Tenant"], Awaitable[None]]
+
+
+@attrs.frozen(kw_only=True)
+class MaintenanceTask:
+    """Periodic work of a plugin for each tenant that enables it (retention, reminders).
+
+    The gateway awaits ``run(services, tenant)`` with its maintenance, about once an hour while
+    it serves (and when a test calls :meth:`siegel.runtime.Runtime.maintenance`); ``services.
+    clock`` says what time it is. Several instances may run the same task at once: make each
+    step claim its work in the store (delete a due record and act only if the delete found
+    it). An exception is logged; the other tasks still run.
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    run: MaintainFunction
+    description: str = ""
+    plugin: str = ""
+
+
 @attrs.frozen(kw_only=True)
 class Notifier:
     """Turns a :class:`~siegel.Notice` into mails (or none). The mails are stored in the same
@@ -352,3 +389,17 @@ class PluginSet:
     internal_domains: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     internal_subdomains: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     plugin: str = ""
+    #: The identity level needed to read messages (in a postbox) and to write, unless the
+    #: tenant sets its own (``read_level``/``write_level``).
+    read_level: IdentityLevel = attrs.field(default=IdentityLevel.MAILBOX,
+                                            converter=identity_level)
+    write_level: IdentityLevel = attrs.field(default=IdentityLevel.MAILBOX,
+                                             converter=identity_level)
+
+
+def required_level(tenant: Tenant, verdict: Verdict | None) -> IdentityLevel:
+    """The highest of ``tenant.read_level`` and the ``identity_level`` of every finding in
+    ``verdict`` (:attr:`RecipientContext.required_level`)."""
+    findings = verdict.findings if verdict is not None else ()
+    return max((tenant.read_level, *(f.identity_level for f in findings
+                                     if f.identity_level is not None)))

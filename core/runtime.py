@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 
 import attrs
 
 from siegel import bounces, extract
 from siegel.accounts import NAMESPACE as ACCOUNTS_NAMESPACE
-from siegel.accounts import Accounts
+from siegel.accounts import Account, Accounts, PasswordSlot
 from siegel.addresses import Address
 from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config, Tenant
@@ -42,6 +43,10 @@ from siegel.store import ContentDestroyed, Job, LeaseLost, MessageStore, Recipie
 log = logging.getLogger(__name__)
 
 
+#: Pauses between tries to record a job's outcome while the store is unreachable (45 s in all).
+_FINISH_RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0, 5.0)
+
+
 class NoTenant(Exception):
     """Neither the sender nor the recipients belong to a configured tenant."""
 
@@ -63,9 +68,35 @@ def tenant_for(config: Config, sender: Address | None, recipients: Sequence[Addr
 
 
 def open_store(config: Config) -> MessageStore:
-    """The store the configuration names, with its content key."""
+    """The store the configuration names, with its content key (not opened yet)."""
     cipher = ContentCipher.from_key_file(config.path(config.store.key_file))
-    return SQLiteStore(config.path(config.store.path), cipher)
+    settings = config.store
+    if settings.backend == "postgresql":
+        from siegel.pg_store import PostgreSQLStore
+
+        assert settings.dsn is not None
+        return PostgreSQLStore(settings.dsn, cipher, password=store_password(config),
+                               schema=settings.schema, pool_size=settings.pool_size)
+    return SQLiteStore(config.path(settings.path), cipher)
+
+
+def store_password(config: Config) -> str | None:
+    """The PostgreSQL password from ``[store] password_file`` or ``password_env``; a missing
+    file or variable raises :class:`~siegel.StoreError` naming it."""
+    settings = config.store
+    if settings.password_file is not None:
+        path = config.path(settings.password_file)
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise StoreError(f"[store] password_file {path}: cannot read it ({exc.strerror})") from None
+    if settings.password_env is not None:
+        value = os.environ.get(settings.password_env)
+        if value is None:
+            raise StoreError(f"[store] password_env: the environment variable "
+                             f"{settings.password_env} is not set")
+        return value
+    return None
 
 
 class Runtime:
@@ -118,10 +149,28 @@ class Runtime:
         return PluginState(self.store, namespace, self._clock)
 
     def accounts(self, tenant: str) -> Accounts:
-        return Accounts(self.state(ACCOUNTS_NAMESPACE), tenant)
+        resolved = self.config.tenants.get(tenant)
+
+        def password_hook(account: Account, password: str) -> Mapping[str, PasswordSlot]:
+            if resolved is None:
+                return {}
+            return self.registry.account_password_slots(resolved, account, password)
+
+        return Accounts(self.state(ACCOUNTS_NAMESPACE), tenant, password_hook=password_hook)
 
     def portal_link(self, tenant: str, path: str) -> str:
         return self.config.portal_link(tenant, path)
+
+    async def report(self, tenant: str, *, notices: Sequence[Notice] = (),
+                     events: Sequence[AuditEvent] = ()) -> None:
+        mails = await self._notices_to_mail(tenant, notices)
+        for mail in mails:
+            await self.store.accept(mail)
+        await self.store.record_events(events)
+        for event in events:
+            self.registry.audit(event)
+        if mails:
+            self._wake.set()
 
     # -- bounces -----------------------------------------------------------------------------
 
@@ -250,7 +299,31 @@ class Runtime:
         return messages
 
     async def process(self, job: Job) -> None:
-        """Process one claimed job and store the outcome."""
+        """Process one claimed job and store the outcome, renewing its lease meanwhile: only
+        the jobs of a process that died (or hangs with its loop stopped) run out of lease and
+        are taken over, never a slow job of a live one."""
+        renewal = asyncio.create_task(self._keep_lease(job), name=f"siegel-lease-{job.lease}")
+        try:
+            await self._process(job)
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+
+    async def _keep_lease(self, job: Job) -> None:
+        seconds = self.config.delivery.lease_seconds
+        while True:
+            await asyncio.sleep(seconds / 3)
+            try:
+                kept = await self.store.renew_lease(
+                    job, self._clock.now() + timedelta(seconds=seconds))
+            except StoreError:
+                log.warning("could not renew the lease of %s/%s", job.message_id, job.recipient)
+                continue
+            if not kept:
+                return
+
+    async def _process(self, job: Job) -> None:
         try:
             message = await self.store.load(job.message_id)
         except ContentDestroyed:
@@ -282,12 +355,24 @@ class Runtime:
 
     async def _finish(self, job: Job, decision: Decision, tenant_id: str | None) -> None:
         mails = await self._notices_to_mail(tenant_id, decision.notices) if tenant_id else []
-        try:
-            await self.store.finish(job, decision.update, now=self._clock.now(),
-                                    new_messages=mails, events=decision.events)
-        except LeaseLost:
-            log.warning("job %s/%s was taken over by another worker", job.message_id, job.recipient)
-            return
+        # The outcome is known (a copy may already be with the relay): a store that is away for
+        # a moment (a database restart) must not make another worker redo the copy, so the
+        # write is tried again while this worker still holds the lease.
+        for delay in (*_FINISH_RETRY_SECONDS, None):
+            try:
+                await self.store.finish(job, decision.update, now=self._clock.now(),
+                                        new_messages=mails, events=decision.events)
+                break
+            except LeaseLost:
+                log.warning("job %s/%s was taken over by another worker", job.message_id,
+                            job.recipient)
+                return
+            except StoreError:
+                if delay is None:
+                    raise
+                log.warning("could not record the outcome of %s/%s; trying again in %s s",
+                            job.message_id, job.recipient, delay)
+                await asyncio.sleep(delay)
         for event in decision.events:
             self.registry.audit(event)
         if mails:
@@ -316,11 +401,24 @@ class Runtime:
                 await self.stop_resources()
 
     async def maintenance(self) -> int:
-        """Destroy the content of finished messages past retention; purge expired plugin state."""
-        now = self._clock.now()
-        await self.store.state_purge_expired(now)
-        return await self.store.destroy_finished_content(
-            now - timedelta(days=self.config.store.retention_days))
+        """Run the plugins' maintenance tasks for the tenants that enable them; destroy the
+        content of finished messages past retention; purge expired plugin state. Among
+        instances sharing a store, one at a time does it (the others skip this round)."""
+        async with self.store.exclusive("maintenance") as mine:
+            if not mine:
+                return 0
+            for tenant in self.config.tenants.values():
+                for task in self.registry.enabled(self.registry.maintenance_tasks,
+                                                  tenant.enabled_plugins):
+                    try:
+                        await task.run(self, tenant)
+                    except Exception:
+                        log.exception("maintenance task %r (plugin %r) failed for tenant %r",
+                                      task.name, task.plugin, tenant.id)
+            now = self._clock.now()
+            await self.store.state_purge_expired(now)
+            return await self.store.destroy_finished_content(
+                now - timedelta(days=self.config.store.retention_days))
 
     # -- the worker loop ---------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import fcntl
-import json
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -26,9 +25,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from siegel import store_sql as q
 from siegel.addresses import Address
 from siegel.crypto import ContentCipher, SealedContent
-from siegel.model import AuditEvent, Envelope, Level, Message, Origin, RecipientState
+from siegel.model import AuditEvent, Envelope, Message, Origin, RecipientState
 from siegel.store import (
     ContentDestroyed,
     Job,
@@ -42,11 +42,11 @@ from siegel.store import (
     StateUpdate,
     StoreError,
 )
+from siegel.store_sql import SCHEMA_VERSION, check_schema
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
-SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS recipients (
 );
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS recipients_hold ON recipients (state, hold_until);
+CREATE INDEX IF NOT EXISTS recipients_address ON recipients (address);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -105,6 +106,9 @@ CREATE TABLE IF NOT EXISTS plugin_state (
     PRIMARY KEY (namespace, key)
 );
 CREATE INDEX IF NOT EXISTS plugin_state_expiry ON plugin_state (expires_at);
+-- Covers counting a key range of unexpired records (the postbox's unread marks) without
+-- reading a single row: 2 ms instead of 75 ms for 10 000 records.
+CREATE INDEX IF NOT EXISTS plugin_state_keys ON plugin_state (namespace, key, expires_at);
 """
 
 
@@ -114,6 +118,8 @@ _MIGRATIONS = {
     # protection method's "retry later" answers in a row.
     1: ("ALTER TABLE recipients ADD COLUMN starts INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE recipients ADD COLUMN protect_retries INTEGER NOT NULL DEFAULT 0"),
+    # 3: a recipient's copies (the account view) without reading every copy.
+    2: ("CREATE INDEX IF NOT EXISTS recipients_address ON recipients (address)",),
 }
 
 
@@ -123,6 +129,13 @@ def _migrate(db: sqlite3.Connection, version: int) -> None:
             db.execute(statement)
         version += 1
     db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+
+def _version(db: sqlite3.Connection) -> int | None:
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone():
+        return None
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    return None if row is None else int(row[0])
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -164,37 +177,56 @@ class SQLiteStore(MessageStore):
             raise StoreError(f"{self.path}: {exc}") from exc
 
     async def open(self) -> None:
+        """Open the database, creating the schema in an empty one; refuse an older schema
+        (:meth:`migrate` first) or a newer one."""
+        await self._open(migrate=False)
+
+    async def migrate(self) -> tuple[int, int]:
+        before = await self._open(migrate=True)
+        return before, SCHEMA_VERSION
+
+    async def _open(self, *, migrate: bool) -> int:
         if self._db is not None:
-            return
+            if migrate:
+                await self.close()
+            else:
+                return SCHEMA_VERSION
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siegel-sqlite")
+        found = 0
 
         def connect() -> sqlite3.Connection:
+            nonlocal found
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                  timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            row = None
-            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone():
-                row = db.execute("SELECT version FROM schema_version").fetchone()
-            if row is not None and row[0] in _MIGRATIONS:
-                self._transaction(db, lambda: _migrate(db, row[0]))
-            elif row is not None and row[0] != SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}"
-                                 " (written by a newer siegel?)")
-            db.executescript(_SCHEMA)
-            if row is None:
-                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA foreign_keys=ON")
+                version = _version(db)
+                found = version or 0
+                if version is not None and (not migrate or version > SCHEMA_VERSION):
+                    check_schema(str(self.path), version)
+                elif version is not None:
+                    self._transaction(db, lambda: _migrate(db, version))
+                db.executescript(_SCHEMA)
+                if version is None:
+                    db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            except BaseException:
+                db.close()
+                raise
             return db
 
         loop = asyncio.get_running_loop()
         try:
             self._db = await loop.run_in_executor(self._executor, connect)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
             self._executor.shutdown()
             self._executor = None
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"{self.path}: {exc}") from exc
+        return found
 
     async def take_over(self) -> None:
         """Only one process serves an SQLite store: it holds an exclusive lock on
@@ -251,13 +283,8 @@ class SQLiteStore(MessageStore):
         with db.blobopen("messages", "content", row) as blob:
             for chunk in sealed.chunks:
                 blob.write(chunk)
-        now = _ts(message.received_at)
-        db.executemany(
-            "INSERT INTO recipients (message_id, position, address, state, next_attempt_at,"
-            " updated_at) VALUES (?,?,?,?,?,?)",
-            [(message.id, position, str(rcpt), RecipientState.ACCEPTED.value, now, now)
-             for position, rcpt in enumerate(dict.fromkeys(message.envelope.rcpt_to))],
-        )
+        db.executemany(q.RECIPIENT_ROWS_SQL, q.recipient_rows(
+            message.id, message.envelope.rcpt_to, _ts(message.received_at)))
 
     async def accept(self, message: Message, events: Sequence[AuditEvent] = ()) -> None:
         def work(db: sqlite3.Connection) -> None:
@@ -348,6 +375,11 @@ class SQLiteStore(MessageStore):
 
         return await self._run(lambda db: self._transaction(db, lambda: work(db)))
 
+    async def renew_lease(self, job: Job, until: datetime) -> bool:
+        params = (_ts(until), job.message_id, str(job.recipient), job.lease)
+        return await self._run(lambda db: self._transaction(
+            db, lambda: db.execute(q.RENEW_LEASE_SQL, params).rowcount == 1))
+
     async def finish(
         self,
         job: Job,
@@ -358,34 +390,19 @@ class SQLiteStore(MessageStore):
         events: Sequence[AuditEvent] = (),
     ) -> None:
         def work(db: sqlite3.Connection) -> None:
-            cursor = db.execute(
-                "UPDATE recipients SET state = ?, attempts = ?, next_attempt_at = ?, hold_until = ?,"
-                " level = ?, method = ?, reasons = ?, detail = ?, updated_at = ?, lease = NULL,"
-                " lease_until = NULL, starts = 0, protect_retries = ?"
-                " WHERE message_id = ? AND address = ? AND lease = ?",
-                (update.state.value, update.attempts, _ts(update.next_attempt_at),
-                 _ts(update.hold_until), None if update.level is None else int(update.level),
-                 update.method, json.dumps(list(update.reasons), ensure_ascii=False),
-                 update.detail, _ts(now), update.protect_retries, job.message_id,
-                 str(job.recipient), job.lease))
+            cursor = db.execute(q.FINISH_SQL, q.finish_params(
+                update, now, job.message_id, str(job.recipient), job.lease, _ts))
             if cursor.rowcount != 1:
                 raise LeaseLost(f"message {job.message_id} to {job.recipient}: lease lost")
             for message in new_messages:
                 self._insert_message(db, message)
             self._insert_events(db, events)
-            if update.state is RecipientState.EXPIRED:
-                self._destroy_if_final(db, job.message_id)
+            if (update.state is RecipientState.EXPIRED
+                    and db.execute(q.OPEN_COPIES_SQL, (job.message_id,)).fetchone()[0] == 0):
+                db.execute("UPDATE messages SET content = NULL, wrapped_key = NULL WHERE id = ?",
+                           (job.message_id,))
 
         await self._run(lambda db: self._transaction(db, lambda: work(db)))
-
-    @staticmethod
-    def _destroy_if_final(db: sqlite3.Connection, message_id: str) -> None:
-        open_copies = db.execute(
-            "SELECT COUNT(*) FROM recipients WHERE message_id = ? AND state NOT IN"
-            " ('delivered', 'failed', 'expired')", (message_id,)).fetchone()[0]
-        if open_copies == 0:
-            db.execute("UPDATE messages SET content = NULL, wrapped_key = NULL WHERE id = ?",
-                       (message_id,))
 
     async def requeue(
         self,
@@ -396,8 +413,8 @@ class SQLiteStore(MessageStore):
         release: bool,
         now: datetime,
     ) -> int:
-        state_values = [s.value for s in states]
-        wanted = None if recipients is None else [str(Address.load(r)) for r in recipients]
+        sql, params = q.requeue_query(message_id, recipients=recipients, states=states,
+                                      release=release, now=_ts(now))
 
         def work(db: sqlite3.Connection) -> int:
             content = db.execute("SELECT content IS NOT NULL FROM messages WHERE id = ?",
@@ -406,54 +423,20 @@ class SQLiteStore(MessageStore):
                 raise MessageNotFound(f"no message {message_id}")
             if not content[0]:
                 raise ContentDestroyed(f"the content of message {message_id} was destroyed")
-            marks = ",".join("?" * len(state_values))
-            # Only "?" placeholders are formatted into the statement; values are bound.
-            sql = (f"UPDATE recipients SET state = 'accepted', next_attempt_at = ?, updated_at = ?,"  # noqa: S608
-                   f" released = released OR ?, lease = NULL, lease_until = NULL, starts = 0"
-                   f" WHERE message_id = ? AND state IN ({marks})")
-            params: list[Any] = [_ts(now), _ts(now), int(release), message_id, *state_values]
-            if wanted is not None:
-                sql += f" AND address IN ({','.join('?' * len(wanted))})"
-                params += wanted
             return db.execute(sql, params).rowcount
 
         return await self._run(lambda db: self._transaction(db, lambda: work(db)))
 
     async def end_hold(self, message_id: str, recipient: str, now: datetime) -> bool:
-        address = str(Address.parse(recipient))
-
-        def work(db: sqlite3.Connection) -> bool:
-            return db.execute(
-                "UPDATE recipients SET hold_until = ?, updated_at = ? WHERE message_id = ?"
-                " AND address = ? AND state = 'held'",
-                (_ts(now), _ts(now), message_id, address)).rowcount == 1
-
-        return await self._run(lambda db: self._transaction(db, lambda: work(db)))
-
-    _RECORD_SQL = (
-        "SELECT r.message_id, m.tenant, m.origin, m.mail_from, r.address, m.received_at, m.size,"
-        " r.state, r.attempts, r.next_attempt_at, r.hold_until, r.released, r.level, r.method,"
-        " r.reasons, r.detail, r.updated_at, m.content IS NULL, r.starts"
-        " FROM recipients r JOIN messages m ON m.id = r.message_id"
-    )
-
-    @staticmethod
-    def _record(row: Sequence[Any]) -> RecipientRecord:
-        return RecipientRecord(
-            message_id=row[0], tenant=row[1], origin=Origin(row[2]), mail_from=row[3],
-            recipient=row[4], received_at=_dt_required(row[5]), size=row[6],
-            state=RecipientState(row[7]), attempts=row[8], next_attempt_at=_dt(row[9]),
-            hold_until=_dt(row[10]), released=bool(row[11]),
-            level=None if row[12] is None else Level(row[12]), method=row[13],
-            reasons=tuple(json.loads(row[14])), detail=row[15], updated_at=_dt_required(row[16]),
-            content_destroyed=bool(row[17]), starts=row[18],
-        )
+        params = (_ts(now), _ts(now), message_id, str(Address.parse(recipient)))
+        return await self._run(lambda db: self._transaction(
+            db, lambda: db.execute(q.END_HOLD_SQL, params).rowcount == 1))
 
     async def recipients(self, message_id: str) -> list[RecipientRecord]:
         rows = await self._run(lambda db: db.execute(
-            self._RECORD_SQL + " WHERE r.message_id = ? ORDER BY r.position",
+            q.RECORD_SQL + " WHERE r.message_id = ? ORDER BY r.position",
             (message_id,)).fetchall())
-        return [self._record(row) for row in rows]
+        return [q.record(row, _dt) for row in rows]
 
     async def list(
         self,
@@ -463,22 +446,9 @@ class SQLiteStore(MessageStore):
         limit: int = 100,
         recipient: str | None = None,
     ) -> builtins.list[RecipientRecord]:
-        sql = self._RECORD_SQL + " WHERE 1=1"
-        params: list[Any] = []
-        if recipient is not None:
-            sql += " AND r.address = ?"
-            params.append(str(Address.parse(recipient)))
-        if states is not None:
-            values = [s.value for s in states]
-            sql += f" AND r.state IN ({','.join('?' * len(values))})"
-            params += values
-        if tenant is not None:
-            sql += " AND m.tenant = ?"
-            params.append(tenant)
-        sql += " ORDER BY m.received_at DESC, r.position LIMIT ?"
-        params.append(limit)
+        sql, params = q.list_query(states=states, tenant=tenant, limit=limit, recipient=recipient)
         rows = await self._run(lambda db: db.execute(sql, params).fetchall())
-        return [self._record(row) for row in rows]
+        return [q.record(row, _dt) for row in rows]
 
     async def purge(self, message_id: str) -> bool:
         def work(db: sqlite3.Connection) -> bool:
@@ -488,60 +458,32 @@ class SQLiteStore(MessageStore):
         return await self._run(lambda db: self._transaction(db, lambda: work(db)))
 
     async def destroy_finished_content(self, older_than: datetime) -> int:
-        stamp = _ts(older_than)
-
-        def work(db: sqlite3.Connection) -> int:
-            return db.execute(
-                "UPDATE messages SET content = NULL, wrapped_key = NULL WHERE content IS NOT NULL"
-                " AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = messages.id AND"
-                "   (r.state NOT IN ('delivered', 'failed', 'expired') OR r.updated_at > ?))",
-                (stamp,)).rowcount
-
-        return await self._run(lambda db: self._transaction(db, lambda: work(db)))
+        sql = ("UPDATE messages SET content = NULL, wrapped_key = NULL WHERE "  # noqa: S608
+               + q.FINISHED_CONTENT_WHERE)
+        return await self._run(lambda db: self._transaction(
+            db, lambda: db.execute(sql, (_ts(older_than),)).rowcount))
 
     @staticmethod
     def _insert_events(db: sqlite3.Connection, events: Sequence[AuditEvent]) -> None:
-        db.executemany(
-            "INSERT INTO events (at, kind, tenant, message_id, recipient, detail)"
-            " VALUES (?,?,?,?,?,?)",
-            [(_ts(e.at), e.kind, e.tenant, e.message_id, e.recipient,
-              json.dumps(dict(e.detail), ensure_ascii=False)) for e in events])
+        db.executemany(q.EVENT_INSERT_SQL, q.event_rows(events, _ts))
 
     async def record_events(self, events: Sequence[AuditEvent]) -> None:
         await self._run(lambda db: self._transaction(db, lambda: self._insert_events(db, events)))
 
     async def events(self, message_id: str) -> builtins.list[AuditEvent]:
-        rows = await self._run(lambda db: db.execute(
-            "SELECT at, kind, tenant, message_id, recipient, detail FROM events"
-            " WHERE message_id = ? ORDER BY id", (message_id,)).fetchall())
-        return [AuditEvent(at=_dt_required(r[0]), kind=r[1], tenant=r[2], message_id=r[3],
-                           recipient=r[4], detail=json.loads(r[5])) for r in rows]
+        rows = await self._run(lambda db: db.execute(q.EVENTS_SQL, (message_id,)).fetchall())
+        return [q.event(row, _dt) for row in rows]
 
     # -- plugin state ----------------------------------------------------------------------
 
-    @staticmethod
-    def _state_aad(namespace: str, key: str) -> str:
-        return f"state:{namespace}:{key}"
-
-    def _state_record(self, row: Sequence[Any]) -> StateRecord:
-        namespace, key, key_id, wrapped, value, version, updated_at, expires_at = row
-        plain = self.cipher.open(self._state_aad(namespace, key),
-                                 SealedContent(key_id, wrapped, value))
-        return StateRecord(namespace=namespace, key=key, value=plain, version=version,
-                           updated_at=_dt_required(updated_at), expires_at=_dt(expires_at))
-
-    _STATE_SQL = ("SELECT namespace, key, key_id, wrapped_key, value, version, updated_at,"
-                  " expires_at FROM plugin_state")
-
     async def state_get(self, namespace: str, key: str) -> StateRecord | None:
         row = await self._run(lambda db: db.execute(
-            self._STATE_SQL + " WHERE namespace = ? AND key = ?", (namespace, key)).fetchone())
-        return None if row is None else self._state_record(row)
+            q.STATE_BY_KEY_SQL, (namespace, key)).fetchone())
+        return None if row is None else q.state_record(self.cipher, row, _dt)
 
     async def state_put(self, namespace: str, key: str, value: bytes, *,
                         expires_at: datetime | None = None,
                         expect_version: int | None = None) -> int:
-        sealed = self.cipher.seal(self._state_aad(namespace, key), value)
         now = _ts(datetime.now(UTC))
 
         def work(db: sqlite3.Connection) -> int:
@@ -551,14 +493,8 @@ class SQLiteStore(MessageStore):
             if expect_version is not None and expect_version != current:
                 raise StateConflict(f"{namespace}/{key}: version {current}, "
                                     f"expected {expect_version}")
-            db.execute(
-                "INSERT INTO plugin_state (namespace, key, key_id, wrapped_key, value, version,"
-                " updated_at, expires_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (namespace, key)"
-                " DO UPDATE SET key_id = excluded.key_id, wrapped_key = excluded.wrapped_key,"
-                " value = excluded.value, version = excluded.version,"
-                " updated_at = excluded.updated_at, expires_at = excluded.expires_at",
-                (namespace, key, sealed.key_id, sealed.wrapped_key, sealed.ciphertext,
-                 current + 1, now, _ts(expires_at)))
+            db.execute(q.STATE_UPSERT_SQL, q.state_upsert_params(
+                self.cipher, namespace, key, value, current + 1, now, _ts(expires_at)))
             return int(current + 1)
 
         return await self._run(lambda db: self._transaction(db, lambda: work(db)))
@@ -570,46 +506,41 @@ class SQLiteStore(MessageStore):
         updated_at = _ts(datetime.now(UTC))
 
         def work(db: sqlite3.Connection) -> _R:
-            row = db.execute(self._STATE_SQL + " WHERE namespace = ? AND key = ?",
-                             (namespace, key)).fetchone()
-            record = None if row is None else self._state_record(row)
-            version = record.version if record is not None else 0
-            if record is not None and now is not None and record.expires_at is not None and (
-                    record.expires_at <= now):
-                record = None
-            write, result = update(record)
+            row = db.execute(q.STATE_BY_KEY_SQL, (namespace, key)).fetchone()
+            record = None if row is None else q.state_record(self.cipher, row, _dt)
+            version, write, result = q.decide(record, update, now)
             if write is not None:
-                sealed = self.cipher.seal(self._state_aad(namespace, key), write.value)
-                db.execute(
-                    "INSERT INTO plugin_state (namespace, key, key_id, wrapped_key, value,"
-                    " version, updated_at, expires_at) VALUES (?,?,?,?,?,?,?,?)"
-                    " ON CONFLICT (namespace, key) DO UPDATE SET key_id = excluded.key_id,"
-                    " wrapped_key = excluded.wrapped_key, value = excluded.value,"
-                    " version = excluded.version, updated_at = excluded.updated_at,"
-                    " expires_at = excluded.expires_at",
-                    (namespace, key, sealed.key_id, sealed.wrapped_key, sealed.ciphertext,
-                     version + 1, updated_at, _ts(write.expires_at)))
+                db.execute(q.STATE_UPSERT_SQL, q.state_upsert_params(
+                    self.cipher, namespace, key, write.value, version + 1, updated_at,
+                    _ts(write.expires_at)))
             return result
 
         return await self._run(lambda db: self._transaction(db, lambda: work(db)))
 
     async def state_delete(self, namespace: str, key: str) -> bool:
         return await self._run(lambda db: self._transaction(db, lambda: db.execute(
-            "DELETE FROM plugin_state WHERE namespace = ? AND key = ?",
-            (namespace, key)).rowcount > 0))
+            q.STATE_DELETE_SQL, (namespace, key)).rowcount > 0))
 
     async def state_scan(self, namespace: str, prefix: str = "", *,
                          now: datetime | None = None) -> builtins.list[StateRecord]:
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        sql = self._STATE_SQL + " WHERE namespace = ? AND key LIKE ? ESCAPE '\\'"
-        params: list[Any] = [namespace, escaped + "%"]
-        if now is not None:
-            sql += " AND (expires_at IS NULL OR expires_at > ?)"
-            params.append(_ts(now))
-        rows = await self._run(lambda db: db.execute(sql + " ORDER BY key", params).fetchall())
-        return [self._state_record(row) for row in rows]
+        sql, params = q.state_page_query(namespace, prefix, _ts(now))
+        rows = await self._run(lambda db: db.execute(sql, params).fetchall())
+        return [q.state_record(self.cipher, row, _dt) for row in rows]
+
+    async def state_page(self, namespace: str, prefix: str, *, limit: int,
+                         after: str | None = None, descending: bool = False,
+                         now: datetime | None = None) -> builtins.list[StateRecord]:
+        sql, params = q.state_page_query(namespace, prefix, _ts(now), limit=limit, after=after,
+                                         descending=descending)
+        rows = await self._run(lambda db: db.execute(sql, params).fetchall())
+        return [q.state_record(self.cipher, row, _dt) for row in rows]
+
+    async def state_count(self, namespace: str, prefix: str, *,
+                          now: datetime | None = None) -> int:
+        sql, params = q.state_count_query(namespace, prefix, _ts(now))
+        row = await self._run(lambda db: db.execute(sql, params).fetchone())
+        return int(row[0])
 
     async def state_purge_expired(self, now: datetime) -> int:
         return await self._run(lambda db: self._transaction(db, lambda: db.execute(
-            "DELETE FROM plugin_state WHERE expires_at IS NOT NULL AND expires_at <= ?",
-            (_ts(now),)).rowcount))
+            q.STATE_PURGE_SQL, (_ts(now),)).rowcount))

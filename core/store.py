@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -132,6 +133,21 @@ _R = TypeVar("_R")
 StateUpdate = Callable[[StateRecord | None], tuple[StateWrite | None, _R]]
 
 
+def prefix_end(prefix: str) -> str | None:
+    """The least key above every key that starts with ``prefix`` (``None``: there is none, the
+    range is open upwards), so that "starts with" becomes the index range
+    ``prefix <= key < prefix_end(prefix)``. Keys compare by code point, which is the byte order
+    of their UTF-8 (SQLite's and PostgreSQL's ``C`` collation)."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be stored: the next one is U+E000
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return None
+
+
 class MessageStore(abc.ABC):
     """What the pipeline, the listener and the CLI need from a store backend."""
 
@@ -145,6 +161,19 @@ class MessageStore(abc.ABC):
     @abc.abstractmethod
     async def open(self) -> None:
         """Create the schema if needed. Any process may open a store (the CLI does)."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> tuple[int, int]:
+        """Bring the schema to the version this siegel writes (creating it if the store is
+        empty); returns the versions before and after. :meth:`open` refuses a schema that is
+        older or newer than that (``siegel store migrate`` runs this)."""
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Run a block on one process at a time among those sharing the store (maintenance):
+        yields False when another holds ``name`` (the block should then skip its work). A store
+        served by one process only always yields True."""
+        yield True
 
     @abc.abstractmethod
     async def take_over(self) -> None:
@@ -171,6 +200,11 @@ class MessageStore(abc.ABC):
 
         Each claim counts a processing start of the copy durably (:attr:`Job.starts`);
         :meth:`finish` and :meth:`requeue` reset the count."""
+
+    @abc.abstractmethod
+    async def renew_lease(self, job: Job, until: datetime) -> bool:
+        """Extend a claimed job's lease (its worker is alive and still at it). False if the
+        lease is gone (another worker took the job over, or it finished)."""
 
     @abc.abstractmethod
     async def finish(
@@ -271,6 +305,21 @@ class MessageStore(abc.ABC):
     async def state_scan(self, namespace: str, prefix: str = "", *,
                          now: datetime | None = None) -> builtins.list[StateRecord]:
         """Records whose key starts with ``prefix``; with ``now``, expired ones are left out."""
+
+    @abc.abstractmethod
+    async def state_page(self, namespace: str, prefix: str, *, limit: int,
+                         after: str | None = None, descending: bool = False,
+                         now: datetime | None = None) -> builtins.list[StateRecord]:
+        """At most ``limit`` records whose key starts with ``prefix``, in key order (``descending``:
+        reversed), beginning after the key ``after`` (before it, when descending); with ``now``,
+        expired ones are left out. Backends answer from the key index (a range, never a full
+        scan), so a page costs the same whether the store holds a thousand records or millions."""
+
+    @abc.abstractmethod
+    async def state_count(self, namespace: str, prefix: str, *,
+                          now: datetime | None = None) -> int:
+        """How many records have a key that starts with ``prefix`` (with ``now``: unexpired);
+        counted from the key index like :meth:`state_page`."""
 
     @abc.abstractmethod
     async def state_purge_expired(self, now: datetime) -> int: ...

@@ -43,11 +43,11 @@ from click.testing import CliRunner, Result
 from siegel.addresses import Address
 from siegel.clock import FrozenClock, new_message_id
 from siegel.config import Config, config_from_mapping, deep_merge
-from siegel.crypto import ContentCipher, create_key_file
+from siegel.crypto import create_key_file
 from siegel.manager import PluginRegistry
 from siegel.model import Envelope, Message, RecipientState
 from siegel.plugin import RecipientContext
-from siegel.runtime import Runtime
+from siegel.runtime import Runtime, open_store
 from siegel.sink import SmtpSink
 from siegel.sqlite_store import SQLiteStore
 
@@ -278,7 +278,8 @@ def siegel_harness(tmp_path: Path, smtp_sink: SmtpSink) -> HarnessFactory:
         key_file = tmp_path / "keys" / "store.key"
         if not key_file.exists():
             create_key_file(key_file)
-        store = SQLiteStore(tmp_path / "var" / "siegel.db", ContentCipher.from_key_file(key_file))
+        # The store the configuration names: SQLite in tmp_path unless [store] says otherwise.
+        store = open_store(resolved)
         frozen = clock or FrozenClock()
         runtime = Runtime(resolved, registry, store, clock=frozen)
         await store.open()

@@ -1,1 +1,1 @@
-pytest_plugins = ["siegel.testing"]
+pytest_plugins = ["siegel.testing", "postgres"]

@@ -87,6 +87,8 @@ class Server:
         self.runs = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.log: Path = config.parent / "serve-0.log"
+        #: How long a start may take (longer where several instances start on a busy machine).
+        self.start_timeout = 20.0
 
     def start(self) -> None:
         self.runs += 1
@@ -96,7 +98,8 @@ class Server:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "siegel", "serve", "--config", str(self.config)],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.config.parent)
-        wait_until(self.listening, 20, f"siegel serve on port {self.port}", self.log)
+        wait_until(self.listening, self.start_timeout, f"siegel serve on port {self.port}",
+                   self.log)
 
     def listening(self) -> bool:
         assert self.process is not None

@@ -22,6 +22,7 @@ from siegel import (
     ProtectionMethod,
     RecipientState,
     RetryLater,
+    StoreError,
     Text,
     hookimpl,
 )
@@ -92,13 +93,17 @@ async def test_a_store_of_schema_1_is_migrated_and_keeps_its_messages(siegel_har
         db.execute("UPDATE schema_version SET version = 1")
     db.close()
     store = SQLiteStore(path, ContentCipher.from_key_file(key_file))
+    with pytest.raises(StoreError, match="schema version 1, expected 3; run 'siegel store migrate'"):
+        await store.open()
+    assert await store.migrate() == (1, 3)
+    await store.close()
     async with store:
         [record] = await store.recipients(message_id)
         assert (record.state, record.starts) == (RecipientState.ACCEPTED, 0)
         [job] = await store.claim_due(record.received_at.replace(year=2100), 10, 60)
         assert job.starts == 1
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     db.close()
 
 
@@ -108,8 +113,7 @@ async def test_a_store_of_a_newer_schema_is_refused(siegel_harness):
     with sqlite3.connect(path) as db:
         db.execute("UPDATE schema_version SET version = 99")
     db.close()
-    from siegel import StoreError
-    with pytest.raises(StoreError, match="schema version 99, expected 2"):
+    with pytest.raises(StoreError, match="schema version 99, expected 3"):
         await SQLiteStore(path, ContentCipher.from_key_file(key_file)).open()
 
 

@@ -1,4 +1,5 @@
-"""The SQLite store: durable, encrypted at rest, survives restarts, recovers abandoned jobs."""
+"""The store, on both backends (SQLite and PostgreSQL): durable, encrypted at rest, survives
+restarts, recovers abandoned jobs."""
 
 from __future__ import annotations
 
@@ -36,15 +37,15 @@ def message(now, rcpts=("a@x.example", "b@y.example")) -> Message:
                    raw=b"Subject: hi\r\n\r\n" + SECRET + b"\r\n", received_at=now)
 
 
-async def test_content_is_encrypted_at_rest_and_survives_reopening(tmp_path, cipher):
+async def test_content_is_encrypted_at_rest_and_survives_reopening(backend, cipher):
     clock = FrozenClock()
-    db = tmp_path / "siegel.db"
     msg = message(clock.now())
-    async with SQLiteStore(db, cipher) as store:
+    async with backend.store(cipher) as store:
         await store.accept(msg)
-    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("siegel.db*"))
+    on_disk = backend.at_rest()
+    assert b"s@t.example" in on_disk  # the envelope is stored in the clear, so this sees rows
     assert SECRET not in on_disk and b"Kundennummer" not in on_disk
-    async with SQLiteStore(db, cipher) as store:
+    async with backend.store(cipher) as store:
         loaded = await store.load(msg.id)
         assert loaded.raw == msg.raw
         assert loaded.envelope == msg.envelope
@@ -81,9 +82,9 @@ def test_key_file_errors_say_what_is_wrong(tmp_path):
         create_key_file(tmp_path / "k")
 
 
-async def test_claims_are_leased_and_an_abandoned_job_comes_back(tmp_path, cipher):
+async def test_claims_are_leased_and_an_abandoned_job_comes_back(backend, cipher):
     clock = FrozenClock()
-    async with SQLiteStore(tmp_path / "s.db", cipher) as store:
+    async with backend.store(cipher) as store:
         msg = message(clock.now())
         await store.accept(msg)
         jobs = await store.claim_due(clock.now(), 10, lease_seconds=60)
@@ -98,6 +99,21 @@ async def test_claims_are_leased_and_an_abandoned_job_comes_back(tmp_path, ciphe
                                                         detail="late"), now=clock.now())
         await store.finish(again[0], RecipientUpdate(state=RecipientState.DELIVERED, detail="ok"),
                            now=clock.now())
+
+
+async def test_a_live_worker_renews_its_lease_and_a_taken_over_one_cannot(backend, cipher):
+    clock = FrozenClock()
+    async with backend.store(cipher) as store:
+        await store.accept(message(clock.now(), rcpts=("a@x.example",)))
+        [job] = await store.claim_due(clock.now(), 10, lease_seconds=60)
+        clock.advance(seconds=50)
+        assert await store.renew_lease(job, clock.now() + timedelta(seconds=60))
+        clock.advance(seconds=50)
+        assert await store.claim_due(clock.now(), 10, lease_seconds=60) == []
+        clock.advance(seconds=11)
+        [again] = await store.claim_due(clock.now(), 10, lease_seconds=60)
+        assert not await store.renew_lease(job, clock.now() + timedelta(seconds=60))
+        assert await store.renew_lease(again, clock.now() + timedelta(seconds=60))
 
 
 async def test_the_next_serving_process_voids_leases_so_nothing_is_stuck(tmp_path, cipher):
@@ -118,9 +134,9 @@ async def test_the_next_serving_process_voids_leases_so_nothing_is_stuck(tmp_pat
         assert len(await store.claim_due(clock.now(), 10, lease_seconds=900)) == 2
 
 
-async def test_finish_stores_the_notices_in_the_same_transaction(tmp_path, cipher):
+async def test_finish_stores_the_notices_in_the_same_transaction(backend, cipher):
     clock = FrozenClock()
-    async with SQLiteStore(tmp_path / "s.db", cipher) as store:
+    async with backend.store(cipher) as store:
         msg = message(clock.now(), rcpts=("a@x.example",))
         await store.accept(msg)
         [job] = await store.claim_due(clock.now(), 10, 60)
@@ -130,9 +146,9 @@ async def test_finish_stores_the_notices_in_the_same_transaction(tmp_path, ciphe
         assert (await store.recipients(notice.id))[0].state is RecipientState.ACCEPTED
 
 
-async def test_expired_content_is_destroyed_and_finished_content_after_retention(tmp_path, cipher):
+async def test_expired_content_is_destroyed_and_finished_content_after_retention(backend, cipher):
     clock = FrozenClock()
-    async with SQLiteStore(tmp_path / "s.db", cipher) as store:
+    async with backend.store(cipher) as store:
         held = message(clock.now(), rcpts=("a@x.example",))
         done = message(clock.now(), rcpts=("a@x.example",))
         await store.accept(held)
@@ -153,9 +169,9 @@ async def test_expired_content_is_destroyed_and_finished_content_after_retention
         assert (await store.recipients(done.id))[0].content_destroyed
 
 
-async def test_requeue_and_purge(tmp_path, cipher):
+async def test_requeue_and_purge(backend, cipher):
     clock = FrozenClock()
-    async with SQLiteStore(tmp_path / "s.db", cipher) as store:
+    async with backend.store(cipher) as store:
         msg = message(clock.now())
         await store.accept(msg)
         for job in await store.claim_due(clock.now(), 10, 60):
@@ -173,12 +189,12 @@ async def test_requeue_and_purge(tmp_path, cipher):
         assert not await store.purge(msg.id)
 
 
-async def test_plugin_state_is_encrypted_versioned_and_expires(tmp_path, cipher):
+async def test_plugin_state_is_encrypted_versioned_and_expires(backend, cipher):
     from siegel.state import PluginState
     from siegel.store import StateConflict
 
     clock = FrozenClock()
-    async with SQLiteStore(tmp_path / "s.db", cipher) as store:
+    async with backend.store(cipher) as store:
         accounts = PluginState(store, "pdf.accounts", clock)
         tokens = PluginState(store, "pdf.tokens", clock)
         assert await accounts.put("buerger@example.net", b'{"u": "GEHEIM-U-ENTRY"}',
@@ -196,23 +212,26 @@ async def test_plugin_state_is_encrypted_versioned_and_expires(tmp_path, cipher)
         assert await tokens.get("t1") is None
         assert await store.state_purge_expired(clock.now()) == 1
         assert await accounts.delete("b%rger@example.net")
-    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("s.db*"))
+    on_disk = backend.at_rest()
     assert b"GEHEIM-U-ENTRY" not in on_disk and b"v2" not in on_disk
 
 
-async def test_large_content_is_sealed_in_pieces_and_loads_byte_for_byte(tmp_path, cipher):
+async def test_large_content_is_sealed_in_pieces_and_loads_byte_for_byte(backend, cipher):
     # Several seal chunks plus an odd remainder, and a CRLF split across a chunk boundary.
     body = (b"x" * (1024 * 1024 - 1) + b"\r\n") * 3 + bytes(range(256)) * 777
     msg = attrs.evolve(message(FrozenClock().now()), raw=b"Subject: big\r\n\r\n" + body)
-    db = tmp_path / "siegel.db"
-    async with SQLiteStore(db, cipher) as store:
+    async with backend.store(cipher) as store:
         await store.accept(msg)
-    with sqlite3.connect(db) as raw_db:
-        key_id, wrapped, content = raw_db.execute(
-            "SELECT key_id, wrapped_key, content FROM messages").fetchone()
+    [(key_id, wrapped)] = backend.sql("SELECT key_id, wrapped_key FROM messages")
+    if backend.name == "sqlite":
+        [(content,)] = backend.sql("SELECT content FROM messages")
+    else:  # in chunks of about a megabyte
+        chunks = backend.sql("SELECT data FROM message_chunks ORDER BY seq")
+        assert len(chunks) == 6 and max(len(c) for (c,) in chunks) <= 1024 * 1024
+        content = b"".join(c for (c,) in chunks)
     assert len(content) == 12 + len(msg.raw) + 16
-    assert cipher.open(msg.id, SealedContent(key_id, wrapped, content)) == msg.raw
-    async with SQLiteStore(db, cipher) as store:
+    assert cipher.open(msg.id, SealedContent(key_id, bytes(wrapped), content)) == msg.raw
+    async with backend.store(cipher) as store:
         assert (await store.load(msg.id)).raw == msg.raw
 
 

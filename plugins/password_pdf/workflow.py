@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import email.utils
 import functools
-import json
 import logging
-import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -56,6 +54,8 @@ from siegel import (
     internal_match,
     mailtext,
 )
+from siegel import password_problems as core_password_problems
+from siegel.invitations import LinkRecord, OneTimeLinks, WaitingCopies
 from siegel.settings import not_negative, positive
 
 from . import render_pool
@@ -68,7 +68,6 @@ from .accounts import (
     TokenRecord,
     account_key,
     encode_key,
-    hash_token,
     merge_accounts,
     merge_pending,
     pdf_key,
@@ -169,37 +168,10 @@ class PasswordPdfSettings:
         return self._logo_png
 
 
-@functools.cache
-def _common_passwords() -> frozenset[str]:
-    """Loaded when a password is first checked: zxcvbn's lists cost about 12 MB in every gateway
-    process, and only the portal needs them."""
-    import zxcvbn.frequency_lists
-
-    return frozenset(zxcvbn.frequency_lists.FREQUENCY_LISTS["passwords"]) | frozenset({
-        "passwort", "passwort1", "passwort123", "hallo123", "hallohallo", "geheim", "geheim123",
-        "qwertz", "qwertzuiop", "schatz", "fussball", "ichliebedich", "sommer2024", "sommer2025",
-        "sommer2026", "winter2025", "winter2026", "einszweidrei", "1234567890ab",
-    })
-
-
 def password_problems(password: str, recipient: Address, minimum_length: int) -> list[Text]:
-    """What is wrong with a new password, per OWASP ASVS 5 (length, common passwords; no
-    composition rules). Empty when it is acceptable."""
-    problems: list[Text] = []
-    if len(password) < minimum_length:
-        problems.append(Text(de=f"Das Passwort muss mindestens {minimum_length} Zeichen lang sein.",
-                             en=f"The password must be at least {minimum_length} characters long."))
-    lowered = password.lower()
-    common = _common_passwords()
-    if lowered in common or lowered.rstrip("0123456789!.") in common:
-        problems.append(Text(de="Dieses Passwort ist zu verbreitet; bitte wählen Sie ein anderes.",
-                             en="This password is too common; please choose another one."))
-    if recipient.local.lower() in lowered and len(recipient.local) >= 4:
-        problems.append(Text(de="Das Passwort darf Ihre E-Mail-Adresse nicht enthalten.",
-                             en="The password must not contain your e-mail address."))
-    if len(set(password)) <= 2 and password:
-        problems.append(Text(de="Das Passwort besteht nur aus einem oder zwei Zeichen.",
-                             en="The password consists of only one or two characters."))
+    """What is wrong with a new password: the accounts' rules (:func:`siegel.password_problems`)
+    and what an R6 PDF password cannot be. Empty when it is acceptable."""
+    problems = core_password_problems(password, recipient, minimum_length)
     if not problems:
         try:
             derive_recipient_key(password)
@@ -220,6 +192,8 @@ class Workflow:
         self.legacy: PluginState = services.state(ACCOUNTS)
         self.pending: PluginState = services.state(PENDING)
         self.tokens: PluginState = services.state(TOKENS)
+        self.links = OneTimeLinks(self.tokens, tenant.id)
+        self.waiting = WaitingCopies(self.pending, tenant.id)
 
     @property
     def now(self) -> datetime:
@@ -232,28 +206,20 @@ class Workflow:
 
     async def issue_token(self, purpose: Purpose, recipient: Address, ttl: timedelta,
                           **extra: str) -> str:
-        token = secrets.token_urlsafe(32)
-        record = {"purpose": purpose, "tenant": self.tenant.id, "recipient": str(recipient),
-                  "created_at": self.now.isoformat(), **extra}
-        await self.tokens.put(hash_token(token), json.dumps(record).encode(), ttl=ttl,
-                              expect_version=0)
-        return token
+        return await self.links.issue(purpose, recipient, ttl, **extra)
+
+    @staticmethod
+    def _token_record(link: LinkRecord) -> TokenRecord:
+        return TokenRecord(purpose=link.purpose, tenant=link.tenant,  # type: ignore[arg-type]
+                           recipient=link.recipient, created_at=link.created_at,
+                           version=link.version, key=link.key, **link.extra)
 
     async def read_token(self, token: str, purpose: Purpose) -> TokenRecord:
-        record = await self.tokens.get(hash_token(token))
-        if record is None:
-            raise TokenInvalid("unknown or expired link")
-        data = json.loads(record.value)
-        if data.get("purpose") != purpose or data.get("tenant") != self.tenant.id:
-            raise TokenInvalid("link for another purpose")
-        return TokenRecord(version=record.version, key=record.key, **data)
+        return self._token_record(await self.links.read(token, purpose))
 
     async def consume_token(self, token: str, purpose: Purpose) -> TokenRecord:
         """Read and delete a single-use token; a second use fails."""
-        record = await self.read_token(token, purpose)
-        if not await self.tokens.delete(record.key):
-            raise TokenInvalid("link already used")
-        return record
+        return self._token_record(await self.links.consume(token, purpose))
 
     # -- the protection method ------------------------------------------------------------------
 
@@ -387,47 +353,22 @@ class Workflow:
     async def _hold_for_registration(self, ctx: RecipientContext) -> datetime | RecipientKey:
         """Record the copy as waiting for the recipient's registration; when it will expire.
         The recipient's key instead if the recipient registered since protect looked."""
-        key = account_key(self.tenant.id, ctx.recipient)
         # The same lock as the release after registration, so that a copy is either in the
         # waiting list that the release reads, or sees the new account.
-        async with self.pending.updating(key):
+        async with self.waiting.updating(ctx.recipient):
             registered = await self.recipient_key(ctx.recipient)
             if registered is not None:
                 return registered
-            return await self._record_held(ctx, key)
-
-    async def _record_held(self, ctx: RecipientContext, key: str) -> datetime:
-        for _attempt in range(5):
-            record = await self.pending.get(key)
-            if record is not None:
-                data = json.loads(record.value)
-                if ctx.message.id not in data["messages"]:
-                    data["messages"].append(ctx.message.id)
-                    # Released under the address as the message has it (the store's recipient).
-                    data.setdefault("held", {})[ctx.message.id] = str(ctx.recipient)
-                    try:
-                        await self.pending.put(key, json.dumps(data).encode(),
-                                               ttl=datetime.fromisoformat(data["until"]) - self.now,
-                                               expect_version=record.version)
-                    except StateConflict:  # a concurrent first-contact message won; read again
-                        continue
-                return datetime.fromisoformat(data["until"])
-            ttl = timedelta(days=self.settings.hold_days)
-            until = self.now + ttl
-            data = {"messages": [ctx.message.id], "until": until.isoformat(),
-                    "held": {ctx.message.id: str(ctx.recipient)}}
-            try:
-                await self.pending.put(key, json.dumps(data).encode(), ttl=ttl, expect_version=0)
-            except StateConflict:
-                continue
-            token = await self.issue_token("register", ctx.recipient, ttl)
+            until, first = await self.waiting.add(ctx.message.id, ctx.recipient,
+                                                  timedelta(days=self.settings.hold_days))
+        if first:
+            token = await self.issue_token("register", ctx.recipient, until - self.now)
             await self._send(ctx.recipient, "invitation", {
                 "register_link": self.link(f"/register/{token}"),
                 "expires": self.tenant.format_time(until, "de"),
                 "expires_en": self.tenant.format_time(until, "en"),
             }, about=HeldCopy(ctx.message.id, ctx.recipient))
-            return until
-        raise RuntimeError(f"could not record the held message for {ctx.recipient}")
+        return until
 
     async def _carrier(self, ctx: RecipientContext, pdf: bytes) -> bytes:
         original = ctx.email
@@ -509,18 +450,7 @@ class Workflow:
         await self._release_held(recipient)
 
     async def _release_held(self, recipient: Address) -> None:
-        key = account_key(self.tenant.id, recipient)
-        async with self.pending.updating(key):
-            record = await self.pending.get(key)
-            if record is None:
-                return
-            data = json.loads(record.value)
-            held = data.get("held", {})
-            for message_id in data["messages"]:
-                spelt = held.get(message_id)
-                await self.services.release(
-                    message_id, Address.load(spelt) if spelt else recipient)
-            await self.pending.delete(key)
+        await self.waiting.release(recipient, self.services)
 
     async def request_reset(self, recipient: Address) -> None:
         """Send a one-time reset link if the recipient has a password. Callers answer the same
