@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 import pytest
+
 from postfix_instance import (
     GatewayThread,
     PostfixInstance,
@@ -30,7 +31,6 @@ from postfix_instance import (
     postfix_unavailable,
     wait_for,
 )
-
 from siegel import RecipientState
 from siegel.config import deep_merge
 from siegel.sink import ReceivedMail, SmtpSink, free_port
