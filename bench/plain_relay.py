@@ -19,10 +19,10 @@ Throughput: ``--messages`` messages on ``--connections`` connections as fast as 
 from the first message sent to the last one at the sink; the legs are measured in turn (which
 goes first alternates), ``--rounds`` times, and the median ratio siegel/bare counts (issue 11: at
 least 0.8 on SQLite, 0.7 on PostgreSQL). On a machine with other load, prefer more and shorter
-rounds (``--rounds 9 --messages 600``). Latency: ``--latency-messages`` messages one at a time on one connection,
-each waiting for the previous one to arrive at the sink; per message the time to the 250 and
-the time until it is at the sink, for both legs, and what siegel adds (median and 99th
-percentile). Also the CPU time per message of the relay's process (siegel's or the bare one's).
+rounds (``--rounds 9 --messages 600``). Latency: ``--latency-messages`` messages one at a time
+on one connection, each waiting for the previous one to arrive at the sink; per message the time
+to the 250 and the time until it is at the sink, for both legs, and what siegel adds (median and
+99th percentile). Also the CPU time per message of the relay's process (siegel's or the bare one's).
 
 ``--store`` names siegel's store backend; ``postgresql`` (with ``--dsn``) belongs to the
 PostgreSQL store, which this script gains together with it (:func:`store_config`).
