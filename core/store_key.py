@@ -12,7 +12,7 @@ against the newest stored message still holding content, and the record is then 
 from __future__ import annotations
 
 from siegel.crypto import DecryptionError
-from siegel.store import ContentDestroyed, MessageStore, StoreError
+from siegel.store import ContentDestroyed, MessageStore, StateConflict, StoreError
 
 NAMESPACE = "siegel.store-key"
 _KEY = "check"
@@ -51,4 +51,7 @@ async def verify_store_key(store: MessageStore, key_file: str) -> None:
         except DecryptionError as exc:
             raise StoreKeyMismatch(refusal % exc) from None
         break
-    await store.state_put(NAMESPACE, _KEY, _CHECK, expect_version=0)
+    try:
+        await store.state_put(NAMESPACE, _KEY, _CHECK, expect_version=0)
+    except StateConflict:  # another instance on the same database wrote it first: check that
+        await verify_store_key(store, key_file)

@@ -12,6 +12,7 @@ and nothing sealed with a wrong key in a store sealed with the right one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
@@ -272,3 +273,16 @@ async def test_the_right_key_passes_and_the_check_record_is_written_once(tmp_pat
     async with SQLiteStore(tmp_path / "siegel.db", ContentCipher.from_key_file(other)) as store:
         with pytest.raises(StoreKeyMismatch, match=r"other\.key"):
             await verify_store_key(store, str(other))
+
+
+async def test_two_gateways_starting_together_both_pass_the_key_check(tmp_path: Path) -> None:
+    """The first start writes the check record; a second store connection that finds it written
+    meanwhile (another instance on a shared database) checks that record instead of failing."""
+    key_file = tmp_path / "store.key"
+    create_key_file(key_file)
+    cipher = ContentCipher.from_key_file(key_file)
+    async with SQLiteStore(tmp_path / "siegel.db", cipher) as first, \
+            SQLiteStore(tmp_path / "siegel.db", cipher) as second:
+        await asyncio.gather(verify_store_key(first, str(key_file)),
+                             verify_store_key(second, str(key_file)))
+        assert (await second.state_get("siegel.store-key", "check")) is not None
