@@ -39,6 +39,7 @@ from siegel.plugin import Clock, Resource
 from siegel.sqlite_store import SQLiteStore
 from siegel.state import PluginState
 from siegel.store import ContentDestroyed, Job, LeaseLost, MessageStore, RecipientUpdate, StoreError
+from siegel.store_key import verify_store_key
 
 log = logging.getLogger(__name__)
 
@@ -423,7 +424,14 @@ class Runtime:
     # -- the worker loop ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Open the store (refusing a store key that does not belong to it), take it over, start
+        the plugins' resources and the worker."""
         await self.store.open()
+        try:
+            await verify_store_key(self.store, str(self.config.path(self.config.store.key_file)))
+        except BaseException:
+            await self.store.close()
+            raise
         await self.store.take_over()
         await self.start_resources()
         self._worker = asyncio.create_task(self._work(), name="siegel-worker")

@@ -3,6 +3,8 @@ loop never blocks on disk.
 
 Durability: accepting a message commits with ``synchronous=FULL`` (the WAL is fsync'd before
 :meth:`SQLiteStore.accept` returns, so the listener's 250 is only ever sent for a message on disk).
+Messages accepted while the store thread is busy share the next such commit (group commit: one
+fsync for all of them; each call returns after the commit that holds its message).
 Every other transaction uses ``synchronous=NORMAL``: it survives a crash of the process, and the
 next FULL commit (or checkpoint) hardens it against power loss too, because the WAL is written in
 order. A power loss can therefore only undo state changes made after the last accepted message,
@@ -19,6 +21,7 @@ import builtins
 import fcntl
 import secrets
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -158,6 +161,27 @@ def _dt_required(value: str) -> datetime:
     return result
 
 
+class _Accepting:
+    """A message waiting for the next durable commit, and what its caller awaits."""
+
+    __slots__ = ("done", "events", "message")
+
+    def __init__(self, message: Message, events: tuple[AuditEvent, ...],
+                 done: asyncio.Future[None]) -> None:
+        self.message = message
+        self.events = events
+        self.done = done
+
+
+def _settle(done: asyncio.Future[None], failure: BaseException | None) -> None:
+    if done.done():  # the caller gave up waiting (its client went away)
+        return
+    if failure is None:
+        done.set_result(None)
+    else:
+        done.set_exception(failure)
+
+
 class SQLiteStore(MessageStore):
     def __init__(self, path: Path, cipher: ContentCipher) -> None:
         self.path = path
@@ -165,6 +189,10 @@ class SQLiteStore(MessageStore):
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
         self._lock: BinaryIO | None = None
+        #: Messages waiting for the next durable commit (see :meth:`accept`), and the guard for
+        #: handing them from the event loop to the store thread.
+        self._accepting: list[_Accepting] | None = None
+        self._accepting_guard = threading.Lock()
 
     async def _run(self, function: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._executor is None or self._db is None:
@@ -287,18 +315,52 @@ class SQLiteStore(MessageStore):
             message.id, message.envelope.rcpt_to, _ts(message.received_at)))
 
     async def accept(self, message: Message, events: Sequence[AuditEvent] = ()) -> None:
-        def work(db: sqlite3.Connection) -> None:
-            self._insert_message(db, message)
-            self._insert_events(db, events)
+        """Store ``message`` durably. The call joins the batch waiting for the store thread (or
+        starts one); the batch is committed in one transaction with one fsync, each message in a
+        savepoint of its own, so that one message failing fails only its own call."""
+        if self._executor is None or self._db is None:
+            raise StoreError("the store is not open")
+        loop = asyncio.get_running_loop()
+        item = _Accepting(message, tuple(events), loop.create_future())
+        with self._accepting_guard:
+            batch = self._accepting
+            if batch is None:
+                batch = self._accepting = []
+                loop.run_in_executor(self._executor, self._commit_accepted, self._db, loop, batch)
+            batch.append(item)
+        await item.done
 
-        def durable(db: sqlite3.Connection) -> None:
+    def _commit_accepted(self, db: sqlite3.Connection, loop: asyncio.AbstractEventLoop,
+                         batch: list[_Accepting]) -> None:
+        with self._accepting_guard:
+            if self._accepting is batch:
+                self._accepting = None
+            items = list(batch)
+        failures: dict[int, BaseException] = {}
+        try:
             db.execute("PRAGMA synchronous=FULL")
             try:
-                self._transaction(db, lambda: work(db))
+                def work() -> None:
+                    for number, item in enumerate(items):
+                        db.execute("SAVEPOINT accept")
+                        try:
+                            self._insert_message(db, item.message)
+                            self._insert_events(db, item.events)
+                        except Exception as exc:
+                            db.execute("ROLLBACK TO accept")
+                            failures[number] = exc
+                        db.execute("RELEASE accept")
+
+                self._transaction(db, work)
             finally:
                 db.execute("PRAGMA synchronous=NORMAL")
-
-        await self._run(durable)
+        except BaseException as exc:
+            failures = dict.fromkeys(range(len(items)), exc)
+        for number, item in enumerate(items):
+            failure = failures.get(number)
+            if isinstance(failure, sqlite3.Error):
+                failure = StoreError(f"{self.path}: {failure}")
+            loop.call_soon_threadsafe(_settle, item.done, failure)
 
     async def load(self, message_id: str) -> Message:
         def query(db: sqlite3.Connection) -> tuple[Any, bytes | None, list[str]]:
