@@ -20,6 +20,7 @@ from siegel.config import (
     raise_all,
 )
 from siegel.crypto import KeyFileError
+from siegel.embed import Gateway, MessageStatus, RecipientStatus, open, open_sync
 from siegel.extract import Extraction, ExtractLimits
 from siegel.manager import PluginError, PluginRegistry
 from siegel.model import (
@@ -78,6 +79,7 @@ __version__ = "0.1.0"
 PUBLIC_MODULES: tuple[str, ...] = (
     "siegel",
     "siegel.commands",
+    "siegel.embed",
     "siegel.localtime",
     "siegel.mailtext",
     "siegel.mime",
@@ -111,6 +113,7 @@ __all__ = [
     "ExtractLimits",
     "Extraction",
     "Finding",
+    "Gateway",
     "Held",
     "HeldCopy",
     "IdentityLevel",
@@ -119,6 +122,7 @@ __all__ = [
     "Level",
     "LoginCheck",
     "Message",
+    "MessageStatus",
     "Notice",
     "NoticeKind",
     "Notifier",
@@ -134,6 +138,7 @@ __all__ = [
     "ProtectionResult",
     "RecipientContext",
     "RecipientState",
+    "RecipientStatus",
     "Resource",
     "RetryLater",
     "Rewriter",
@@ -157,6 +162,8 @@ __all__ = [
     "localtime",
     "mailtext",
     "mime",
+    "open",
+    "open_sync",
     "parse_email",
     "raise_all",
     "settings",
