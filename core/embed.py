@@ -366,25 +366,27 @@ class SyncGateway:
         self.gateway = gateway
         self._loop = loop
 
-    def _call(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Run a coroutine in the gateway's loop (e.g. one of :attr:`gateway`'s methods that
+        has no blocking twin) and return its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def submit(self, message: bytes | EmailMessage, *, sender: str | None = None,
                recipients: Iterable[str] | None = None, tenant: str | None = None) -> str:
-        return self._call(self.gateway.submit(message, sender=sender, recipients=recipients,
+        return self.run(self.gateway.submit(message, sender=sender, recipients=recipients,
                                               tenant=tenant))
 
     def status(self, message_id: str) -> MessageStatus:
-        return self._call(self.gateway.status(message_id))
+        return self.run(self.gateway.status(message_id))
 
     def wait(self, message_id: str, *states: RecipientState,
              max_seconds: float = 60.0) -> MessageStatus:
-        return self._call(self.gateway.wait(message_id, *states, max_seconds=max_seconds))
+        return self.run(self.gateway.wait(message_id, *states, max_seconds=max_seconds))
 
     def explain(self, message: bytes | EmailMessage, *, sender: str | None = None,
                 recipients: Iterable[str] | None = None,
                 tenant: str | None = None) -> Explanation:
-        return self._call(self.gateway.explain(message, sender=sender, recipients=recipients,
+        return self.run(self.gateway.explain(message, sender=sender, recipients=recipients,
                                                tenant=tenant))
 
 
