@@ -5,8 +5,10 @@ refusals and the blocking wrapper on the same gateway."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
-from email.message import EmailMessage
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 from embed_helpers import (
@@ -30,27 +32,29 @@ from siegel.plugins.password_pdf.workflow import Workflow
 from siegel.sink import SmtpSink
 from siegel.testing import make_message
 
-
-def notice_to_citizen() -> EmailMessage:
-    """What the application writes: a notice with the customer number and a PDF."""
-    notice = EmailMessage()
-    notice["From"] = CLERK
-    notice["To"] = CITIZEN
-    notice["Subject"] = "Ihr Bescheid"
-    notice.set_content(BODY)
-    name, mime_type, content = ATTACHMENT
-    notice.add_attachment(content, maintype="application", subtype="pdf", filename=name)
-    del mime_type
-    return notice
+TUTORIAL_APP = Path(__file__).resolve().parents[2] / "docs" / "examples" / "notice_app.py"
 
 
-def test_an_application_sends_a_notice_that_arrives_protected(tmp_path, smtp_sink: SmtpSink):
+def tutorial_app() -> ModuleType:
+    """The tutorial's application (docs/examples/notice_app.py), as printed in the docs."""
+    spec = importlib.util.spec_from_file_location("notice_app", TUTORIAL_APP)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_application_sends_a_notice_that_arrives_protected(tmp_path, smtp_sink: SmtpSink,
+                                                              capsys):
     config = write_gateway(tmp_path / "gw", smtp_sink)
+    app = tutorial_app()
+    notice = app.permit_notice(sender=CLERK, citizen=CITIZEN, customer_number="123A456789",
+                               decision_pdf=ATTACHMENT[2])
 
     async def application() -> tuple[MessageStatus, MessageStatus, list[str]]:
         async with siegel.open(config) as gateway, gateway.events() as events:
-            message_id = await gateway.submit(notice_to_citizen(), tenant="test")
-            held = await gateway.wait(message_id, RecipientState.HELD, max_seconds=30)
+            held = await app.send_notice(gateway, notice, tenant="test")
+            message_id = held.id
             [invitation] = await arrived(smtp_sink, CITIZEN)  # not the notice itself
             workflow = Workflow(gateway.runtime, gateway.config.tenants["test"])
             _recipient, problems = await workflow.register(registration_token(invitation),
@@ -65,6 +69,7 @@ def test_an_application_sends_a_notice_that_arrives_protected(tmp_path, smtp_sin
             return held, delivered, kinds
 
     held, delivered, kinds = asyncio.run(application())
+    assert "buerger@example.net: will protect with password_pdf" in capsys.readouterr().out
     [copy] = held.recipients
     assert (copy.recipient, copy.state, copy.method) == (CITIZEN, RecipientState.HELD,
                                                         "password_pdf")
