@@ -212,8 +212,15 @@ def read_form(data: object, *, date: float) -> tuple[bytes, str, list[str]]:
         except (binascii.Error, ValueError):
             raise FormError(f"{where}.content: not base64") from None
         maintype, _, subtype = content_type.lower().partition("/")
+        if maintype == "text":
+            try:
+                message.add_attachment(payload.decode("utf-8"), subtype=subtype,
+                                       filename=filename)
+                continue
+            except UnicodeDecodeError:
+                pass
         if maintype in ("text", "multipart", "message"):
-            maintype, subtype = "application", "octet-stream"  # carried as it is, unread
+            maintype, subtype = "application", "octet-stream"  # carried as it is
         message.add_attachment(payload, maintype=maintype, subtype=subtype, filename=filename)
     raw = message.as_bytes(policy=email.policy.SMTP)
     return raw, sender, [*to, *cc, *bcc]

@@ -22,7 +22,9 @@ from embed_helpers import (
     registration_token,
 )
 
+from siegel import parse_email
 from siegel.http_api import http_status, openapi_document
+from siegel.http_api.schema import read_form
 from siegel.plugins.password_pdf.workflow import Workflow
 from siegel.testing import make_message
 
@@ -149,3 +151,22 @@ def test_the_checked_in_openapi_file_is_the_generated_one(served):
         "regenerate: siegel api-client openapi > docs/http-api/openapi.json")
     with httpx.Client(base_url=served.base_url) as client:
         assert client.get("/v1/openapi.json").json() == openapi_document()
+
+
+def test_the_form_becomes_a_message():
+    data = form(cc=["akte@behoerde.example"], bcc=["leitung@behoerde.example"])
+    data["attachments"] += [
+        {"filename": "Hinweise.txt", "content_type": "text/plain",
+         "content": base64.b64encode(b"Kundennummer 123A456789").decode()},
+        {"filename": "alt.txt", "content_type": "text/plain",
+         "content": base64.b64encode(b"\xff\xfe latin").decode()}]
+    raw, sender, recipients = read_form(data, date=1767600000)
+    message = parse_email(raw)
+    assert sender == CLERK
+    assert recipients == [CITIZEN, "akte@behoerde.example", "leitung@behoerde.example"]
+    assert message["Bcc"] is None and message["Cc"] == "akte@behoerde.example"
+    assert message["From"] == f"Bauamt <{CLERK}>"
+    parts = {p.get_filename(): p for p in message.iter_attachments()}
+    assert parts["Bescheid_Müller.pdf"].get_content() == ATTACHMENT[2]
+    assert parts["Hinweise.txt"].get_content().strip() == "Kundennummer 123A456789"
+    assert parts["alt.txt"].get_content_type() == "application/octet-stream"
