@@ -154,6 +154,12 @@ class EventStream:
         else:
             self._loop.call_soon_threadsafe(self._put, event)
 
+    def drain(self) -> list[AuditEvent]:
+        """The events received and not read yet, without waiting for more."""
+        events = list(self._events)
+        self._events.clear()
+        return events
+
     def close(self) -> None:
         self.closed = True
         self._hub.streams.discard(self)

@@ -61,11 +61,7 @@ def test_an_application_sends_a_notice_that_arrives_protected(tmp_path, smtp_sin
                                                            PASSWORD)
             assert problems == []
             delivered = await gateway.wait(message_id, max_seconds=30)
-            kinds = []
-            while events._events:  # what arrived so far, without waiting for more
-                event = await anext(events)
-                if event.message_id == message_id:
-                    kinds.append(event.kind)
+            kinds = [e.kind for e in events.drain() if e.message_id == message_id]
             return held, delivered, kinds
 
     held, delivered, kinds = asyncio.run(application())
@@ -102,7 +98,12 @@ async def test_refusals_dry_run_and_status(tmp_path, smtp_sink: SmtpSink):
         # The same answer as the command line gives (it prints as_json of the same result).
         assert json.loads(as_json(explained))["recipients"][0]["outcome"] == citizen.outcome
 
-        message_id = await gateway.submit(raw)
+        async with gateway.events() as events:
+            message_id = await gateway.submit(raw)
+            async for event in events:
+                assert (event.kind, event.message_id) == ("accepted", message_id)
+                break
+        assert events.closed and await anext(events, None) is None
         status = await gateway.status(message_id)
         assert [r.state for r in status.recipients] == [RecipientState.ACCEPTED]
         assert (await gateway.audit_trail(message_id))[0].kind == "accepted"
