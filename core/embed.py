@@ -415,8 +415,14 @@ def open_sync(config: Config | str | Path, **options: Any) -> Iterator[SyncGatew
             else:
                 raise
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(run(),),
-                              name="siegel-gateway", daemon=True)
+    def serve() -> None:
+        try:
+            loop.run_until_complete(run())
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+
+    thread = threading.Thread(target=serve, name="siegel-gateway", daemon=True)
     thread.start()
     try:
         gateway = opened.result()
