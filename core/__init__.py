@@ -30,6 +30,7 @@ from siegel.config import (
     raise_all,
 )
 from siegel.crypto import KeyFileError
+from siegel.embed import Gateway, MessageStatus, RecipientStatus, open, open_sync
 from siegel.extract import Extraction, ExtractLimits
 from siegel.manager import PluginError, PluginRegistry
 from siegel.model import (
@@ -89,6 +90,7 @@ __version__ = "0.1.0"
 PUBLIC_MODULES: tuple[str, ...] = (
     "siegel",
     "siegel.commands",
+    "siegel.embed",
     "siegel.localtime",
     "siegel.mailtext",
     "siegel.mime",
@@ -123,6 +125,7 @@ __all__ = [
     "ExtractLimits",
     "Extraction",
     "Finding",
+    "Gateway",
     "Held",
     "HeldCopy",
     "IdentityLevel",
@@ -132,6 +135,7 @@ __all__ = [
     "LoginCheck",
     "MaintenanceTask",
     "Message",
+    "MessageStatus",
     "Notice",
     "NoticeKind",
     "Notifier",
@@ -151,6 +155,7 @@ __all__ = [
     "RecipientContext",
     "RecipientState",
     "RecoveryCodes",
+    "RecipientStatus",
     "Resource",
     "RetryLater",
     "Rewriter",
@@ -175,6 +180,8 @@ __all__ = [
     "localtime",
     "mailtext",
     "mime",
+    "open",
+    "open_sync",
     "parse_email",
     "password_problems",
     "raise_all",

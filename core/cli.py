@@ -15,6 +15,7 @@ import click
 from siegel import __version__
 from siegel.addresses import Address, InvalidAddress
 from siegel.bootstrap import blocked_plugins
+from siegel.cli_api import api_client
 from siegel.cli_common import _fail, _load, _run, config_option
 from siegel.cli_dev import send_test, sink
 from siegel.cli_queue import queue
@@ -320,6 +321,7 @@ def explain(config_path: Path, message_file: Path, sender: str | None,
 
 cli.add_command(queue)
 cli.add_command(store_group)
+cli.add_command(api_client)
 cli.add_command(sink)
 cli.add_command(send_test)
 

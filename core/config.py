@@ -32,6 +32,7 @@ from siegel.config_errors import (
 from siegel.config_schema import (
     DeliveryConfig,
     FileConfig,
+    HttpApiConfig,
     ListenerConfig,
     PluginsConfig,
     StoreConfig,
@@ -70,6 +71,10 @@ class Config:
     @property
     def delivery(self) -> DeliveryConfig:
         return self.file.delivery
+
+    @property
+    def http_api(self) -> HttpApiConfig:
+        return self.file.http_api
 
     def path(self, value: str) -> Path:
         """A path from the file, relative to the file's folder."""
@@ -154,7 +159,7 @@ def _file_config(data: Mapping[str, Any], base_dir: Path, problems: list[str]) -
     problems += [f"{key}: unknown key" for key in data if key not in known]
     sections: dict[str, Any] = {}
     for key, cls in (("store", StoreConfig), ("delivery", DeliveryConfig),
-                     ("plugins", PluginsConfig)):
+                     ("plugins", PluginsConfig), ("http_api", HttpApiConfig)):
         section = _section(_table(data, key, problems), cls, key, base_dir, problems)
         if section is not None:
             sections[key] = section
@@ -283,6 +288,7 @@ __all__ = [
     "ConfigError",
     "ConfigPath",
     "DeliveryConfig",
+    "HttpApiConfig",
     "ListenerConfig",
     "SettingError",
     "StoreConfig",

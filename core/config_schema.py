@@ -4,6 +4,7 @@ defaults and checks of the core's own settings.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -158,6 +159,58 @@ class DeliveryConfig:
         check_fields(self)
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@attrs.frozen(kw_only=True)
+class HttpApiConfig:
+    """The HTTP submission API (``[http_api]``, :mod:`siegel.http_api`), served by ``siegel
+    serve`` when enabled. Its clients are kept in the store (``siegel api-client add``)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = checked(8026, listen_port)
+    #: TLS certificate and key (PEM): the API speaks HTTPS itself.
+    tls_certificate: ConfigPath | None = None
+    tls_key: ConfigPath | None = None
+    #: Plain HTTP on an address other than loopback, for a TLS-terminating proxy in front.
+    #: Without it, such a configuration is refused: tokens and mail must not cross a network
+    #: unencrypted.
+    allow_plain_http: bool = False
+    #: Largest request body (a MIME message, or a JSON form with base64 attachments); larger
+    #: requests get 413 unread.
+    max_request_bytes: int = checked(36 * 1024 * 1024, positive)
+    #: Largest message, header block and recipient count, as a listener's limits.
+    max_message_size: int = checked(25 * 1024 * 1024, positive)
+    max_header_size: int = checked(100 * 1024, positive)
+    max_recipients: int = checked(100, positive)
+    #: Seconds a client is told to wait (``Retry-After``) when a message was not stored (503).
+    retry_after_seconds: int = checked(60, positive)
+    #: uvicorn's access log (request lines; no bodies, no tokens).
+    access_log: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        problems = []
+        if bool(self.tls_certificate) != bool(self.tls_key):
+            problems.append(SettingError("tls_key", "give both tls_certificate and tls_key"))
+        if self.enabled and not self.tls and not self.allow_plain_http and not _loopback(
+                self.host):
+            problems.append(SettingError(
+                "host", f"{self.host!r} is not a loopback address: set tls_certificate and "
+                "tls_key, or allow_plain_http = true when a TLS proxy is in front"))
+        check_fields(self, problems)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_certificate and self.tls_key)
+
+
 @attrs.frozen(kw_only=True)
 class PluginsConfig:
     """Plugin loading (``[plugins]``)."""
@@ -207,6 +260,7 @@ class FileConfig:
     store: StoreConfig = StoreConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     plugins: PluginsConfig = PluginsConfig()
+    http_api: HttpApiConfig = HttpApiConfig()
     #: The recipient portal (``siegel.portal.PortalSettings``); validated after the rest.
     portal: dict[str, Any] = attrs.field(factory=dict)
     settings: dict[str, dict[str, Any]] = attrs.field(factory=dict)

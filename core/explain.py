@@ -95,6 +95,10 @@ class ReadingReport:
 
 @attrs.frozen(kw_only=True)
 class RecipientExplanation:
+    """One recipient in a dry run: internal or not (and by which rule), the verdict with its
+    findings, the protection methods asked (``choice.tried``), and the ``outcome`` in words
+    (``deliver unchanged``, ``protect with password_pdf``, ``quarantine (...)``)."""
+
     recipient: Address
     internal: bool
     internal_rule: str | None
@@ -116,6 +120,10 @@ class RefusedRecipient:
 
 @attrs.frozen(kw_only=True)
 class Explanation:
+    """What ``siegel explain`` shows for a message: its tenant and sender, each recipient the
+    listener accepts (:class:`RecipientExplanation`), those it refuses at ``RCPT``, and a
+    ``problem`` that stops the whole message (it is then quarantined)."""
+
     tenant: str
     sender: Address | None
     recipients: tuple[RecipientExplanation, ...]

@@ -28,26 +28,17 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
-from siegel.addresses import InvalidAddress
+from siegel import submission
 from siegel.admission import (
     NULL_SENDER,
     Refused,
     check_header_block,
     check_recipient,
     check_sender,
-    parse_smtp_address,
-    tenant_id,
 )
 from siegel.config import ListenerConfig
-from siegel.runtime import NoTenant, Runtime
-from siegel.smtp_auth import (
-    USER_LIMIT_FACTOR,
-    SmtpUser,
-    UsersFile,
-    header_senders,
-    sender_allowed,
-    verify_password,
-)
+from siegel.runtime import Runtime
+from siegel.smtp_auth import USER_LIMIT_FACTOR, SmtpUser, UsersFile, verify_password
 from siegel.store import StoreError
 from siegel.throttle import KEYS_NAMESPACE, Throttle, shared_secret
 from siegel.throttle import NAMESPACE as THROTTLE_NAMESPACE
@@ -238,36 +229,9 @@ class GatewayHandler:
         log.warning("refused client %s: not in allowed_clients", session.peer)
         return "554 5.7.1 Client not allowed to send through this gateway"
 
-    def _sender_refusal(self, session: Session, address: str) -> str | None:
-        """Why an authenticated user may not use ``address`` as sender, or None."""
+    def _user(self, session: Session) -> SmtpUser | None:
         user: object = session.auth_data if session.authenticated else None
-        if not isinstance(user, SmtpUser):
-            return None
-        sender = None if address in ("", NULL_SENDER) else parse_smtp_address(address)
-        if sender_allowed(user, sender, tenant_id(self.runtime.config.tenant_of_sender(sender))):
-            return None
-        log.warning("user %s may not send as %s", user.name, address or "<>")
-        return f"553 5.7.1 User {user.name} may not send as <{address.strip('<>')}>"
-
-    async def _header_sender_refusal(self, session: Session, raw: bytes) -> str | None:
-        """An authenticated user's ``From:`` must name only senders it may use, as the envelope
-        sender must."""
-        user: object = session.auth_data if session.authenticated else None
-        if not isinstance(user, SmtpUser):
-            return None
-        senders = await asyncio.to_thread(header_senders, raw)
-        if not senders:
-            return "550 5.7.1 The From header is missing or cannot be read"
-        config = self.runtime.config
-        for text in senders:
-            try:
-                sender = parse_smtp_address(text)
-            except InvalidAddress as exc:
-                return f"550 5.7.1 Invalid address in the From header: {exc}"
-            if not sender_allowed(user, sender, tenant_id(config.tenant_of_sender(sender))):
-                log.warning("user %s may not send with From: %s", user.name, sender)
-                return f"550 5.7.1 User {user.name} may not send as {sender} (From header)"
-        return None
+        return user if isinstance(user, SmtpUser) else None
 
     # -- the envelope -------------------------------------------------------------------------
 
@@ -280,7 +244,7 @@ class GatewayHandler:
             check_sender(address)
         except Refused as refused:
             return refused.reply
-        refusal = self._sender_refusal(session, address)
+        refusal = submission.sender_refusal(self.runtime.config, self._user(session), address)
         if refusal is not None:
             return refusal
         # The null sender stays "<>" here: aiosmtpd refuses RCPT while mail_from is empty.
@@ -340,23 +304,16 @@ class GatewayHandler:
                 log.exception("could not record a bounce; answering 451")
                 return "451 4.3.0 Bounce not recorded (temporary problem); please try again later"
             return "250 2.0.0 OK bounce recorded"
-        refusal = await self._header_sender_refusal(session, raw)
+        refusal = await submission.header_sender_refusal(self.runtime.config,
+                                                          self._user(session), raw)
         if refusal is not None:
             return refusal
         try:
             with self.storing:
-                message_id = await self.runtime.submit(raw, _sender(envelope),
-                                                       envelope.rcpt_tos)
-        except NoTenant as exc:
-            return f"550 5.7.1 {exc}"
-        except InvalidAddress as exc:
-            return f"553 5.1.3 {exc}"
-        except StoreError:
-            log.exception("could not store a message; answering 451")
-            return "451 4.3.0 Message not stored (temporary problem); please try again later"
-        except Exception:
-            log.exception("unexpected error while accepting a message; answering 451")
-            return "451 4.3.0 Message not stored (internal error); please try again later"
+                message_id = await submission.store(self.runtime, raw, _sender(envelope),
+                                                    envelope.rcpt_tos)
+        except Refused as refused:
+            return refused.reply
         log.info("accepted message %s (%d bytes, %d recipients)", message_id, len(raw),
                  len(envelope.rcpt_tos))
         return f"250 2.0.0 OK queued as {message_id}"

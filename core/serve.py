@@ -52,6 +52,21 @@ async def _serve(runtime: Runtime) -> None:
             _fail(f"cannot start the portal: {exc}", 2)
         click.echo(f"recipient portal on http://{portal_host}:{portal_port} "
                    f"(links in mails: {runtime.config.portal.base_url})")
+    api = None
+    if runtime.config.http_api.enabled:
+        from siegel.http_api import api_server
+
+        api = api_server(runtime)
+        try:
+            api_host, api_port = await api.start()
+        except (OSError, ValueError) as exc:
+            if portal is not None:
+                await portal.stop()
+            await gateway.stop()
+            await runtime.stop()
+            _fail(f"cannot start the HTTP API: {exc}", 2)
+        scheme = "https" if runtime.config.http_api.tls else "http"
+        click.echo(f"HTTP API on {scheme}://{api_host}:{api_port}/v1/")
     tenants = ", ".join(f"{t.id} ({', '.join(t.own_domains)})" for t in runtime.config.tenants.values())
     click.echo(f"tenants: {tenants}")
     if bound:
@@ -68,6 +83,8 @@ async def _serve(runtime: Runtime) -> None:
         await stop.wait()
     finally:
         click.echo("stopping")
+        if api is not None:
+            await api.stop()
         if portal is not None:
             await portal.stop()
         await gateway.stop()

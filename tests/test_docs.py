@@ -19,7 +19,13 @@ import attrs
 import pytest
 
 from siegel import hookspecs
-from siegel.config import DeliveryConfig, ListenerConfig, StoreConfig, TenantConfig
+from siegel.config import (
+    DeliveryConfig,
+    HttpApiConfig,
+    ListenerConfig,
+    StoreConfig,
+    TenantConfig,
+)
 from siegel.manager import PluginRegistry
 from siegel.portal import PortalSettings
 
@@ -78,6 +84,7 @@ def _documented_keys() -> list[tuple[str, str]]:
         *_keys(DeliveryConfig, "delivery"),
         *_keys(TenantConfig, "tenants.ID"),
         *_keys(PortalSettings, "portal"),
+        *_keys(HttpApiConfig, "http_api"),
     ]
     registry = PluginRegistry.load()
     for name, section in registry.config_sections.items():

@@ -80,3 +80,21 @@ def test_the_check_catches_an_inner_import(tmp_path):
 def test_every_public_module_imports():
     for module in siegel.PUBLIC_MODULES:
         assert public_names(module), module
+
+
+def test_the_embedding_api_is_public_and_typed():
+    """An application embeds siegel with ``siegel.open`` (:mod:`siegel.embed`); what it gets
+    back is exported and documented, and the package ships ``py.typed`` for its type checker."""
+    from importlib import resources
+
+    import siegel.embed
+
+    assert "siegel.embed" in siegel.PUBLIC_MODULES
+    assert siegel.open is siegel.embed.open and siegel.open_sync is siegel.embed.open_sync
+    for name in ("Gateway", "MessageStatus", "RecipientStatus"):
+        assert getattr(siegel, name) is getattr(siegel.embed, name)
+    for name in siegel.embed.__all__:
+        value = getattr(siegel.embed, name)
+        if callable(value):
+            assert value.__doc__, f"siegel.embed.{name} has no docstring"
+    assert resources.files("siegel").joinpath("py.typed").is_file()

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Protocol
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -41,16 +43,32 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class PortalServer:
-    """The portal on a socket: ``await start()`` (returns host and port), ``await stop()``."""
+class Listening(Protocol):
+    """Where an HTTP server listens: the portal's settings, or the HTTP API's."""
 
-    def __init__(self, app: ASGIApp, settings: PortalSettings, *,
-                 graceful_seconds: int = 10) -> None:
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def access_log(self) -> bool: ...
+
+
+class PortalServer:
+    """The portal (or another ASGI app of siegel's, such as the HTTP API) on a socket:
+    ``await start()`` (returns host and port), ``await stop()``. With ``tls`` (certificate and
+    key files) it speaks HTTPS."""
+
+    def __init__(self, app: ASGIApp, settings: Listening, *,
+                 graceful_seconds: int = 10, tls: tuple[Path, Path] | None = None) -> None:
         self.settings = settings
         self._config = uvicorn.Config(
             app, host=settings.host, port=settings.port, lifespan="off", log_config=None,
             access_log=settings.access_log, proxy_headers=False, server_header=False,
-            timeout_graceful_shutdown=graceful_seconds)
+            timeout_graceful_shutdown=graceful_seconds,
+            ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None)
         self._server = _Server(self._config)
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
