@@ -199,6 +199,10 @@ class DryRun:
     async def release(self, message_id: str, recipient: Address) -> None:
         raise DryRunViolation("a dry run must not release messages")
 
+    async def submit_portal_message(self, tenant: str, raw: bytes, *, mail_from: Address,
+                                    recipients: Sequence[Address]) -> str:
+        raise DryRunViolation("a dry run must not submit messages")
+
     def state(self, namespace: str) -> PluginState:
         if self._store is None:
             raise DryRunViolation(f"this dry run has no store to read plugin state ({namespace})")

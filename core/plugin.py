@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Protocol
@@ -77,6 +77,13 @@ class Services(Protocol):
 
     async def release(self, message_id: str, recipient: Address) -> None:
         """Process a held recipient again now (e.g. once the recipient has chosen a password)."""
+        ...
+
+    async def submit_portal_message(self, tenant: str, raw: bytes, *, mail_from: Address,
+                                    recipients: Sequence[Address]) -> str:
+        """Store a message a recipient wrote on the portal (a postbox reply) and queue it; returns
+        its id. Unlike a system mail it goes through the whole pipeline (origin ``portal``):
+        classified, protected and delivered like mail from SMTP."""
         ...
 
     def state(self, namespace: str) -> PluginState:

@@ -27,12 +27,18 @@ import logging
 from datetime import datetime, timedelta
 
 import attrs
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
 from siegel import Address, InvalidAddress, PortalRoute, Text
-from siegel.portal import FormErrors, PortalContext, Throttle
+from siegel.portal import (
+    FormErrors,
+    PortalContext,
+    Throttle,
+    UploadLimits,
+    UploadRefused,
+    read_uploads,
+)
 
 from .accounts import PortalAccount, Purpose, TokenInvalid, TokenRecord
 from .encrypt import MAX_PASSWORD_BYTES
@@ -42,13 +48,6 @@ log = logging.getLogger(__name__)
 
 MAX_REPLY_CHARS = 10_000
 MAX_REPLY_FILES = 5
-# Attachments the clerk's side can open safely; recognised by their first bytes, not by the
-# type the browser claims.
-FILE_SIGNATURES = {
-    "application/pdf": (b"%PDF-",),
-    "image/png": (b"\x89PNG\r\n\x1a\n",),
-    "image/jpeg": (b"\xff\xd8\xff",),
-}
 
 
 #: Failed logins (and wrong current passwords on the account page) allowed per hour, counted per
@@ -234,20 +233,13 @@ async def password_sent(request: Request) -> Response:
 
 async def _attachments(portal: PortalContext, uploads: list[object],
                        errors: FormErrors) -> list[tuple[str, str, bytes]]:
-    files = [u for u in uploads if isinstance(u, UploadFile) and u.filename]
-    if len(files) > MAX_REPLY_FILES:
-        errors.add("attachments", portal.t("pdf.error.too_many_files", max=MAX_REPLY_FILES))
+    limits = UploadLimits(max_files=MAX_REPLY_FILES, max_bytes=portal.settings.max_form_bytes)
+    try:
+        found = await read_uploads(uploads, limits)
+    except UploadRefused as refused:
+        errors.add("attachments", portal.t(refused.text))
         return []
-    found = []
-    for upload in files:
-        content = await upload.read()
-        kind = next((t for t, magic in FILE_SIGNATURES.items() if content.startswith(magic)), None)
-        name = (upload.filename or "anhang").replace("/", "_").replace("\\", "_")[:120]
-        if kind is None:
-            errors.add("attachments", portal.t("pdf.error.file_type", name=name))
-            return []
-        found.append((name, kind, content))
-    return found
+    return [(f.filename, f.content_type, f.content) for f in found]
 
 
 async def reply(request: Request) -> Response:
