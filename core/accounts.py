@@ -19,7 +19,6 @@ update, with any store backend and any number of instances.
 from __future__ import annotations
 
 import base64
-import enum
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -29,33 +28,13 @@ from typing import Any
 import attrs
 
 from siegel.addresses import Address
+from siegel.model import IdentityLevel as IdentityLevel  # its home before levels were required
 from siegel.passwords import check_password, hash_password
 from siegel.state import PluginState
 from siegel.store import StateRecord, StateWrite
 
 #: The store namespace of all accounts (of every tenant).
 NAMESPACE = "siegel.accounts"
-
-
-class IdentityLevel(enum.IntEnum):
-    """How well the account's owner is known; ordered, so ``level >= required`` is the check."""
-
-    #: Proved control of the address (registered through a link sent to it).
-    MAILBOX = 1
-    #: Also received a PIN letter by post and confirmed it on the portal.
-    CONFIRMED = 2
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-    @classmethod
-    def of(cls, label: str) -> IdentityLevel:
-        try:
-            return cls[label.upper()]
-        except KeyError:
-            raise ValueError(f"unknown identity level {label!r}; known: "
-                             + ", ".join(level.label for level in cls)) from None
 
 
 class AccountMissing(LookupError):

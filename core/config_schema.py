@@ -153,6 +153,10 @@ class TenantConfig:
     #: ``siegel-bounce@`` the first own domain; "" sends them with the null sender.
     bounce_address: str | None = None
     settings: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    #: The identity level an account needs to read messages (in a postbox) and to write:
+    #: "mailbox" or "confirmed"; default: the plugin set's ("mailbox").
+    read_level: str | None = None
+    write_level: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -25,9 +25,9 @@ from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config
 from siegel.manager import PluginRegistry
 from siegel.mime import UNREADABLE, Unreadable
-from siegel.model import Envelope, Level, Message, SystemMail, Verdict
+from siegel.model import Envelope, IdentityLevel, Level, Message, SystemMail, Verdict
 from siegel.pipeline import Action, MethodChoice, Pipeline
-from siegel.plugin import Clock, RecipientContext, Services
+from siegel.plugin import Clock, RecipientContext, Services, required_level
 from siegel.runtime import tenant_for
 from siegel.state import PluginState, ReadOnlyPluginState
 from siegel.store import MessageStore
@@ -93,6 +93,8 @@ class RecipientExplanation:
     choice: MethodChoice | None
     outcome: str
     reading: ReadingReport | None = None
+    #: The identity level the recipient's account needs to read the copy (in a postbox).
+    required_level: IdentityLevel = IdentityLevel.MAILBOX
 
 
 @attrs.frozen(kw_only=True)
@@ -257,7 +259,7 @@ async def explain(config: Config, registry: PluginRegistry, raw: bytes, sender: 
             recipient=recipient, internal=internal is not None,
             internal_rule=internal.rule if internal else None,
             verdict=plan.verdict or Verdict([]), choice=plan.choice, outcome=outcome,
-            reading=_reading(plan.ctx)))
+            reading=_reading(plan.ctx), required_level=required_level(tenant, plan.verdict)))
     return Explanation(tenant=tenant.id, sender=sender, recipients=tuple(results),
                        problem=problem, refused=tuple(refused))
 
@@ -282,6 +284,7 @@ def as_json(explanation: Explanation, language: str = "en") -> str:
             "internal_rule": r.internal_rule,
             "verdict": r.verdict.level.name.lower(),
             "outcome": r.outcome,
+            "required_level": r.required_level.label,
             "reading": None if r.reading is None else {
                 "parts_read": r.reading.parts_read,
                 "attachments": r.reading.attachments,
@@ -313,6 +316,8 @@ def as_text(explanation: Explanation, language: str = "de") -> str:
         lines.append("")
         lines.append(f"{r.recipient.display}: {where}")
         lines.append(f"  verdict: {r.verdict.level.name}  ->  {r.outcome}")
+        lines.append(f"  {'Identitätsstufe zum Lesen' if language != 'en' else 'identity level to read'}"
+                     f": {r.required_level.label}")
         if r.reading is not None:
             lines.append(f"  {'gelesen' if language != 'en' else 'reading'}: "
                          f"{r.reading.text(language)}")

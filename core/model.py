@@ -120,6 +120,41 @@ class Level(enum.IntEnum):
     QUARANTINE = 2
 
 
+class IdentityLevel(enum.IntEnum):
+    """How well a recipient account's owner is known (:class:`siegel.Account`); ordered, so
+    ``level >= required`` is the check. A tenant, a plugin set or a :class:`Finding` can require
+    a level to read a message or to write."""
+
+    #: Proved control of the address (registered through a link sent to it).
+    MAILBOX = 1
+    #: Also received a PIN letter by post and confirmed it on the portal.
+    CONFIRMED = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def of(cls, label: str | IdentityLevel) -> IdentityLevel:
+        """The level named ``label`` (``"mailbox"``, ``"confirmed"``); a level stays itself."""
+        if isinstance(label, IdentityLevel):
+            return label
+        try:
+            return cls[label.upper()]
+        except KeyError:
+            raise ValueError(f"unknown identity level {label!r}; known: "
+                             + ", ".join(level.label for level in cls)) from None
+
+
+def identity_level(value: str | IdentityLevel) -> IdentityLevel:
+    """``value`` as an :class:`IdentityLevel` (an attrs converter: levels may be given by name)."""
+    return IdentityLevel.of(value)
+
+
+def _optional_identity_level(value: str | IdentityLevel | None) -> IdentityLevel | None:
+    return None if value is None else IdentityLevel.of(value)
+
+
 @attrs.frozen(kw_only=True)
 class Finding:
     """One classifier's statement about one recipient's copy of a message.
@@ -135,6 +170,10 @@ class Finding:
     source: str = ""
     warn_sender: bool = False
     releasable: bool = True
+    #: The identity level the recipient's account must have to read this copy (in a postbox);
+    #: ``None``: no more than the tenant asks (:attr:`siegel.RecipientContext.required_level`).
+    identity_level: IdentityLevel | None = attrs.field(
+        default=None, converter=_optional_identity_level)
 
 
 def _findings(values: Iterable[Finding]) -> tuple[Finding, ...]:

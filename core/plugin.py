@@ -25,12 +25,14 @@ from siegel.model import (
     Availability,
     DeliveryResult,
     Finding,
+    IdentityLevel,
     Message,
     Notice,
     Outgoing,
     ProtectionResult,
     SystemMail,
     Verdict,
+    identity_level,
 )
 
 if TYPE_CHECKING:
@@ -135,6 +137,13 @@ class RecipientContext:
     @property
     def is_internal(self) -> bool:
         return self.internal is not None
+
+    @property
+    def required_level(self) -> IdentityLevel:
+        """The identity level the recipient's account needs to read this copy: the highest of
+        the tenant's ``read_level`` and the ``identity_level`` of every finding of the verdict
+        (before classification: the tenant's alone)."""
+        return required_level(self.tenant, self.verdict)
 
     def settings(self, section: str) -> Any:
         """The tenant's validated settings object for a config section."""
@@ -364,3 +373,17 @@ class PluginSet:
     internal_domains: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     internal_subdomains: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     plugin: str = ""
+    #: The identity level needed to read messages (in a postbox) and to write, unless the
+    #: tenant sets its own (``read_level``/``write_level``).
+    read_level: IdentityLevel = attrs.field(default=IdentityLevel.MAILBOX,
+                                            converter=identity_level)
+    write_level: IdentityLevel = attrs.field(default=IdentityLevel.MAILBOX,
+                                             converter=identity_level)
+
+
+def required_level(tenant: Tenant, verdict: Verdict | None) -> IdentityLevel:
+    """The highest of ``tenant.read_level`` and the ``identity_level`` of every finding in
+    ``verdict`` (:attr:`RecipientContext.required_level`)."""
+    findings = verdict.findings if verdict is not None else ()
+    return max((tenant.read_level, *(f.identity_level for f in findings
+                                     if f.identity_level is not None)))

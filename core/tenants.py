@@ -20,6 +20,7 @@ from siegel.addresses import (
 from siegel.config_errors import _strict_types, _StructureError, deep_merge, structure
 from siegel.config_schema import FileConfig, TenantConfig
 from siegel.localtime import DEFAULT_TIME_ZONE, UnknownTimeZone, format_moment, time_zone
+from siegel.model import IdentityLevel
 
 if TYPE_CHECKING:
     from siegel.manager import PluginRegistry
@@ -47,6 +48,9 @@ class Tenant:
     time_zone: zoneinfo.ZoneInfo = attrs.field(factory=lambda: zoneinfo.ZoneInfo(DEFAULT_TIME_ZONE))
     #: The base of VERP envelope senders for mails about held copies; None: null sender.
     bounce_address: Address | None = None
+    #: The identity level an account needs to read messages (in a postbox) and to write.
+    read_level: IdentityLevel = IdentityLevel.MAILBOX
+    write_level: IdentityLevel = IdentityLevel.MAILBOX
 
     def format_time(self, moment: datetime, language: str | None = None) -> str:
         """``moment`` as a person of this tenant reads it, in its time zone with the zone named:
@@ -188,6 +192,14 @@ def _resolve_tenant(
         zone = time_zone(config.time_zone)
     except UnknownTimeZone as exc:
         problems.append(f"{prefix}.time_zone: {exc}")
+    levels: dict[str, IdentityLevel] = {}
+    for key in ("read_level", "write_level"):
+        value = getattr(config, key)
+        try:
+            levels[key] = (IdentityLevel.of(value) if value is not None
+                           else getattr(plugin_set, key, IdentityLevel.MAILBOX))
+        except ValueError as exc:
+            problems.append(f"{prefix}.{key}: {exc}")
     if len(problems) > before or zone is None:
         return None
     own = domain_sets["domains"]
@@ -208,4 +220,6 @@ def _resolve_tenant(
         settings=settings,
         time_zone=zone,
         bounce_address=bounce_address,
+        read_level=levels["read_level"],
+        write_level=levels["write_level"],
     )
