@@ -64,6 +64,7 @@ from siegel.plugin import (
     Clock,
     ConfigSection,
     DeliveryChannel,
+    MaintenanceTask,
     Notifier,
     PluginSet,
     PortalRoute,
@@ -96,6 +97,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "siegel.settings",
     "siegel.testing",
     "siegel.worker",
+    "siegel.invitations",
 )
 
 __all__ = [
@@ -129,6 +131,7 @@ __all__ = [
     "KeyFileError",
     "Level",
     "LoginCheck",
+    "MaintenanceTask",
     "Message",
     "Notice",
     "NoticeKind",

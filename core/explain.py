@@ -25,7 +25,16 @@ from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config
 from siegel.manager import PluginRegistry
 from siegel.mime import UNREADABLE, Unreadable
-from siegel.model import Envelope, IdentityLevel, Level, Message, SystemMail, Verdict
+from siegel.model import (
+    AuditEvent,
+    Envelope,
+    IdentityLevel,
+    Level,
+    Message,
+    Notice,
+    SystemMail,
+    Verdict,
+)
 from siegel.pipeline import Action, MethodChoice, Pipeline
 from siegel.plugin import Clock, RecipientContext, Services, required_level
 from siegel.runtime import tenant_for
@@ -204,6 +213,10 @@ class DryRun:
     async def submit_portal_message(self, tenant: str, raw: bytes, *, mail_from: Address,
                                     recipients: Sequence[Address]) -> str:
         raise DryRunViolation("a dry run must not submit messages")
+
+    async def report(self, tenant: str, *, notices: Sequence[Notice] = (),
+                     events: Sequence[AuditEvent] = ()) -> None:
+        raise DryRunViolation("a dry run must not send notices or record events")
 
     def state(self, namespace: str) -> PluginState:
         if self._store is None:

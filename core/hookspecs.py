@@ -25,6 +25,7 @@ from siegel.plugin import (
     Classifier,
     ConfigSection,
     DeliveryChannel,
+    MaintenanceTask,
     Notifier,
     PluginSet,
     PortalRoute,
@@ -250,6 +251,30 @@ def siegel_register_resources() -> Iterable[Resource]:
         @hookimpl
         def siegel_register_resources():
             return [Resource(name="cat-pool", start=pool.start, stop=pool.stop)]
+    """
+
+
+@hookspec
+def siegel_register_maintenance_tasks() -> Iterable[MaintenanceTask]:
+    """Register periodic work (retention, reminders) run for every tenant that enables the plugin.
+
+    The gateway awaits each task's ``run(services, tenant)`` with its own maintenance, about once
+    an hour; read the time from ``services.clock``. Claim each piece of work in the store before
+    acting on it, as several instances may run the task at once. An exception is logged and the
+    other tasks still run.
+
+    Example::
+
+        from siegel import MaintenanceTask, hookimpl
+
+        async def forget_old_drafts(services, tenant):
+            drafts = services.state("drafts")
+            for record in await drafts.page(f"{tenant.id}/", limit=100):
+                await drafts.delete(record.key)
+
+        @hookimpl
+        def siegel_register_maintenance_tasks():
+            return [MaintenanceTask(name="drafts", run=forget_old_drafts)]
     """
 
 

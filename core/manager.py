@@ -27,6 +27,7 @@ from siegel.plugin import (
     Classifier,
     ConfigSection,
     DeliveryChannel,
+    MaintenanceTask,
     Notifier,
     PluginSet,
     PortalRoute,
@@ -81,7 +82,7 @@ def create_plugin_manager() -> pluggy.PluginManager:
 
 
 _T = TypeVar("_T", Classifier, Rewriter, ProtectionMethod, DeliveryChannel, Notifier,
-             ConfigSection, PluginSet, PortalRoute, Transformer, Resource)
+             ConfigSection, PluginSet, PortalRoute, Transformer, Resource, MaintenanceTask)
 
 
 @attrs.frozen
@@ -112,6 +113,8 @@ REGISTRATION_KINDS: tuple[RegistrationKind, ...] = (
     RegistrationKind("siegel_register_portal_routes", PortalRoute, "portal_routes",
                      "portal routes"),
     RegistrationKind("siegel_register_resources", Resource, "resources", "resources"),
+    RegistrationKind("siegel_register_maintenance_tasks", MaintenanceTask, "maintenance_tasks",
+                     "maintenance tasks"),
 )
 
 
@@ -138,6 +141,7 @@ class PluginRegistry:
         self.notifiers: dict[str, Notifier]
         self.portal_routes: dict[str, PortalRoute]
         self.resources: dict[str, Resource]
+        self.maintenance_tasks: dict[str, MaintenanceTask]
         for kind in REGISTRATION_KINDS:
             setattr(self, kind.attribute, self._collect(kind.hook, kind.type))
 

@@ -397,6 +397,11 @@ class NoticeKind(enum.StrEnum):
     #: A system mail about the held copy (an invitation) came back: the address does not exist
     #: (or refuses the mail for good), so the copy ended early.
     BOUNCED = "bounced"
+    #: The recipient first opened the message in the postbox (proof of retrieval).
+    RETRIEVED = "retrieved"
+    #: The message lies unopened in the postbox for the tenant's number of days (the sender may
+    #: send a letter instead).
+    NOT_RETRIEVED = "not-retrieved"
 
 
 def _texts(values: Iterable[Text]) -> tuple[Text, ...]:

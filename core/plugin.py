@@ -22,6 +22,7 @@ from siegel import extract, mime
 from siegel.addresses import Address, DomainMatch
 from siegel.extract import Extraction, ExtractLimits
 from siegel.model import (
+    AuditEvent,
     Availability,
     DeliveryResult,
     Finding,
@@ -100,6 +101,13 @@ class Services(Protocol):
     def portal_link(self, tenant: str, path: str) -> str:
         """An absolute link to the recipient portal for ``tenant`` (``/t/TENANT`` + ``path``),
         built from ``[portal] public_base_url``: for links in mails."""
+        ...
+
+    async def report(self, tenant: str, *, notices: Sequence[Notice] = (),
+                     events: Sequence[AuditEvent] = ()) -> None:
+        """Record what a plugin did outside the pipeline (a postbox message was first opened):
+        the audit ``events`` are stored (and observed by ``siegel_audit_event``), the
+        ``notices`` go through the tenant's notifiers and the mails they write are sent."""
         ...
 
 
@@ -303,6 +311,26 @@ class Resource:
     name: str = attrs.field(validator=_valid_name)
     stop: StopFunction
     start: StartFunction | None = None
+    description: str = ""
+    plugin: str = ""
+
+
+MaintainFunction = Callable[["Services", "Tenant"], Awaitable[None]]
+
+
+@attrs.frozen(kw_only=True)
+class MaintenanceTask:
+    """Periodic work of a plugin for each tenant that enables it (retention, reminders).
+
+    The gateway awaits ``run(services, tenant)`` with its maintenance, about once an hour while
+    it serves (and when a test calls :meth:`siegel.runtime.Runtime.maintenance`); ``services.
+    clock`` says what time it is. Several instances may run the same task at once: make each
+    step claim its work in the store (delete a due record and act only if the delete found
+    it). An exception is logged; the other tasks still run.
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    run: MaintainFunction
     description: str = ""
     plugin: str = ""
 

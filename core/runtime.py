@@ -130,6 +130,17 @@ class Runtime:
     def portal_link(self, tenant: str, path: str) -> str:
         return self.config.portal_link(tenant, path)
 
+    async def report(self, tenant: str, *, notices: Sequence[Notice] = (),
+                     events: Sequence[AuditEvent] = ()) -> None:
+        mails = await self._notices_to_mail(tenant, notices)
+        for mail in mails:
+            await self.store.accept(mail)
+        await self.store.record_events(events)
+        for event in events:
+            self.registry.audit(event)
+        if mails:
+            self._wake.set()
+
     # -- bounces -----------------------------------------------------------------------------
 
     def bounce_token(self, recipient: Address) -> str | None:
@@ -340,7 +351,16 @@ class Runtime:
                 await self.stop_resources()
 
     async def maintenance(self) -> int:
-        """Destroy the content of finished messages past retention; purge expired plugin state."""
+        """Run the plugins' maintenance tasks for the tenants that enable them; destroy the
+        content of finished messages past retention; purge expired plugin state."""
+        for tenant in self.config.tenants.values():
+            for task in self.registry.enabled(self.registry.maintenance_tasks,
+                                              tenant.enabled_plugins):
+                try:
+                    await task.run(self, tenant)
+                except Exception:
+                    log.exception("maintenance task %r (plugin %r) failed for tenant %r",
+                                  task.name, task.plugin, tenant.id)
         now = self._clock.now()
         await self.store.state_purge_expired(now)
         return await self.store.destroy_finished_content(
