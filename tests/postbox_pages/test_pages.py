@@ -9,7 +9,7 @@ import hashlib
 import re
 from email.utils import parseaddr
 
-from postbox_helpers import CLERK, ERIKA, MAX, csrf, draft_token, message_links
+from pages_helpers import CLERK, ERIKA, MAX, csrf, draft_token, message_links
 
 from siegel import IdentityLevel, parse_email
 
