@@ -65,7 +65,7 @@ from siegel.plugin import (
     hookimpl,
 )
 from siegel.state import PluginState
-from siegel.store import StateConflict, StateRecord, StoreError
+from siegel.store import StateConflict, StateRecord, StateWrite, StoreError
 
 __version__ = "0.1.0"
 
@@ -81,6 +81,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "siegel.localtime",
     "siegel.mailtext",
     "siegel.mime",
+    "siegel.pdf_fonts",
     "siegel.portal",
     "siegel.settings",
     "siegel.testing",
@@ -141,6 +142,7 @@ __all__ = [
     "SettingError",
     "StateConflict",
     "StateRecord",
+    "StateWrite",
     "StoreError",
     "SystemClock",
     "SystemMail",

@@ -42,6 +42,7 @@ from siegel.clock import SystemClock
 from siegel.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, Config, ConfigError, Tenant
 from siegel.crypto import KeyFileError
 from siegel.manager import PluginError, PluginRegistry
+from siegel.model import AuditEvent
 from siegel.plugin import Clock
 from siegel.runtime import open_store
 from siegel.state import PluginState
@@ -82,6 +83,11 @@ class OfflineServices:
     def accounts(self, tenant: str) -> Accounts:
         """A tenant's recipient accounts, as ``services.accounts(tenant)`` gives them."""
         return Accounts(self.state(ACCOUNTS_NAMESPACE), tenant)
+
+    async def audit(self, event: AuditEvent) -> None:
+        """Record an audit event, as ``services.audit(event)`` does while serving."""
+        await self.store.record_events([event])
+        self.registry.audit(event)
 
     def tenant(self, tenant_id: str | None, *, section: str | None = None) -> Tenant:
         """The tenant ``tenant_id``; without one, the only tenant (that has settings ``section``,

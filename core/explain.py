@@ -25,7 +25,7 @@ from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config
 from siegel.manager import PluginRegistry
 from siegel.mime import UNREADABLE, Unreadable
-from siegel.model import Envelope, IdentityLevel, Level, Message, SystemMail, Verdict
+from siegel.model import AuditEvent, Envelope, IdentityLevel, Level, Message, SystemMail, Verdict
 from siegel.pipeline import Action, MethodChoice, Pipeline
 from siegel.plugin import Clock, RecipientContext, Services, required_level
 from siegel.runtime import tenant_for
@@ -200,6 +200,9 @@ class DryRun:
 
     async def release(self, message_id: str, recipient: Address) -> None:
         raise DryRunViolation("a dry run must not release messages")
+
+    async def audit(self, event: AuditEvent) -> None:
+        raise DryRunViolation("a dry run must not write the audit log")
 
     def state(self, namespace: str) -> PluginState:
         if self._store is None:

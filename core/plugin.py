@@ -22,6 +22,7 @@ from siegel import extract, mime
 from siegel.addresses import Address, DomainMatch
 from siegel.extract import Extraction, ExtractLimits
 from siegel.model import (
+    AuditEvent,
     Availability,
     DeliveryResult,
     Finding,
@@ -79,6 +80,12 @@ class Services(Protocol):
 
     async def release(self, message_id: str, recipient: Address) -> None:
         """Process a held recipient again now (e.g. once the recipient has chosen a password)."""
+        ...
+
+    async def audit(self, event: AuditEvent) -> None:
+        """Record ``event`` in the audit log (the store) and hand it to every
+        ``siegel_audit_event`` implementation: for what a plugin does outside the pipeline (a
+        portal page that raised an account's identity level). Never put secrets in it."""
         ...
 
     def state(self, namespace: str) -> PluginState:

@@ -114,6 +114,10 @@ class Runtime:
                                  now=self._clock.now())
         self._wake.set()
 
+    async def audit(self, event: AuditEvent) -> None:
+        await self.store.record_events([event])
+        self.registry.audit(event)
+
     def state(self, namespace: str) -> PluginState:
         return PluginState(self.store, namespace, self._clock)
 
