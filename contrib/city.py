@@ -26,7 +26,7 @@ def siegel_register_plugin_sets() -> list[PluginSet]:
         description="Stadt Göttingen: S/MIME where a certificate is known, else password PDF",
         plugins=(
             "recipient_scope", "sender_trigger", "content_rules", "fit_for_email",
-            "smime", "password_pdf", "smtp_relay", "sender_notices", "audit_log",
+            "smime", "password_pdf", "accounts", "smtp_relay", "sender_notices", "audit_log",
         ),
         protection=("smime", "password_pdf"),
         internal_domains=DISTRICT_INTERNAL_DOMAINS,

@@ -69,7 +69,7 @@ def siegel_register_plugin_sets() -> list[PluginSet]:
         description="Jobcenter Landkreis/Stadt Göttingen: customer-related mail leaves encrypted",
         plugins=(
             "recipient_scope", "sender_trigger", "content_rules", "fit_for_email",
-            "password_pdf", "smtp_relay", "sender_notices", "audit_log",
+            "password_pdf", "accounts", "smtp_relay", "sender_notices", "audit_log",
         ),
         protection=("password_pdf",),
         internal_domains=DISTRICT_INTERNAL_DOMAINS,

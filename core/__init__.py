@@ -7,7 +7,17 @@ contrib rules shipped with siegel import nothing else.
 """
 
 from siegel import localtime, mailtext, mime, settings
-from siegel.accounts import Account, AccountMissing, Accounts, IdentityLevel
+from siegel.accounts import (
+    Account,
+    AccountMissing,
+    Accounts,
+    IdentityLevel,
+    Passkey,
+    PasswordRefused,
+    PasswordSlot,
+    RecoveryCodes,
+    TotpFactor,
+)
 from siegel.addresses import Address, DomainMatch, DomainSet, InvalidAddress, internal_match
 from siegel.clock import SystemClock
 from siegel.config import (
@@ -47,7 +57,7 @@ from siegel.model import (
     parse_email,
 )
 from siegel.passwords import PARAMETERS as PASSWORD_PARAMETERS
-from siegel.passwords import LoginCheck, check_password, hash_password
+from siegel.passwords import LoginCheck, check_password, hash_password, password_problems
 from siegel.plugin import (
     Classifier,
     Clock,
@@ -125,6 +135,9 @@ __all__ = [
     "Notifier",
     "Origin",
     "Outgoing",
+    "Passkey",
+    "PasswordRefused",
+    "PasswordSlot",
     "PluginError",
     "PluginRegistry",
     "PluginSet",
@@ -135,6 +148,7 @@ __all__ = [
     "ProtectionResult",
     "RecipientContext",
     "RecipientState",
+    "RecoveryCodes",
     "Resource",
     "RetryLater",
     "Rewriter",
@@ -148,6 +162,7 @@ __all__ = [
     "SystemMail",
     "Tenant",
     "Text",
+    "TotpFactor",
     "Transformer",
     "Verdict",
     "__version__",
@@ -160,6 +175,7 @@ __all__ = [
     "mailtext",
     "mime",
     "parse_email",
+    "password_problems",
     "raise_all",
     "settings",
 ]

@@ -11,6 +11,10 @@ besides (the password PDF's key material) goes into the plugin's own *slot*: byt
 plugin decodes. Plugins reach accounts through ``services.accounts(tenant)`` (an
 :class:`Accounts`), never through each other's state.
 
+Second factors are part of the account too (:class:`TotpFactor`, :class:`Passkey`,
+:class:`RecoveryCodes`): the TOTP secret is kept as it is (the server must compute codes from it;
+the store encrypts it at rest), recovery codes only as hashes, passkeys as their public keys.
+
 Every change is one atomic read-decide-write (:meth:`Accounts.update`), so that twenty
 first-contact mails for one new recipient, or a password change during a login, cannot lose an
 update, with any store backend and any number of instances.
@@ -21,7 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +33,7 @@ import attrs
 
 from siegel.addresses import Address
 from siegel.model import IdentityLevel as IdentityLevel  # its home before levels were required
+from siegel.model import Text
 from siegel.passwords import check_password, hash_password
 from siegel.state import PluginState
 from siegel.store import StateRecord, StateWrite
@@ -39,6 +44,82 @@ NAMESPACE = "siegel.accounts"
 
 class AccountMissing(LookupError):
     """The address has no account in this tenant."""
+
+
+@attrs.frozen(kw_only=True)
+class TotpFactor:
+    """A TOTP authenticator (RFC 6238: SHA-1, 30 s, 6 digits, as every app reads it)."""
+
+    secret: bytes = attrs.field(repr=False)
+    created_at: datetime
+    #: The time step of the last code accepted: a code is accepted once (no replay), and never
+    #: one of an earlier step.
+    last_step: int = -1
+
+    def encode(self) -> dict[str, Any]:
+        return {"secret": base64.b64encode(self.secret).decode("ascii"),
+                "created_at": self.created_at.isoformat(), "last_step": self.last_step}
+
+    @classmethod
+    def decode(cls, data: Mapping[str, Any]) -> TotpFactor:
+        return cls(secret=base64.b64decode(data["secret"]),
+                   created_at=datetime.fromisoformat(data["created_at"]),
+                   last_step=int(data["last_step"]))
+
+
+@attrs.frozen(kw_only=True)
+class Passkey:
+    """A WebAuthn credential registered for the account: its id and public key (COSE), never a
+    secret."""
+
+    credential_id: bytes
+    public_key: bytes = attrs.field(repr=False)
+    sign_count: int
+    created_at: datetime
+    #: What the user called it, or a default ("Passkey 1").
+    label: str
+    last_used_at: datetime | None = None
+
+    def encode(self) -> dict[str, Any]:
+        return {"id": base64.b64encode(self.credential_id).decode("ascii"),
+                "public_key": base64.b64encode(self.public_key).decode("ascii"),
+                "sign_count": self.sign_count, "created_at": self.created_at.isoformat(),
+                "label": self.label,
+                "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None}
+
+    @classmethod
+    def decode(cls, data: Mapping[str, Any]) -> Passkey:
+        used = data.get("last_used_at")
+        return cls(credential_id=base64.b64decode(data["id"]),
+                   public_key=base64.b64decode(data["public_key"]),
+                   sign_count=int(data["sign_count"]),
+                   created_at=datetime.fromisoformat(data["created_at"]), label=str(data["label"]),
+                   last_used_at=datetime.fromisoformat(used) if used else None)
+
+
+@attrs.frozen(kw_only=True)
+class RecoveryCodes:
+    """The account's unused recovery codes, as hashes (SHA-256 of the normalised code; a code
+    has 80 random bits, so a fast hash is enough). Each is single use; a new set replaces all."""
+
+    hashes: tuple[str, ...] = attrs.field(repr=False)
+    created_at: datetime
+
+    def encode(self) -> dict[str, Any]:
+        return {"hashes": list(self.hashes), "created_at": self.created_at.isoformat()}
+
+    @classmethod
+    def decode(cls, data: Mapping[str, Any]) -> RecoveryCodes:
+        return cls(hashes=tuple(data["hashes"]),
+                   created_at=datetime.fromisoformat(data["created_at"]))
+
+
+def _passkeys(value: Iterable[Passkey]) -> tuple[Passkey, ...]:
+    return tuple(value)
+
+
+def _texts(value: Iterable[Text]) -> tuple[Text, ...]:
+    return tuple(value)
 
 
 def _slot_owner(owner: str) -> str:
@@ -66,6 +147,10 @@ class Account:
     password_set_at: datetime | None = None
     #: Per-plugin data, by plugin name; only the owning plugin decodes its slot.
     slots: Mapping[str, bytes] = attrs.field(factory=dict, converter=_slots, repr=False)
+    #: Second factors (see :attr:`has_second_factor`) and the recovery codes that replace them.
+    totp: TotpFactor | None = None
+    passkeys: tuple[Passkey, ...] = attrs.field(default=(), converter=_passkeys)
+    recovery_codes: RecoveryCodes | None = None
 
     @classmethod
     def new(cls, tenant: str, address: Address, now: datetime, *,
@@ -84,6 +169,12 @@ class Account:
         if self.login_hash is None:
             return None
         return hashlib.sha256(self.login_hash.encode()).hexdigest()[:32]
+
+    @property
+    def has_second_factor(self) -> bool:
+        """Whether signing in needs a second factor after the password (a TOTP app or a
+        passkey; recovery codes stand in for one, they are not one)."""
+        return self.totp is not None or bool(self.passkeys)
 
     def slot(self, owner: str) -> bytes | None:
         """The data plugin ``owner`` keeps in this account, if any."""
@@ -107,6 +198,12 @@ class Account:
             "password_set_at": (self.password_set_at.isoformat()
                                 if self.password_set_at is not None else None),
             "slots": {k: base64.b64encode(v).decode("ascii") for k, v in self.slots.items()}}
+        if self.totp is not None:
+            data["totp"] = self.totp.encode()
+        if self.passkeys:
+            data["passkeys"] = [p.encode() for p in self.passkeys]
+        if self.recovery_codes is not None:
+            data["recovery_codes"] = self.recovery_codes.encode()
         return json.dumps(data, sort_keys=True).encode()
 
     @classmethod
@@ -118,7 +215,34 @@ class Account:
                    created_at=datetime.fromisoformat(data["created_at"]),
                    login_hash=data.get("login_hash"),
                    password_set_at=datetime.fromisoformat(set_at) if set_at else None,
-                   slots={k: base64.b64decode(v) for k, v in data.get("slots", {}).items()})
+                   slots={k: base64.b64decode(v) for k, v in data.get("slots", {}).items()},
+                   totp=TotpFactor.decode(data["totp"]) if data.get("totp") else None,
+                   passkeys=tuple(Passkey.decode(p) for p in data.get("passkeys", ())),
+                   recovery_codes=(RecoveryCodes.decode(data["recovery_codes"])
+                                   if data.get("recovery_codes") else None))
+
+
+@attrs.frozen(kw_only=True)
+class PasswordSlot:
+    """A plugin's answer to a new password (hook ``siegel_account_password_set``): the slot
+    content that goes with it (``None``: remove the plugin's slot) or why the plugin cannot use
+    the password (then nothing is stored)."""
+
+    data: bytes | None = attrs.field(default=None, repr=False)
+    problems: tuple[Text, ...] = attrs.field(default=(), converter=_texts)
+
+
+class PasswordRefused(ValueError):
+    """A plugin cannot use the new password; :attr:`problems` says why (shown to the user)."""
+
+    def __init__(self, problems: list[Text]) -> None:
+        super().__init__("; ".join(p.en for p in problems))
+        self.problems = problems
+
+
+#: What the running gateway asks when a password is set: every enabled plugin's
+#: :class:`PasswordSlot` for (the account as it is, the new password), by plugin name.
+PasswordHook = Callable[["Account", str], Mapping[str, PasswordSlot]]
 
 
 #: A change of one account: gets the current account (``None``: none yet) and returns the account
@@ -130,12 +254,14 @@ AccountChange = Callable[[Account | None], Account | None]
 class Accounts:
     """The accounts of one tenant (``services.accounts(tenant)``)."""
 
-    def __init__(self, state: PluginState, tenant: str) -> None:
+    def __init__(self, state: PluginState, tenant: str, *,
+                 password_hook: PasswordHook | None = None) -> None:
         if state.namespace != NAMESPACE:
             raise ValueError(f"accounts live in the namespace {NAMESPACE!r}, "
                              f"not {state.namespace!r}")
         self.state = state
         self.tenant = tenant
+        self.password_hook = password_hook
 
     @property
     def now(self) -> datetime:
@@ -188,17 +314,42 @@ class Accounts:
         assert account is not None
         return account
 
+    async def _password_slots(self, address: Address,
+                              password: str) -> tuple[Account, Mapping[str, PasswordSlot]]:
+        current = await self.get(address) or Account.new(self.tenant, address, self.now)
+        answers = self.password_hook(current, password) if self.password_hook else {}
+        return current, answers
+
+    async def password_problems(self, address: Address, password: str) -> list[Text]:
+        """Why an enabled plugin cannot use ``password`` for this account (empty: none); the
+        plugins' ``siegel_account_password_set`` answers, without storing anything."""
+        _current, answers = await self._password_slots(address, password)
+        problems: list[Text] = []
+        for answer in answers.values():
+            problems += [p for p in answer.problems if p not in problems]
+        return problems
+
     async def set_password(self, address: Address, password: str, *,
                            slot: tuple[str, bytes] | None = None) -> Account:
         """Hash ``password`` and store it (creating the account at level ``mailbox``: whoever
-        sets a password came through a link sent to the address); ``slot`` (owner, data) is
-        written in the same step, so that a plugin's key material and the login never disagree."""
+        sets a password came through a link sent to the address), with the slots the enabled
+        plugins derive from it (hook ``siegel_account_password_set``) and ``slot`` (owner,
+        data), all in the same step, so that a plugin's key material and the login never
+        disagree. Raises :class:`PasswordRefused` when a plugin cannot use the password."""
+        _current, answers = await self._password_slots(address, password)
+        problems: list[Text] = []
+        for answer in answers.values():
+            problems += [p for p in answer.problems if p not in problems]
+        if problems:
+            raise PasswordRefused(problems)
         login_hash = await hash_password(password)
         now = self.now
 
         def change(current: Account | None) -> Account:
             account = current if current is not None else Account.new(self.tenant, address, now)
             account = account.with_password(login_hash, now)
+            for owner, answer in answers.items():
+                account = account.with_slot(owner, answer.data)
             return account.with_slot(*slot) if slot is not None else account
 
         account = await self.update(address, change)

@@ -14,6 +14,7 @@ orders protection methods) and never by registration order.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import click
 import pluggy
@@ -32,6 +33,10 @@ from siegel.plugin import (
     Rewriter,
     Transformer,
 )
+
+if TYPE_CHECKING:
+    from siegel.accounts import Account, PasswordSlot
+    from siegel.config import Tenant
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 
@@ -333,4 +338,35 @@ def siegel_audit_event(event: AuditEvent) -> None:
         @hookimpl
         def siegel_audit_event(event):
             logging.getLogger("my.audit").info("%s %s", event.kind, event.message_id)
+    """
+
+
+@hookspec
+def siegel_account_password_set(tenant: Tenant, account: Account,
+                                password: str) -> PasswordSlot | None:
+    """Keep a plugin's slot of a recipient account in step with a new password.
+
+    Called whenever a password is set for an account of ``tenant`` (:meth:`siegel.Accounts.
+    set_password`: the account page, a registration or reset link, ...), once for every plugin
+    that implements it and is enabled for the tenant, *before* anything is stored. ``account`` is
+    the account as it is (new, without a password, on first registration). Return a
+    :class:`siegel.PasswordSlot`: ``data`` replaces the plugin's slot (``None`` removes it) in the
+    same atomic write as the new login hash; ``problems`` (:class:`siegel.Text`) refuse the
+    password, and the user is shown them. Return ``None`` to leave the slot alone. Must be quick
+    and free of side effects (no I/O): it may run for a password that is then refused. An
+    exception refuses the password too (fail closed), with a server error.
+
+    The password PDF keeps its PDF key material, derived from the password, this way; the
+    accounts plugin's page for changing the password never imports it.
+
+    Example::
+
+        from siegel import PasswordSlot, Text, hookimpl
+
+        @hookimpl
+        def siegel_account_password_set(tenant, account, password):
+            if len(password.encode()) > 127:
+                return PasswordSlot(problems=[Text(de="Höchstens 127 Byte.",
+                                                   en="At most 127 bytes.")])
+            return PasswordSlot(data=derive_key(password))
     """

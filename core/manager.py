@@ -13,13 +13,14 @@ import logging
 import traceback
 from collections.abc import Iterable, Sequence
 from types import ModuleType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 import click
 import pluggy
 
 from siegel import hookspecs
+from siegel.accounts import Account, PasswordSlot
 from siegel.model import AuditEvent
 from siegel.plugin import (
     PROJECT,
@@ -34,6 +35,9 @@ from siegel.plugin import (
     Rewriter,
     Transformer,
 )
+
+if TYPE_CHECKING:
+    from siegel.config import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +238,24 @@ class PluginRegistry:
                 impl.function(event)
             except Exception:
                 log.exception("plugin %r failed in siegel_audit_event", impl.plugin_name)
+
+    def account_password_slots(self, tenant: Tenant, account: Account,
+                               password: str) -> dict[str, PasswordSlot]:
+        """Every enabled plugin's answer to a new password (``siegel_account_password_set``),
+        by plugin name; plugins that answer ``None`` are left out."""
+        values: dict[str, object] = {"tenant": tenant, "account": account, "password": password}
+        answers: dict[str, PasswordSlot] = {}
+        for impl in self.pm.hook.siegel_account_password_set.get_hookimpls():
+            if impl.plugin_name not in tenant.enabled_plugins:
+                continue
+            result = impl.function(*[values[name] for name in impl.argnames])
+            if result is None:
+                continue
+            if not isinstance(result, PasswordSlot):
+                raise PluginError(f"plugin {impl.plugin_name!r}: siegel_account_password_set "
+                                  f"returned {type(result).__name__}, expected PasswordSlot")
+            answers[impl.plugin_name] = result
+        return answers
 
     def registered_by(self, name: str) -> dict[str, list[str]]:
         """What the named plugin registered, by kind."""

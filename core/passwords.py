@@ -24,6 +24,9 @@ import argon2
 import attrs
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from siegel.addresses import Address
+from siegel.model import Text
+
 #: What every new hash is made with; a stored hash made with anything else is replaced at the
 #: next successful login.
 PARAMETERS: Final = argon2.profiles.RFC_9106_LOW_MEMORY
@@ -70,3 +73,38 @@ async def check_password(stored: str | None, password: str) -> LoginCheck:
     as long as a real one and fails)."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_HASHING, _check, stored, password)
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    """Loaded when a password is first checked: zxcvbn's lists cost about 12 MB in every gateway
+    process, and only the portal needs them."""
+    import zxcvbn.frequency_lists
+
+    return frozenset(zxcvbn.frequency_lists.FREQUENCY_LISTS["passwords"]) | frozenset({
+        "passwort", "passwort1", "passwort123", "hallo123", "hallohallo", "geheim", "geheim123",
+        "qwertz", "qwertzuiop", "schatz", "fussball", "ichliebedich", "sommer2024", "sommer2025",
+        "sommer2026", "winter2025", "winter2026", "einszweidrei", "1234567890ab",
+    })
+
+
+def password_problems(password: str, address: Address, minimum_length: int) -> list[Text]:
+    """What is wrong with a new password of the account of ``address``, per OWASP ASVS 5
+    (length, common passwords, not the address; no composition rules). Empty when acceptable.
+    Plugins add their own conditions through ``siegel_account_password_set``."""
+    problems: list[Text] = []
+    if len(password) < minimum_length:
+        problems.append(Text(de=f"Das Passwort muss mindestens {minimum_length} Zeichen lang sein.",
+                             en=f"The password must be at least {minimum_length} characters long."))
+    lowered = password.lower()
+    common = _common_passwords()
+    if lowered in common or lowered.rstrip("0123456789!.") in common:
+        problems.append(Text(de="Dieses Passwort ist zu verbreitet; bitte wählen Sie ein anderes.",
+                             en="This password is too common; please choose another one."))
+    if address.local.lower() in lowered and len(address.local) >= 4:
+        problems.append(Text(de="Das Passwort darf Ihre E-Mail-Adresse nicht enthalten.",
+                             en="The password must not contain your e-mail address."))
+    if len(set(password)) <= 2 and password:
+        problems.append(Text(de="Das Passwort besteht nur aus einem oder zwei Zeichen.",
+                             en="The password consists of only one or two characters."))
+    return problems

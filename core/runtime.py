@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 
 import attrs
 
 from siegel import bounces, extract
 from siegel.accounts import NAMESPACE as ACCOUNTS_NAMESPACE
-from siegel.accounts import Accounts
+from siegel.accounts import Account, Accounts, PasswordSlot
 from siegel.addresses import Address
 from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config, Tenant
@@ -122,7 +122,14 @@ class Runtime:
         return PluginState(self.store, namespace, self._clock)
 
     def accounts(self, tenant: str) -> Accounts:
-        return Accounts(self.state(ACCOUNTS_NAMESPACE), tenant)
+        resolved = self.config.tenants.get(tenant)
+
+        def password_hook(account: Account, password: str) -> Mapping[str, PasswordSlot]:
+            if resolved is None:
+                return {}
+            return self.registry.account_password_slots(resolved, account, password)
+
+        return Accounts(self.state(ACCOUNTS_NAMESPACE), tenant, password_hook=password_hook)
 
     def portal_link(self, tenant: str, path: str) -> str:
         return self.config.portal_link(tenant, path)

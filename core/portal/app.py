@@ -50,7 +50,13 @@ from siegel.portal.sessions import (
     SessionProblem,
 )
 from siegel.portal.settings import PortalSettings
-from siegel.portal.templates import PLUGIN_LOCALES, PLUGIN_TEMPLATES, Templates, asset_folder
+from siegel.portal.templates import (
+    PLUGIN_LOCALES,
+    PLUGIN_STATIC,
+    PLUGIN_TEMPLATES,
+    Templates,
+    asset_folder,
+)
 from siegel.throttle import KEYS_NAMESPACE, shared_secret
 
 if TYPE_CHECKING:
@@ -100,9 +106,14 @@ class Portal:
         core = load_catalogs(LOCALES)
         self.catalogs: dict[str, Catalogs] = {"": core}
         folders: dict[str, list[Path]] = {}
+        #: Each plugin's ``portal_static/`` folder, served under ``/static/plugins/PLUGIN/``.
+        self.plugin_static: dict[str, Path] = {}
         for route in self.routes.values():
             if not route.plugin:
                 continue
+            static = asset_folder(route.endpoint, PLUGIN_STATIC)
+            if static is not None:
+                self.plugin_static.setdefault(route.plugin, static)
             templates = asset_folder(route.endpoint, PLUGIN_TEMPLATES)
             if templates is not None and templates not in folders.setdefault(route.plugin, []):
                 folders[route.plugin].append(templates)
@@ -159,6 +170,8 @@ class Portal:
             Route("/", self.root, name="portal.root"),
             Route("/favicon.ico", self.favicon),
             Route("/t/{tenant}/logo", self.logo, name="portal.logo"),
+            *(Mount(f"/static/plugins/{plugin}", StaticFiles(directory=folder))
+              for plugin, folder in sorted(self.plugin_static.items())),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
         for route in self.routes.values():
@@ -185,6 +198,9 @@ class Portal:
 
     def static_url(self, path: str) -> str:
         return f"{self.prefix}/static/{path}"
+
+    def plugin_static_url(self, plugin: str, path: str) -> str:
+        return f"{self.prefix}/static/plugins/{plugin}/{path}"
 
     # -- per request -------------------------------------------------------------------------
 

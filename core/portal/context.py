@@ -16,9 +16,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from siegel.accounts import NAMESPACE as ACCOUNTS_NAMESPACE
-from siegel.accounts import Accounts
+from siegel.accounts import Account, Accounts
 from siegel.config import Tenant
 from siegel.plugin import Clock, PortalRoute, Services
+from siegel.portal import signin
 from siegel.portal.i18n import LANGUAGES, Language, Translator
 from siegel.portal.security import SECURE_KEY
 from siegel.portal.sessions import Session, SessionProblem, StateChangeOnGet
@@ -166,6 +167,95 @@ class PortalContext:
         """The tenant's recipient accounts (``services.accounts``), read-only in GET requests."""
         return Accounts(self.state(ACCOUNTS_NAMESPACE), self.tenant.id)
 
+    # -- sign-in (see siegel.portal.signin) ----------------------------------------------------
+
+    async def _login_account(self) -> tuple[signin.Login, Account] | None:
+        login = signin.Login.from_session(self.session.get(signin.SESSION_KEY))
+        if login is None or login.tenant != self.tenant.id:
+            return None
+        address = login.address_of()
+        if address is None:
+            return None
+        account = await self.accounts.get(address)
+        if account is None or not login.matches(self.tenant, account):
+            return None
+        return login, account
+
+    async def signed_in(self) -> Account | None:
+        """The account signed in to this session, or ``None``: nobody, another tenant's login,
+        a password changed since, or a second factor still to prove (or, where the tenant
+        requires one, still to set up)."""
+        found = await self._login_account()
+        if found is None:
+            return None
+        login, account = found
+        if not login.second_factor and signin.needs_second_factor(self.tenant, account):
+            return None
+        return account
+
+    async def password_signed_in(self) -> Account | None:
+        """The account whose password was proved in this session, second factor done or not:
+        for the second-factor pages only. Every other page asks :meth:`signed_in`."""
+        found = await self._login_account()
+        return found[1] if found is not None else None
+
+    @property
+    def second_factor_required(self) -> bool:
+        """Whether the tenant requires a second factor of every account."""
+        return signin.second_factor_policy(self.tenant) == "required"
+
+    def safe_next(self, value: str | None, default: str = "accounts.account") -> str:
+        """``value`` if it is a page of this tenant's portal, else the path of route ``default``:
+        a ``next=`` from a link is never followed to another site."""
+        safe = signin.same_portal_path(value, prefix=self._portal.prefix, tenant=self.tenant.id)
+        if safe is not None:
+            return safe
+        if default in self._portal.routes:
+            return self.path_for(default)
+        return self.path_for("portal.start")
+
+    def sign_in_redirect(self) -> Response:
+        """303 to the login (``accounts.login``) with ``next=`` this page, so that the visitor
+        comes back here after signing in. If the browser's session just ended, the portal's
+        page says why first, one click from the login."""
+        here = self.current_path if self.request.method in SAFE_METHODS else None
+        query = {"next": here} if here else {}
+        if self.session_problem is not None:
+            return self.redirect("portal.session-expired", _query={
+                "reason": self.session_problem.value, "page": signin.LOGIN_ROUTE, **query})
+        return self.redirect(signin.LOGIN_ROUTE, _query=query or None)
+
+    async def sign_in(self, account: Account, next: str) -> Response:
+        """Sign ``account`` in to this session after its password was proved (by the login or a
+        registration page): rotates the session id, records the login and returns the redirect
+        to the second factor (or its set-up, where the tenant requires one and the account has
+        none) or, without one, to ``next`` (only a page of this portal)."""
+        await self.session.rotate()
+        self.session.pop(signin.SIGNED_OUT_KEY)
+        target = self.safe_next(next)
+        needed = signin.needs_second_factor(self.tenant, account)
+        self.session[signin.SESSION_KEY] = signin.Login.of(
+            self.tenant, account, self.clock.now(), second_factor=False).as_session()
+        if not needed:
+            return RedirectResponse(target, status_code=303)
+        route = (signin.SECOND_FACTOR_ROUTE if account.has_second_factor
+                 else signin.SECOND_FACTOR_SETUP_ROUTE)
+        return self.redirect(route, _query={"next": target})
+
+    async def complete_sign_in(self, account: Account, next: str) -> Response:
+        """The second factor is proved (or was just set up): the login counts from now on.
+        Rotates the session id again and redirects to ``next`` (only a page of this portal)."""
+        await self.session.rotate()
+        self.session[signin.SESSION_KEY] = signin.Login.of(
+            self.tenant, account, self.clock.now(), second_factor=True).as_session()
+        return RedirectResponse(self.safe_next(next), status_code=303)
+
+    async def sign_out(self) -> None:
+        """End the session (every tenant's login in this browser) and remember, in a new one,
+        that the visitor signed out."""
+        await self.session.end()
+        self.session[signin.SIGNED_OUT_KEY] = True
+
     def throttle(self, kind: str, key: str | None, limit: int = 100,
                  per: timedelta = timedelta(hours=1), *,
                  client_limit: int | None = None) -> Throttle:
@@ -194,6 +284,10 @@ class PortalContext:
 
     def static_url(self, path: str) -> str:
         return self._portal.static_url(path)
+
+    def plugin_static_url(self, path: str) -> str:
+        """A file of this route's plugin's ``portal_static/`` folder (a script, an image)."""
+        return self._portal.plugin_static_url(self.route.plugin, path)
 
     @property
     def current_path(self) -> str:
@@ -237,6 +331,11 @@ class PortalContext:
                  **params: str) -> RedirectResponse:
         """303 See Other to a route of this tenant: the answer to a successful form post."""
         return RedirectResponse(self.path_for(name, _query=_query, **params), status_code=303)
+
+    def redirect_to(self, path: str) -> RedirectResponse:
+        """303 See Other to ``path``, a page of this tenant's portal (anything else: the
+        account page or the start page; see :meth:`safe_next`)."""
+        return RedirectResponse(self.safe_next(path), status_code=303)
 
     def too_many_attempts(self, status: ThrottleStatus) -> Response:
         """The portal's 429 page for a blocked :class:`Throttle`, with ``Retry-After``."""

@@ -2,7 +2,8 @@
 
 * ``portal.start`` (``/``): the tenant's welcome page.
 * ``portal.session-expired`` (``/session-expired``): why a form post could not be used and how to
-  go on (``?reason=idle|absolute|invalid&page=ROUTE``).
+  go on (``?reason=idle|absolute|invalid&page=ROUTE&next=PATH``; ``next`` is passed on to the
+  page, the login's way back to where the visitor was).
 * With ``demo_pages``: ``portal.contact`` (``/contact``), a form with validation that sends nothing,
   and ``portal.contact-done`` (``/contact/done``). They show how a plugin's form works end to end:
   a GET renders the form (with the CSRF token), the POST validates, stores in the session and
@@ -46,7 +47,9 @@ async def session_expired(request: Request) -> Response:
     page = portal.routes.get(request.query_params.get("page", ""))
     if (page is not None and "GET" in page.methods and "{" not in page.path
             and (not page.plugin or page.plugin in portal.tenant.enabled_plugins)):
-        back_url = portal.path_for(page.name)
+        nxt = request.query_params.get("next")
+        safe = portal.safe_next(nxt, default="portal.start") if nxt else None
+        back_url = portal.path_for(page.name, _query={"next": safe} if safe else None)
     minutes = f"{portal.settings.session_idle_minutes:g}"
     hours = f"{portal.settings.session_absolute_hours:g}"
     return portal.render("session_expired.html", {

@@ -19,6 +19,8 @@ import jinja2
 TEMPLATES = Path(__file__).parent / "templates"
 PLUGIN_TEMPLATES = "portal_templates"
 PLUGIN_LOCALES = "portal_locales"
+#: Files a plugin's pages load (scripts, images), served as ``/static/plugins/PLUGIN/NAME``.
+PLUGIN_STATIC = "portal_static"
 
 
 def asset_folder(endpoint: Callable[..., Any], name: str) -> Path | None:

@@ -1,25 +1,32 @@
 """The ``password_pdf`` plugin: registers the protection method and its settings.
 
-Portal pages (registration, password reset, login and password change, reply form) call
-:class:`.workflow.Workflow`.
+Portal pages (registration, password reset, reply form) call :class:`.workflow.Workflow`; a
+password changed on the accounts plugin's page reaches the PDF key material through
+``siegel_account_password_set``.
 """
 
 from __future__ import annotations
 
 from siegel import (
+    Account,
+    Address,
     Availability,
     ConfigSection,
+    PasswordSlot,
     PortalRoute,
     ProtectionMethod,
     ProtectionResult,
     RecipientContext,
     Resource,
+    Tenant,
     Text,
     hookimpl,
 )
 
+from .accounts import encode_key
+from .encrypt import derive_recipient_key
 from .render_pool import RENDER_POOL
-from .workflow import METHOD, SECTION, PasswordPdfSettings, Workflow
+from .workflow import METHOD, SECTION, PasswordPdfSettings, Workflow, password_problems
 
 
 async def can_serve(ctx: RecipientContext) -> Availability:
@@ -56,3 +63,16 @@ def siegel_register_portal_routes() -> list[PortalRoute]:
     from . import portal
 
     return portal.routes()
+
+
+@hookimpl
+def siegel_account_password_set(tenant: Tenant, account: Account,
+                                password: str) -> PasswordSlot:
+    """A password set anywhere (the accounts plugin's page, this plugin's links) is also the
+    password of the recipient's next PDFs: the key material in this plugin's slot follows it."""
+    settings: PasswordPdfSettings = tenant.settings[SECTION]
+    problems = password_problems(password, Address.load(account.address),
+                                 settings.minimum_password_length)
+    if problems:
+        return PasswordSlot(problems=problems)
+    return PasswordSlot(data=encode_key(derive_recipient_key(password)))

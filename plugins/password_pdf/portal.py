@@ -7,34 +7,28 @@
 * ``/reset/TOKEN``: choose a new password (link in the reset mail, valid for minutes, once).
 * ``/reply/TOKEN``: answer the sender (link in every carrier mail). The page shows nothing of the
   message; the link can only send.
-* ``/login``: log in with the address and the password (Argon2id hash, see :mod:`.login`). Failed
-  attempts are counted per account and per client (:data:`LOGIN_FAILURES_PER_HOUR` each); an
-  unknown address, an account without a login hash and a wrong password get the same answer in
-  the same time.
-* ``/account``: for a logged-in recipient: the address, when the password was set, a form to
-  change it (current password, new one twice) and the log-out button.
-* ``/logout``: ends the session (form post only).
 
-Every form is CSRF-checked and posts back to itself (the log-out button posts to ``/logout``); a
-GET never changes anything. The session id changes at login, at log-out and after a password
-change.
+Login, log-out and the account page (changing the password) are the ``accounts`` plugin's
+(``accounts.login``, ``accounts.logout``, ``accounts.account``); a password changed there reaches
+this plugin's key material through ``siegel_account_password_set`` (:mod:`.plugin`).
+
+Every form is CSRF-checked and posts back to itself; a GET never changes anything. The session id
+changes after a password is set.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-import attrs
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
 from siegel import Address, InvalidAddress, PortalRoute, Text
-from siegel.portal import FormErrors, PortalContext, Throttle
+from siegel.portal import FormErrors, PortalContext
 
-from .accounts import PortalAccount, Purpose, TokenInvalid, TokenRecord
+from .accounts import Purpose, TokenInvalid, TokenRecord
 from .encrypt import MAX_PASSWORD_BYTES
 from .workflow import SECTION, PasswordPdfSettings, Workflow, password_problems
 
@@ -51,45 +45,9 @@ FILE_SIGNATURES = {
 }
 
 
-#: Failed logins (and wrong current passwords on the account page) allowed per hour, counted per
-#: account and, separately, per client address (issue 3: at most 100 per hour and account). A
-#: successful login does not clear the count: it runs out an hour after the first failure.
-LOGIN_FAILURES_PER_HOUR = 100
-LOGIN_THROTTLE = "pdf.login"
 #: Wrong (unknown, used, expired) invitation, reset and reply links, per client network.
 LINK_FAILURES_PER_HOUR = 30
 LINK_THROTTLE = "pdf.link"
-#: Every login answer takes at least this long, known account or not (an Argon2id check takes
-#: about 0.1 s; the rest hides the difference between reading an account and finding none).
-LOGIN_SECONDS = 0.5
-#: Session keys of this module.
-SESSION_LOGIN = "pdf.login"
-SESSION_LOGGED_OUT = "pdf.logged-out"
-
-
-@attrs.frozen(kw_only=True)
-class _Login:
-    """Who is logged in, as kept in the session (JSON)."""
-
-    tenant: str
-    recipient: str
-    #: :attr:`PortalAccount.password_version` at login: a later password change ends the login.
-    password_version: str
-
-    @classmethod
-    def of(cls, portal: PortalContext, account: PortalAccount) -> _Login:
-        return cls(tenant=portal.tenant.id, recipient=str(account.recipient),
-                   password_version=account.password_version)
-
-    @classmethod
-    def from_session(cls, value: object) -> _Login | None:
-        if not isinstance(value, dict):
-            return None
-        try:
-            return cls(tenant=str(value["tenant"]), recipient=str(value["recipient"]),
-                       password_version=str(value["password_version"]))
-        except KeyError:
-            return None
 
 
 def _portal(request: Request) -> PortalContext:
@@ -291,134 +249,6 @@ async def reply_sent(request: Request) -> Response:
     return portal.render("pdf_reply_sent.html")
 
 
-def _login_throttle(portal: PortalContext, address: Address) -> Throttle:
-    return portal.throttle(LOGIN_THROTTLE, address.key, limit=LOGIN_FAILURES_PER_HOUR,
-                           per=timedelta(hours=1), client_limit=LOGIN_FAILURES_PER_HOUR)
-
-
-async def _logged_in(portal: PortalContext) -> PortalAccount | None:
-    """The account this session is logged in to, or ``None``: never logged in, logged in for
-    another tenant, or the password changed since (a reset by mail ends every login)."""
-    login = _Login.from_session(portal.session.get(SESSION_LOGIN))
-    if login is None or login.tenant != portal.tenant.id:
-        return None
-    try:
-        recipient = Address.parse(login.recipient)
-    except InvalidAddress:
-        return None
-    account = await _workflow(portal).portal_account(recipient)
-    if account is None or not hmac.compare_digest(account.password_version.encode(),
-                                                  login.password_version.encode()):
-        return None
-    return account
-
-
-async def login(request: Request) -> Response:
-    portal = _portal(request)
-    errors = FormErrors()
-    address_text = ""
-    if request.method == "GET" and await _logged_in(portal) is not None:
-        return portal.redirect("password_pdf.account")
-    if request.method == "POST":
-        form = await portal.form()
-        address_text = _field(form, "address").strip()
-        password = _field(form, "password")
-        address: Address | None = None
-        try:
-            address = Address.parse(address_text)
-        except InvalidAddress:
-            errors.add("address", portal.t("pdf.error.address_invalid"))
-        if not password:
-            errors.add("password", portal.t("pdf.error.login_password_required"))
-        if address is not None and password:
-            throttle = _login_throttle(portal, address)
-            # Counted before the password is checked: parallel attempts cannot pass the limit.
-            status = await throttle.attempt()
-            if not status.allowed:
-                log.warning("password_pdf: portal logins for an account of tenant %s blocked "
-                            "after %d failures", portal.tenant.id, status.failures)
-                return portal.too_many_attempts(status)
-            async with portal.uniform_timing(LOGIN_SECONDS):
-                account = await _workflow(portal).verify_login(address, password)
-            if account is None:
-                log.info("password_pdf: portal login refused (tenant %s)", portal.tenant.id)
-                errors.add("password", portal.t("pdf.error.login_failed"))
-            else:
-                await throttle.succeeded()
-                await portal.session.rotate()
-                portal.session.pop(SESSION_LOGGED_OUT)
-                portal.session[SESSION_LOGIN] = attrs.asdict(_Login.of(portal, account))
-                log.info("password_pdf: portal login (tenant %s)", portal.tenant.id)
-                return portal.redirect("password_pdf.account")
-    return portal.render("pdf_login.html", {
-        "errors": errors, "address": address_text,
-        "logged_out": bool(portal.session.get(SESSION_LOGGED_OUT)),
-    }, status=422 if errors else 200)
-
-
-def _when(portal: PortalContext, moment: datetime) -> str:
-    return portal.tenant.format_time(moment, portal.language)
-
-
-async def account(request: Request) -> Response:
-    portal = _portal(request)
-    current = await _logged_in(portal)
-    if current is None:
-        if portal.session_problem is not None:  # explain why the login ended, then start over
-            return portal.redirect("portal.session-expired", _query={
-                "reason": portal.session_problem.value, "page": "password_pdf.login"})
-        return portal.redirect("password_pdf.login")
-    workflow = _workflow(portal)
-    errors = FormErrors()
-    if request.method == "POST":
-        form = await portal.form()
-        current_password = _field(form, "current_password")
-        password, repeated = _field(form, "password"), _field(form, "password_repeat")
-        throttle = _login_throttle(portal, current.recipient)
-        if not current_password:
-            status = await throttle.check()
-            if not status.allowed:
-                return portal.too_many_attempts(status)
-            errors.add("current_password", portal.t("pdf.error.current_password_required"))
-        else:
-            status = await throttle.attempt()
-            if not status.allowed:
-                return portal.too_many_attempts(status)
-            if await workflow.verify_login(current.recipient, current_password) is None:
-                errors.add("current_password", portal.t("pdf.error.current_password_wrong"))
-            else:
-                await throttle.succeeded()
-        problems: list[Text] = []
-        if password:
-            problems = password_problems(password, current.recipient,
-                                         _settings(portal).minimum_password_length)
-        _password_errors(portal, password, repeated, problems, errors)
-        if not errors:
-            problems = await workflow.change_password(current.recipient, password)
-            _password_errors(portal, password, repeated, problems, errors)
-        if not errors:
-            changed = await workflow.portal_account(current.recipient)
-            assert changed is not None
-            await portal.session.rotate()
-            portal.session[SESSION_LOGIN] = attrs.asdict(_Login.of(portal, changed))
-            portal.session["pdf.done"] = "change"
-            log.info("password_pdf: password changed in the portal (tenant %s)", portal.tenant.id)
-            return portal.redirect("password_pdf.done")
-    settings = _settings(portal)
-    return portal.render("pdf_account.html", {
-        "errors": errors, "recipient": str(current.recipient),
-        "password_set_at": _when(portal, current.password_set_at),
-        "minimum": settings.minimum_password_length, "maximum": MAX_PASSWORD_BYTES,
-    }, status=422 if errors else 200)
-
-
-async def logout(request: Request) -> Response:
-    portal = _portal(request)
-    await portal.session.end()
-    portal.session[SESSION_LOGGED_OUT] = True  # starts a new session with a new id
-    return portal.redirect("password_pdf.login")
-
-
 def routes() -> list[PortalRoute]:
     both = ("GET", "POST")
     return [
@@ -436,10 +266,4 @@ def routes() -> list[PortalRoute]:
                     methods=both, description="answer the sender"),
         PortalRoute(name="password_pdf.reply-sent", path="/reply-sent", endpoint=reply_sent,
                     description="the answer was sent"),
-        PortalRoute(name="password_pdf.login", path="/login", endpoint=login, methods=both,
-                    description="log in with address and password"),
-        PortalRoute(name="password_pdf.account", path="/account", endpoint=account,
-                    methods=both, description="the account: change the password, log out"),
-        PortalRoute(name="password_pdf.logout", path="/logout", endpoint=logout,
-                    methods=("POST",), description="log out"),
     ]

@@ -56,6 +56,7 @@ from siegel import (
     internal_match,
     mailtext,
 )
+from siegel import password_problems as core_password_problems
 from siegel.settings import not_negative, positive
 
 from . import render_pool
@@ -169,37 +170,10 @@ class PasswordPdfSettings:
         return self._logo_png
 
 
-@functools.cache
-def _common_passwords() -> frozenset[str]:
-    """Loaded when a password is first checked: zxcvbn's lists cost about 12 MB in every gateway
-    process, and only the portal needs them."""
-    import zxcvbn.frequency_lists
-
-    return frozenset(zxcvbn.frequency_lists.FREQUENCY_LISTS["passwords"]) | frozenset({
-        "passwort", "passwort1", "passwort123", "hallo123", "hallohallo", "geheim", "geheim123",
-        "qwertz", "qwertzuiop", "schatz", "fussball", "ichliebedich", "sommer2024", "sommer2025",
-        "sommer2026", "winter2025", "winter2026", "einszweidrei", "1234567890ab",
-    })
-
-
 def password_problems(password: str, recipient: Address, minimum_length: int) -> list[Text]:
-    """What is wrong with a new password, per OWASP ASVS 5 (length, common passwords; no
-    composition rules). Empty when it is acceptable."""
-    problems: list[Text] = []
-    if len(password) < minimum_length:
-        problems.append(Text(de=f"Das Passwort muss mindestens {minimum_length} Zeichen lang sein.",
-                             en=f"The password must be at least {minimum_length} characters long."))
-    lowered = password.lower()
-    common = _common_passwords()
-    if lowered in common or lowered.rstrip("0123456789!.") in common:
-        problems.append(Text(de="Dieses Passwort ist zu verbreitet; bitte wählen Sie ein anderes.",
-                             en="This password is too common; please choose another one."))
-    if recipient.local.lower() in lowered and len(recipient.local) >= 4:
-        problems.append(Text(de="Das Passwort darf Ihre E-Mail-Adresse nicht enthalten.",
-                             en="The password must not contain your e-mail address."))
-    if len(set(password)) <= 2 and password:
-        problems.append(Text(de="Das Passwort besteht nur aus einem oder zwei Zeichen.",
-                             en="The password consists of only one or two characters."))
+    """What is wrong with a new password: the accounts' rules (:func:`siegel.password_problems`)
+    and what an R6 PDF password cannot be. Empty when it is acceptable."""
+    problems = core_password_problems(password, recipient, minimum_length)
     if not problems:
         try:
             derive_recipient_key(password)

@@ -11,8 +11,9 @@ from datetime import timedelta
 import httpx
 import pytest
 from portal_helpers import csrf_token
-from test_password_pdf_login import CITIZEN, CONFIG, PASSWORD, SETTINGS, add_account
+from test_accounts_login import CITIZEN, CONFIG, PASSWORD, SETTINGS, add_account
 
+from siegel.plugins.accounts import portal as accounts_portal
 from siegel.plugins.password_pdf import portal as pdf_portal
 from siegel.portal import Throttle
 from siegel.throttle import NAMESPACE as THROTTLE_NAMESPACE
@@ -52,7 +53,7 @@ async def test_the_store_counts_parallel_attempts_atomically(portal):
 
 async def test_parallel_wrong_passwords_from_many_clients_stop_at_the_account_limit(
         portal, monkeypatch):
-    monkeypatch.setattr(pdf_portal, "LOGIN_FAILURES_PER_HOUR", LIMIT)
+    monkeypatch.setattr(accounts_portal, "LOGIN_FAILURES_PER_HOUR", LIMIT)
     async with portal(config=CONFIG, settings=SETTINGS) as p:
         await add_account(p, CITIZEN, PASSWORD)
         clients = [client_at(p, f"198.51.100.{n}") for n in range(1, 3 * LIMIT + 1)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from test_password_pdf_login import CITIZEN, CONFIG, PASSWORD, SETTINGS, add_account, log_in
+from test_accounts_login import CITIZEN, CONFIG, PASSWORD, SETTINGS, add_account, log_in
 
 
 async def test_account_page_shows_when_the_password_was_set_in_local_time(portal):

@@ -1,6 +1,6 @@
-"""The password-PDF portal login over HTTP: /login, /account, /logout, with the real app and
-store (in process; the browser test in test_password_pdf_e2e.py covers the same pages in
-Chromium)."""
+"""The portal login (the accounts plugin) over HTTP: /login, /account, /logout, with the real
+app and store (in process; the browser test in test_password_pdf_e2e.py covers the same pages in
+Chromium). The accounts here come from the password PDF's old records, moved as on an upgrade."""
 
 from __future__ import annotations
 
@@ -9,18 +9,19 @@ import re
 import time
 from datetime import timedelta
 
+import attrs
 import httpx
 from portal_helpers import csrf_token
 
 from siegel import Address
-from siegel.plugins.password_pdf.accounts import Account
-from siegel.plugins.password_pdf.encrypt import derive_recipient_key
-from siegel.plugins.password_pdf.login import hash_password
-from siegel.plugins.password_pdf.portal import (
+from siegel.plugins.accounts.portal import (
     LOGIN_FAILURES_PER_HOUR,
     LOGIN_SECONDS,
     LOGIN_THROTTLE,
 )
+from siegel.plugins.password_pdf.accounts import Account
+from siegel.plugins.password_pdf.encrypt import derive_recipient_key
+from siegel.plugins.password_pdf.login import hash_password
 from siegel.plugins.password_pdf.workflow import ACCOUNTS, Workflow
 from siegel.portal import PortalSettings, Throttle
 from siegel.throttle import NAMESPACE as THROTTLE_NAMESPACE
@@ -42,6 +43,8 @@ async def add_account(p, address: str, password: str, *, login_hash: bool = True
     account = Account(key=derive_recipient_key(password), set_at=p.harness.clock.now(),
                        login_hash=await hash_password(password) if login_hash else None)
     await p.harness.runtime.state(ACCOUNTS).put(f"{tenant}/{address}", account.encode())
+    # What the password PDF does on its first use after an upgrade: onto the shared accounts.
+    await Workflow(p.harness.runtime, p.harness.config.tenants[tenant]).upgrade_keys()
 
 
 async def form_token(p, tenant: str = "test") -> str:
@@ -141,7 +144,7 @@ async def test_account_and_logout_need_a_login(portal):
     async with portal(config=CONFIG, settings=SETTINGS) as p:
         response = await p.client.get("/t/test/account")
         assert response.status_code == 303
-        assert response.headers["location"] == "/t/test/login"
+        assert response.headers["location"] == "/t/test/login?next=%2Ft%2Ftest%2Faccount"
         token = await form_token(p)
         response = await p.client.post("/t/test/account", data={
             "csrf_token": token, "current_password": PASSWORD, "password": NEW_PASSWORD,
@@ -168,7 +171,8 @@ async def test_logout_needs_the_form_token_and_ends_the_login(portal):
         assert p.session_cookie not in (None, logged_in)
         login_page = await p.client.get("/t/test/login")
         assert "Sie haben sich abgemeldet." in login_page.text
-        assert (await p.client.get("/t/test/account")).headers["location"] == "/t/test/login"
+        assert (await p.client.get("/t/test/account")).headers["location"].startswith(
+            "/t/test/login?next=")
         p.set_session_cookie(logged_in)
         assert (await p.client.get("/t/test/account")).status_code == 303
 
@@ -238,15 +242,15 @@ async def test_changing_the_password(portal, caplog):
 
         before = p.session_cookie
         done = await change(PASSWORD, NEW_PASSWORD, NEW_PASSWORD)
-        assert done.status_code == 303 and done.headers["location"] == "/t/test/password/done"
+        assert done.status_code == 303
+        assert done.headers["location"] == "/t/test/account?done=password"
         assert p.session_cookie != before  # rotated
-        done_page = await p.client.get("/t/test/password/done")
+        done_page = await p.client.get(done.headers["location"])  # still logged in
+        assert done_page.status_code == 200
         assert "Ihr neues Passwort ist gespeichert." in done_page.text
-        assert 'href="/t/test/account"' in done_page.text
-        assert (await p.client.get("/t/test/account")).status_code == 200  # still logged in
         await p.harness.process()
         assert [m for m in p.harness.sink.to(CITIZEN)
-                if m.parsed.get("X-Siegel-Mail") == "password_pdf.password_changed"]
+                if m.parsed.get("X-Siegel-Mail") == "accounts.password_changed"]
 
         await p.client.post("/t/test/logout", data={"csrf_token": await form_token(p)})
         assert (await log_in(p, CITIZEN, PASSWORD)).status_code == 422
@@ -264,7 +268,8 @@ async def test_a_password_set_elsewhere_ends_the_login(portal):
         # the mailbox owner resets the password through a mailed link, in another browser
         assert await workflow.change_password(Address.parse(CITIZEN), NEW_PASSWORD) == []
         response = await p.client.get("/t/test/account")
-        assert response.status_code == 303 and response.headers["location"] == "/t/test/login"
+        assert response.status_code == 303
+        assert response.headers["location"] == "/t/test/login?next=%2Ft%2Ftest%2Faccount"
 
 
 async def test_a_login_is_valid_for_its_tenant_only(portal):
@@ -274,7 +279,8 @@ async def test_a_login_is_valid_for_its_tenant_only(portal):
         assert (await log_in(p, CITIZEN, PASSWORD)).status_code == 303
         assert (await p.client.get("/t/test/account")).status_code == 200
         other = await p.client.get("/t/other/account")
-        assert other.status_code == 303 and other.headers["location"] == "/t/other/login"
+        assert other.status_code == 303
+        assert other.headers["location"] == "/t/other/login?next=%2Ft%2Fother%2Faccount"
 
 
 async def test_a_login_session_copied_to_another_tenant_is_refused(portal):
@@ -282,20 +288,23 @@ async def test_a_login_session_copied_to_another_tenant_is_refused(portal):
     # ended up under another tenant's data does not count there.
     async with portal(config=CONFIG, settings=SETTINGS) as p:
         await add_account(p, CITIZEN, PASSWORD)
-        accounts = p.harness.runtime.state(ACCOUNTS)
-        record = await accounts.get(f"test/{CITIZEN}")
-        assert record is not None
-        await accounts.put(f"other/{CITIZEN}", record.value)  # even the same password version
+        address = Address.parse(CITIZEN)
+        account = await p.harness.runtime.accounts("test").get(address)
+        assert account is not None
+        # even the same password version
+        await p.harness.runtime.accounts("other").update(
+            address, lambda _current: attrs.evolve(account, tenant="other"))
         assert (await log_in(p, CITIZEN, PASSWORD)).status_code == 303
         sessions = p.app.state.portal.sessions
         loaded = await sessions.load(p.session_cookie, tenant="test", writable=False)
-        login = loaded.session.get("pdf.login")
+        login = loaded.session.get("accounts.login")
         assert login["tenant"] == "test"
         copied = await sessions.load(p.session_cookie, tenant="other", writable=True)
-        copied.session["pdf.login"] = login
+        copied.session["accounts.login"] = login
         await copied.session.save()
         other = await p.client.get("/t/other/account")
-        assert other.status_code == 303 and other.headers["location"] == "/t/other/login"
+        assert other.status_code == 303
+        assert other.headers["location"] == "/t/other/login?next=%2Ft%2Fother%2Faccount"
 
 
 async def test_an_expired_login_explains_and_starts_over(portal):
@@ -306,8 +315,10 @@ async def test_an_expired_login_explains_and_starts_over(portal):
         response = await p.client.get("/t/test/account")
         assert response.status_code == 303
         location = response.headers["location"]
-        assert location == "/t/test/session-expired?reason=idle&page=password_pdf.login"
+        assert location == ("/t/test/session-expired?reason=idle&page=accounts.login"
+                            "&next=%2Ft%2Ftest%2Faccount")
         explained = await p.client.get(location)
-        assert explained.status_code == 200 and 'href="/t/test/login"' in explained.text
+        assert explained.status_code == 200
+        assert 'href="/t/test/login?next=%2Ft%2Ftest%2Faccount"' in explained.text
         assert (await log_in(p, CITIZEN, PASSWORD)).status_code == 303
 
