@@ -86,7 +86,7 @@ class Sender:
 
 def _y(top_mm: float) -> float:
     """reportlab's y (from the bottom, in points) of a distance from the top in mm."""
-    return PAGE_HEIGHT - top_mm * mm
+    return float(PAGE_HEIGHT - top_mm * mm)
 
 
 def _styles() -> dict[str, ParagraphStyle]:

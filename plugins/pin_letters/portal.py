@@ -40,7 +40,8 @@ def _book(portal: PortalContext) -> LetterBook:
 
 def _letter_view(portal: PortalContext, letter: Letter | None) -> dict[str, Any]:
     if letter is None:
-        return {"letter": None}
+        return {"letter": None, "letter_state": None, "requested_at": None, "printed_at": None,
+                "valid_until": None, "attempts_left": 0}
     now = portal.clock.now()
     expired = (letter.status is LetterStatus.PRINTED and letter.valid_until is not None
                and now >= letter.valid_until)
