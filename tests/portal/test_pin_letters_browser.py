@@ -5,17 +5,13 @@ and English, and the pages break no Content-Security-Policy rule."""
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 from pathlib import Path
 
 import pytest
 from browser import axe_violations, browser_page
+from pin_letter_helpers import print_letters
 
 from siegel import Address, IdentityLevel
-from siegel.plugins.pin_letters.cli import CONFIRM_PATH
-from siegel.plugins.pin_letters.letter_pdf import Sender, render_letters
-from siegel.plugins.pin_letters.letters import LetterBook
 from siegel.portal import PortalServer, PortalSettings, create_app
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -29,7 +25,6 @@ pytestmark = [
 ANNA = "anna@example.net"
 PASSWORD = "Grüne Äpfel im Garten"
 CONFIG = {"tenants": {"test": {"plugin_set": "district", "plugins": ["pin_letters"]}}}
-PIN = re.compile(r"PIN:\s+([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})")
 
 
 async def focused_id(page) -> str:
@@ -92,17 +87,7 @@ async def test_request_and_confirm_with_the_keyboard_and_axe(siegel_harness, chr
                 await page.goto(f"{base}/pin-letter?lang=en")
                 await check("request pending")
 
-                tenant = harness.config.tenants["test"]
-                book = LetterBook(harness.runtime, "test")
-                issued = await book.issue(await book.pending())
-                pdf = tmp_path / "letters.pdf"
-                pdf.write_bytes(render_letters(issued, sender=Sender(
-                    name=tenant.name, confirm_url=harness.runtime.portal_link("test", CONFIRM_PATH),
-                    max_attempts=5), tenant=tenant))
-                text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"],
-                                      capture_output=True, text=True, check=True).stdout
-                pin = PIN.search(text).group(1)
-                assert pin != wrong_pin or pytest.skip("drew the one PIN this test calls wrong")
+                pin = (await print_letters(harness, tmp_path))[ANNA]
 
                 for language in ("en", "de"):
                     await page.goto(f"{base}/pin-letter/confirm?lang={language}")

@@ -4,23 +4,17 @@ another account's PIN, expiry with the harness clock, and that every page needs 
 
 from __future__ import annotations
 
-import re
-import subprocess
-from pathlib import Path
-
 import httpx
+from pin_letter_helpers import print_letters
 from portal_helpers import csrf_token
 
 from siegel import Address, AuditEvent, IdentityLevel, hookimpl
-from siegel.plugins.pin_letters.cli import CONFIRM_PATH
-from siegel.plugins.pin_letters.letter_pdf import Sender, render_letters
 from siegel.plugins.pin_letters.letters import LetterBook, LetterStatus
 
 ANNA = "anna@example.net"
 BERND = "bernd@example.net"
 PASSWORD = "Grüne Äpfel im Garten"
 CONFIG = {"tenants": {"test": {"plugin_set": "district", "plugins": ["pin_letters"]}}}
-PIN = re.compile(r"PIN:\s+([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})")
 ADDRESS = {"name": "Anna Müller", "supplement": "", "street": "Hauptstraße 5a",
            "postcode": "37073", "city": "Göttingen"}
 
@@ -44,22 +38,6 @@ async def sign_in(p, address: str) -> None:
 async def post(p, path: str, **fields: str) -> httpx.Response:
     page = await p.client.get(path)
     return await p.client.post(path, data={**fields, "csrf_token": csrf_token(page.text)})
-
-
-async def print_letters(p, tmp_path: Path) -> dict[str, str]:
-    """What ``siegel letters render`` does, on the harness's store: the PINs as printed."""
-    harness = p.harness
-    tenant = harness.config.tenants["test"]
-    book = LetterBook(harness.runtime, "test")
-    issued = await book.issue(await book.pending())
-    pdf = tmp_path / "letters.pdf"
-    pdf.write_bytes(render_letters(issued, sender=Sender(
-        name=tenant.name, confirm_url=harness.runtime.portal_link("test", CONFIRM_PATH),
-        max_attempts=5), tenant=tenant))
-    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
-                          check=True).stdout
-    return {item.letter.address: PIN.search(page).group(1)
-            for item, page in zip(issued, text.split("\f"), strict=False)}
 
 
 async def level(p, address: str) -> IdentityLevel:
@@ -92,7 +70,7 @@ async def test_request_print_confirm_raises_the_level(portal, tmp_path):
         page = await p.client.get("/t/test/pin-letter")
         assert "ist eingegangen" in page.text and "37073 Göttingen" in page.text
 
-        pins = await print_letters(p, tmp_path)
+        pins = await print_letters(p.harness, tmp_path)
         assert set(pins) == {ANNA, BERND}
         page = await p.client.get("/t/test/pin-letter/confirm")
         assert "gedruckt" in page.text and 'autocomplete="one-time-code"' in page.text
@@ -123,7 +101,7 @@ async def test_wrong_pins_void_the_letter_and_an_old_pin_expires(portal, tmp_pat
         await accounts.set_password(Address.parse(ANNA), PASSWORD)
         await sign_in(p, ANNA)
         assert (await post(p, "/t/test/pin-letter", **ADDRESS)).status_code == 303
-        pin = (await print_letters(p, tmp_path))[ANNA]
+        pin = (await print_letters(p.harness, tmp_path))[ANNA]
         wrong = "ACDE-FHJK-LMNP" if pin != "ACDE-FHJK-LMNP" else "PNML-KJHF-EDCA"
         for _ in range(5):
             response = await post(p, "/t/test/pin-letter/confirm", pin=wrong)
@@ -134,7 +112,7 @@ async def test_wrong_pins_void_the_letter_and_an_old_pin_expires(portal, tmp_pat
         assert "zu oft falsch" in page.text and "csrf_token" not in page.text
         assert (await post(p, "/t/test/pin-letter", **ADDRESS)).status_code == 303
 
-        pin = (await print_letters(p, tmp_path))[ANNA]
+        pin = (await print_letters(p.harness, tmp_path))[ANNA]
         p.harness.clock.advance(days=30, minutes=1)
         p.client.cookies.clear()  # the session has long ended
         await sign_in(p, ANNA)
