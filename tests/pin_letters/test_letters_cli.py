@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from pin_helpers import ANNA, BERND, PIN_TEXT, pdf_pages, qpdf_check
@@ -59,6 +61,7 @@ def test_render_prints_every_pending_letter_once_and_the_pin_confirms(gateway, t
     assert output.stat().st_mode & 0o077 == 0  # it holds PINs: the owner's alone
     assert "No syntax or stream encoding errors" in qpdf_check(output)
     pages = pdf_pages(output)
+    today = datetime.now(ZoneInfo("Europe/Berlin")).strftime("%d.%m.%Y")
     assert len(pages) == 2
     pins = {}
     for page, (address, lines) in enumerate(((ANNA, ["Anna Müller", "c/o Weiß", "Hauptstraße 5a",
@@ -70,6 +73,7 @@ def test_render_prints_every_pending_letter_once_and_the_pin_confirms(gateway, t
         assert window == ["Demo-Behörde · Markt 1 · 37073 Göttingen", *lines]
         assert address in text and "Demo-Behörde" in text and "Markt 1, 37073 Göttingen" in text
         assert "Gültig bis:" in text and "Valid until" in text.replace("\n", " ")
+        assert today in text  # the date in the tenant's zone (Europe/Berlin)
         assert "http://127.0.0.1:8025/t/demo/pin-letter/confirm" in text
         found = PIN_TEXT.search(text)
         assert found, text
