@@ -47,6 +47,7 @@ from siegel.model import (
     NoticeKind,
     Origin,
     Outgoing,
+    PostboxTopic,
     Protected,
     ProtectionResult,
     RecipientState,
@@ -63,6 +64,7 @@ from siegel.plugin import (
     Clock,
     ConfigSection,
     DeliveryChannel,
+    MaintenanceTask,
     Notifier,
     PluginSet,
     PortalRoute,
@@ -96,6 +98,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "siegel.settings",
     "siegel.testing",
     "siegel.worker",
+    "siegel.invitations",
 )
 
 __all__ = [
@@ -129,6 +132,7 @@ __all__ = [
     "KeyFileError",
     "Level",
     "LoginCheck",
+    "MaintenanceTask",
     "Message",
     "Notice",
     "NoticeKind",
@@ -143,6 +147,7 @@ __all__ = [
     "PluginSet",
     "PluginState",
     "PortalRoute",
+    "PostboxTopic",
     "Protected",
     "ProtectionMethod",
     "ProtectionResult",

@@ -25,7 +25,16 @@ from siegel.clock import SystemClock, new_message_id
 from siegel.config import Config
 from siegel.manager import PluginRegistry
 from siegel.mime import UNREADABLE, Unreadable
-from siegel.model import AuditEvent, Envelope, IdentityLevel, Level, Message, SystemMail, Verdict
+from siegel.model import (
+    AuditEvent,
+    Envelope,
+    IdentityLevel,
+    Level,
+    Message,
+    Notice,
+    SystemMail,
+    Verdict,
+)
 from siegel.pipeline import Action, MethodChoice, Pipeline
 from siegel.plugin import Clock, RecipientContext, Services, required_level
 from siegel.runtime import tenant_for
@@ -201,8 +210,13 @@ class DryRun:
     async def release(self, message_id: str, recipient: Address) -> None:
         raise DryRunViolation("a dry run must not release messages")
 
-    async def audit(self, event: AuditEvent) -> None:
-        raise DryRunViolation("a dry run must not write the audit log")
+    async def submit_portal_message(self, tenant: str, raw: bytes, *, mail_from: Address,
+                                    recipients: Sequence[Address]) -> str:
+        raise DryRunViolation("a dry run must not submit messages")
+
+    async def report(self, tenant: str, *, notices: Sequence[Notice] = (),
+                     events: Sequence[AuditEvent] = ()) -> None:
+        raise DryRunViolation("a dry run must not send notices or record events")
 
     def state(self, namespace: str) -> PluginState:
         if self._store is None:

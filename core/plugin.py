@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Protocol
@@ -82,10 +82,11 @@ class Services(Protocol):
         """Process a held recipient again now (e.g. once the recipient has chosen a password)."""
         ...
 
-    async def audit(self, event: AuditEvent) -> None:
-        """Record ``event`` in the audit log (the store) and hand it to every
-        ``siegel_audit_event`` implementation: for what a plugin does outside the pipeline (a
-        portal page that raised an account's identity level). Never put secrets in it."""
+    async def submit_portal_message(self, tenant: str, raw: bytes, *, mail_from: Address,
+                                    recipients: Sequence[Address]) -> str:
+        """Store a message a recipient wrote on the portal (a postbox reply) and queue it; returns
+        its id. Unlike a system mail it goes through the whole pipeline (origin ``portal``):
+        classified, protected and delivered like mail from SMTP."""
         ...
 
     def state(self, namespace: str) -> PluginState:
@@ -100,6 +101,13 @@ class Services(Protocol):
     def portal_link(self, tenant: str, path: str) -> str:
         """An absolute link to the recipient portal for ``tenant`` (``/t/TENANT`` + ``path``),
         built from ``[portal] public_base_url``: for links in mails."""
+        ...
+
+    async def report(self, tenant: str, *, notices: Sequence[Notice] = (),
+                     events: Sequence[AuditEvent] = ()) -> None:
+        """Record what a plugin did outside the pipeline (a postbox message was first opened):
+        the audit ``events`` are stored (and observed by ``siegel_audit_event``), the
+        ``notices`` go through the tenant's notifiers and the mails they write are sent."""
         ...
 
 
@@ -307,6 +315,26 @@ class Resource:
     plugin: str = ""
 
 
+MaintainFunction = Callable[["Services", "Tenant"], Awaitable[None]]
+
+
+@attrs.frozen(kw_only=True)
+class MaintenanceTask:
+    """Periodic work of a plugin for each tenant that enables it (retention, reminders).
+
+    The gateway awaits ``run(services, tenant)`` with its maintenance, about once an hour while
+    it serves (and when a test calls :meth:`siegel.runtime.Runtime.maintenance`); ``services.
+    clock`` says what time it is. Several instances may run the same task at once: make each
+    step claim its work in the store (delete a due record and act only if the delete found
+    it). An exception is logged; the other tasks still run.
+    """
+
+    name: str = attrs.field(validator=_valid_name)
+    run: MaintainFunction
+    description: str = ""
+    plugin: str = ""
+
+
 @attrs.frozen(kw_only=True)
 class Notifier:
     """Turns a :class:`~siegel.Notice` into mails (or none). The mails are stored in the same
@@ -346,6 +374,11 @@ class PortalRoute:
     methods: tuple[str, ...] = attrs.field(default=("GET",), converter=_strings)
     description: str = ""
     plugin: str = ""
+    #: Run the endpoint also for a form post whose session ended (``portal.session_problem`` is
+    #: set, the CSRF token cannot be checked): for pages that keep what was being written (a
+    #: reply) instead of losing it. Such an endpoint must act on nothing it was sent; it may only
+    #: keep it for the account a :meth:`~siegel.portal.PortalContext.mac` it gave out names.
+    keeps_expired_posts: bool = False
 
     @path.validator
     def _absolute(self, _attribute: object, value: str) -> None:

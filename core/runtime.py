@@ -114,10 +114,6 @@ class Runtime:
                                  now=self._clock.now())
         self._wake.set()
 
-    async def audit(self, event: AuditEvent) -> None:
-        await self.store.record_events([event])
-        self.registry.audit(event)
-
     def state(self, namespace: str) -> PluginState:
         return PluginState(self.store, namespace, self._clock)
 
@@ -133,6 +129,17 @@ class Runtime:
 
     def portal_link(self, tenant: str, path: str) -> str:
         return self.config.portal_link(tenant, path)
+
+    async def report(self, tenant: str, *, notices: Sequence[Notice] = (),
+                     events: Sequence[AuditEvent] = ()) -> None:
+        mails = await self._notices_to_mail(tenant, notices)
+        for mail in mails:
+            await self.store.accept(mail)
+        await self.store.record_events(events)
+        for event in events:
+            self.registry.audit(event)
+        if mails:
+            self._wake.set()
 
     # -- bounces -----------------------------------------------------------------------------
 
@@ -234,6 +241,23 @@ class Runtime:
         self._wake.set()
         return message.id
 
+    async def submit_portal_message(self, tenant: str, raw: bytes, *, mail_from: Address,
+                                    recipients: Sequence[Address]) -> str:
+        """See :meth:`siegel.plugin.Services.submit_portal_message`."""
+        if tenant not in self.config.tenants:
+            raise NoTenant(f"there is no tenant {tenant!r}")
+        message = Message(id=new_message_id(), tenant=tenant,
+                          envelope=Envelope(mail_from, tuple(recipients)), raw=raw,
+                          received_at=self._clock.now(), origin=Origin.PORTAL)
+        event = AuditEvent(at=message.received_at, kind="accepted", tenant=tenant,
+                           message_id=message.id,
+                           detail={"size": str(len(raw)), "recipients": str(len(recipients)),
+                                   "sender": str(mail_from), "origin": Origin.PORTAL.value})
+        await self.store.accept(message, [event])
+        self.registry.audit(event)
+        self._wake.set()
+        return message.id
+
     def _system_message(self, tenant: str, mail: SystemMail) -> Message:
         return Message(
             id=new_message_id(), tenant=tenant,
@@ -327,7 +351,16 @@ class Runtime:
                 await self.stop_resources()
 
     async def maintenance(self) -> int:
-        """Destroy the content of finished messages past retention; purge expired plugin state."""
+        """Run the plugins' maintenance tasks for the tenants that enable them; destroy the
+        content of finished messages past retention; purge expired plugin state."""
+        for tenant in self.config.tenants.values():
+            for task in self.registry.enabled(self.registry.maintenance_tasks,
+                                              tenant.enabled_plugins):
+                try:
+                    await task.run(self, tenant)
+                except Exception:
+                    log.exception("maintenance task %r (plugin %r) failed for tenant %r",
+                                  task.name, task.plugin, tenant.id)
         now = self._clock.now()
         await self.store.state_purge_expired(now)
         return await self.store.destroy_finished_content(

@@ -41,6 +41,7 @@ from siegel.store import (
     StateRecord,
     StateUpdate,
     StoreError,
+    prefix_end,
 )
 
 _T = TypeVar("_T")
@@ -598,16 +599,49 @@ class SQLiteStore(MessageStore):
             "DELETE FROM plugin_state WHERE namespace = ? AND key = ?",
             (namespace, key)).rowcount > 0))
 
-    async def state_scan(self, namespace: str, prefix: str = "", *,
-                         now: datetime | None = None) -> builtins.list[StateRecord]:
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        sql = self._STATE_SQL + " WHERE namespace = ? AND key LIKE ? ESCAPE '\\'"
-        params: list[Any] = [namespace, escaped + "%"]
+    @staticmethod
+    def _state_range(namespace: str, prefix: str,
+                     now: datetime | None) -> tuple[str, builtins.list[Any]]:
+        """The WHERE clause of the records under ``prefix``: a key range on the primary key
+        (``LIKE`` cannot use it, as SQLite's LIKE ignores case by default)."""
+        sql = " WHERE namespace = ? AND key >= ?"
+        params: builtins.list[Any] = [namespace, prefix]
+        end = prefix_end(prefix)
+        if end is not None:
+            sql += " AND key < ?"
+            params.append(end)
         if now is not None:
             sql += " AND (expires_at IS NULL OR expires_at > ?)"
             params.append(_ts(now))
-        rows = await self._run(lambda db: db.execute(sql + " ORDER BY key", params).fetchall())
+        return sql, params
+
+    async def state_scan(self, namespace: str, prefix: str = "", *,
+                         now: datetime | None = None) -> builtins.list[StateRecord]:
+        where, params = self._state_range(namespace, prefix, now)
+        rows = await self._run(lambda db: db.execute(
+            self._STATE_SQL + where + " ORDER BY key", params).fetchall())
         return [self._state_record(row) for row in rows]
+
+    async def state_page(self, namespace: str, prefix: str, *, limit: int,
+                         after: str | None = None, descending: bool = False,
+                         now: datetime | None = None) -> builtins.list[StateRecord]:
+        where, params = self._state_range(namespace, prefix, now)
+        if after is not None:
+            where += " AND key < ?" if descending else " AND key > ?"
+            params.append(after)
+        sql = (self._STATE_SQL + where + (" ORDER BY key DESC" if descending else " ORDER BY key")
+               + " LIMIT ?")
+        params.append(max(0, limit))
+        rows = await self._run(lambda db: db.execute(sql, params).fetchall())
+        return [self._state_record(row) for row in rows]
+
+    async def state_count(self, namespace: str, prefix: str, *,
+                          now: datetime | None = None) -> int:
+        where, params = self._state_range(namespace, prefix, now)
+        row = await self._run(lambda db: db.execute(
+            "SELECT COUNT(*) FROM plugin_state" + where,  # noqa: S608 (only "?" placeholders)
+            params).fetchone())
+        return int(row[0])
 
     async def state_purge_expired(self, now: datetime) -> int:
         return await self._run(lambda db: self._transaction(db, lambda: db.execute(

@@ -72,6 +72,18 @@ class PluginState:
     async def scan(self, prefix: str = "") -> list[StateRecord]:
         return await self.store.state_scan(self.namespace, prefix, now=self.clock.now())
 
+    async def page(self, prefix: str, *, limit: int, after: str | None = None,
+                   descending: bool = False) -> list[StateRecord]:
+        """One page of the unexpired records under ``prefix`` in key order (see
+        :meth:`~siegel.store.MessageStore.state_page`); pass the last key of a page as ``after``
+        to get the next one."""
+        return await self.store.state_page(self.namespace, prefix, limit=limit, after=after,
+                                           descending=descending, now=self.clock.now())
+
+    async def count(self, prefix: str) -> int:
+        """How many unexpired records have a key that starts with ``prefix``."""
+        return await self.store.state_count(self.namespace, prefix, now=self.clock.now())
+
 
 class ReadOnlyPluginState(PluginState):
     """Plugin state for dry runs (``siegel explain``): reads work, writes are refused."""

@@ -132,6 +132,21 @@ _R = TypeVar("_R")
 StateUpdate = Callable[[StateRecord | None], tuple[StateWrite | None, _R]]
 
 
+def prefix_end(prefix: str) -> str | None:
+    """The least key above every key that starts with ``prefix`` (``None``: there is none, the
+    range is open upwards), so that "starts with" becomes the index range
+    ``prefix <= key < prefix_end(prefix)``. Keys compare by code point, which is the byte order
+    of their UTF-8 (SQLite's and PostgreSQL's ``C`` collation)."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be stored: the next one is U+E000
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return None
+
+
 class MessageStore(abc.ABC):
     """What the pipeline, the listener and the CLI need from a store backend."""
 
@@ -271,6 +286,21 @@ class MessageStore(abc.ABC):
     async def state_scan(self, namespace: str, prefix: str = "", *,
                          now: datetime | None = None) -> builtins.list[StateRecord]:
         """Records whose key starts with ``prefix``; with ``now``, expired ones are left out."""
+
+    @abc.abstractmethod
+    async def state_page(self, namespace: str, prefix: str, *, limit: int,
+                         after: str | None = None, descending: bool = False,
+                         now: datetime | None = None) -> builtins.list[StateRecord]:
+        """At most ``limit`` records whose key starts with ``prefix``, in key order (``descending``:
+        reversed), beginning after the key ``after`` (before it, when descending); with ``now``,
+        expired ones are left out. Backends answer from the key index (a range, never a full
+        scan), so a page costs the same whether the store holds a thousand records or millions."""
+
+    @abc.abstractmethod
+    async def state_count(self, namespace: str, prefix: str, *,
+                          now: datetime | None = None) -> int:
+        """How many records have a key that starts with ``prefix`` (with ``now``: unexpired);
+        counted from the key index like :meth:`state_page`."""
 
     @abc.abstractmethod
     async def state_purge_expired(self, now: datetime) -> int: ...

@@ -14,7 +14,6 @@ Before accounts moved into the core, the plugin kept its own records in ``passwo
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from datetime import datetime
 from typing import Any, Literal
@@ -23,6 +22,7 @@ import attrs
 
 from siegel import Account as SharedAccount
 from siegel import Address, InvalidAddress
+from siegel.invitations import LinkInvalid, waiting_key
 
 from .encrypt import RecipientKey
 
@@ -32,8 +32,9 @@ SLOT = "password_pdf"
 Purpose = Literal["register", "reset", "reply"]
 
 
-class TokenInvalid(Exception):
-    """A link that is unknown, used, expired or meant for something else. Deliberately vague."""
+#: A link that is unknown, used, expired or meant for something else (the core's, shared with
+#: every plugin that sends links).
+TokenInvalid = LinkInvalid
 
 
 @attrs.frozen(kw_only=True)
@@ -153,12 +154,8 @@ def merge_pending(records: list[tuple[str, bytes]]) -> bytes:
     return json.dumps(merged).encode()
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
-
-
 def account_key(tenant: str, recipient: Address) -> str:
-    return f"{tenant}/{recipient.key}"
+    return waiting_key(tenant, recipient)
 
 
 #: Marks (per tenant) that every record is keyed by ``Address.key``; it has no "@", so no address

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import email.utils
 import functools
-import json
 import logging
-import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -57,6 +55,7 @@ from siegel import (
     mailtext,
 )
 from siegel import password_problems as core_password_problems
+from siegel.invitations import LinkRecord, OneTimeLinks, WaitingCopies
 from siegel.settings import not_negative, positive
 
 from . import render_pool
@@ -69,7 +68,6 @@ from .accounts import (
     TokenRecord,
     account_key,
     encode_key,
-    hash_token,
     merge_accounts,
     merge_pending,
     pdf_key,
@@ -194,6 +192,8 @@ class Workflow:
         self.legacy: PluginState = services.state(ACCOUNTS)
         self.pending: PluginState = services.state(PENDING)
         self.tokens: PluginState = services.state(TOKENS)
+        self.links = OneTimeLinks(self.tokens, tenant.id)
+        self.waiting = WaitingCopies(self.pending, tenant.id)
 
     @property
     def now(self) -> datetime:
@@ -206,28 +206,20 @@ class Workflow:
 
     async def issue_token(self, purpose: Purpose, recipient: Address, ttl: timedelta,
                           **extra: str) -> str:
-        token = secrets.token_urlsafe(32)
-        record = {"purpose": purpose, "tenant": self.tenant.id, "recipient": str(recipient),
-                  "created_at": self.now.isoformat(), **extra}
-        await self.tokens.put(hash_token(token), json.dumps(record).encode(), ttl=ttl,
-                              expect_version=0)
-        return token
+        return await self.links.issue(purpose, recipient, ttl, **extra)
+
+    @staticmethod
+    def _token_record(link: LinkRecord) -> TokenRecord:
+        return TokenRecord(purpose=link.purpose, tenant=link.tenant,  # type: ignore[arg-type]
+                           recipient=link.recipient, created_at=link.created_at,
+                           version=link.version, key=link.key, **link.extra)
 
     async def read_token(self, token: str, purpose: Purpose) -> TokenRecord:
-        record = await self.tokens.get(hash_token(token))
-        if record is None:
-            raise TokenInvalid("unknown or expired link")
-        data = json.loads(record.value)
-        if data.get("purpose") != purpose or data.get("tenant") != self.tenant.id:
-            raise TokenInvalid("link for another purpose")
-        return TokenRecord(version=record.version, key=record.key, **data)
+        return self._token_record(await self.links.read(token, purpose))
 
     async def consume_token(self, token: str, purpose: Purpose) -> TokenRecord:
         """Read and delete a single-use token; a second use fails."""
-        record = await self.read_token(token, purpose)
-        if not await self.tokens.delete(record.key):
-            raise TokenInvalid("link already used")
-        return record
+        return self._token_record(await self.links.consume(token, purpose))
 
     # -- the protection method ------------------------------------------------------------------
 
@@ -361,47 +353,22 @@ class Workflow:
     async def _hold_for_registration(self, ctx: RecipientContext) -> datetime | RecipientKey:
         """Record the copy as waiting for the recipient's registration; when it will expire.
         The recipient's key instead if the recipient registered since protect looked."""
-        key = account_key(self.tenant.id, ctx.recipient)
         # The same lock as the release after registration, so that a copy is either in the
         # waiting list that the release reads, or sees the new account.
-        async with self.pending.updating(key):
+        async with self.waiting.updating(ctx.recipient):
             registered = await self.recipient_key(ctx.recipient)
             if registered is not None:
                 return registered
-            return await self._record_held(ctx, key)
-
-    async def _record_held(self, ctx: RecipientContext, key: str) -> datetime:
-        for _attempt in range(5):
-            record = await self.pending.get(key)
-            if record is not None:
-                data = json.loads(record.value)
-                if ctx.message.id not in data["messages"]:
-                    data["messages"].append(ctx.message.id)
-                    # Released under the address as the message has it (the store's recipient).
-                    data.setdefault("held", {})[ctx.message.id] = str(ctx.recipient)
-                    try:
-                        await self.pending.put(key, json.dumps(data).encode(),
-                                               ttl=datetime.fromisoformat(data["until"]) - self.now,
-                                               expect_version=record.version)
-                    except StateConflict:  # a concurrent first-contact message won; read again
-                        continue
-                return datetime.fromisoformat(data["until"])
-            ttl = timedelta(days=self.settings.hold_days)
-            until = self.now + ttl
-            data = {"messages": [ctx.message.id], "until": until.isoformat(),
-                    "held": {ctx.message.id: str(ctx.recipient)}}
-            try:
-                await self.pending.put(key, json.dumps(data).encode(), ttl=ttl, expect_version=0)
-            except StateConflict:
-                continue
-            token = await self.issue_token("register", ctx.recipient, ttl)
+            until, first = await self.waiting.add(ctx.message.id, ctx.recipient,
+                                                  timedelta(days=self.settings.hold_days))
+        if first:
+            token = await self.issue_token("register", ctx.recipient, until - self.now)
             await self._send(ctx.recipient, "invitation", {
                 "register_link": self.link(f"/register/{token}"),
                 "expires": self.tenant.format_time(until, "de"),
                 "expires_en": self.tenant.format_time(until, "en"),
             }, about=HeldCopy(ctx.message.id, ctx.recipient))
-            return until
-        raise RuntimeError(f"could not record the held message for {ctx.recipient}")
+        return until
 
     async def _carrier(self, ctx: RecipientContext, pdf: bytes) -> bytes:
         original = ctx.email
@@ -483,18 +450,7 @@ class Workflow:
         await self._release_held(recipient)
 
     async def _release_held(self, recipient: Address) -> None:
-        key = account_key(self.tenant.id, recipient)
-        async with self.pending.updating(key):
-            record = await self.pending.get(key)
-            if record is None:
-                return
-            data = json.loads(record.value)
-            held = data.get("held", {})
-            for message_id in data["messages"]:
-                spelt = held.get(message_id)
-                await self.services.release(
-                    message_id, Address.load(spelt) if spelt else recipient)
-            await self.pending.delete(key)
+        await self.waiting.release(recipient, self.services)
 
     async def request_reset(self, recipient: Address) -> None:
         """Send a one-time reset link if the recipient has a password. Callers answer the same

@@ -33,6 +33,7 @@ from siegel import (
     AuditEvent,
     Clock,
     IdentityLevel,
+    Notice,
     PluginState,
     StateRecord,
     StateWrite,
@@ -57,7 +58,8 @@ class LetterServices(Protocol):
 
     def accounts(self, tenant: str) -> Accounts: ...
 
-    async def audit(self, event: AuditEvent) -> None: ...
+    async def report(self, tenant: str, *, notices: Sequence[Notice] = (),
+                     events: Sequence[AuditEvent] = ()) -> None: ...
 
 
 class LetterStatus(enum.StrEnum):
@@ -280,5 +282,5 @@ class LetterBook:
         return await self.state.update(key, step)
 
     async def _audit(self, kind: str, address: Address, **detail: str) -> None:
-        await self.services.audit(AuditEvent(at=self.now, kind=kind, tenant=self.tenant,
-                                             recipient=str(address), detail=detail))
+        await self.services.report(self.tenant, events=[AuditEvent(
+            at=self.now, kind=kind, tenant=self.tenant, recipient=str(address), detail=detail)])
