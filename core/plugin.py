@@ -374,10 +374,11 @@ class PortalRoute:
     methods: tuple[str, ...] = attrs.field(default=("GET",), converter=_strings)
     description: str = ""
     plugin: str = ""
-    #: Run the endpoint also for a form post whose session ended (``portal.session_problem`` is
-    #: set, the CSRF token cannot be checked): for pages that keep what was being written (a
-    #: reply) instead of losing it. Such an endpoint must act on nothing it was sent; it may only
-    #: keep it for the account a :meth:`~siegel.portal.PortalContext.mac` it gave out names.
+    #: Run the endpoint also for a form post whose session ended or whose browser lost the
+    #: cookie (``portal.session_problem`` is set or the session is new: the CSRF token cannot be
+    #: checked): for pages that keep what was being written (a reply) instead of losing it.
+    #: Such an endpoint must act on nothing it was sent; it may only keep it for the account
+    #: that a :meth:`~siegel.portal.PortalContext.mac` it gave out names.
     keeps_expired_posts: bool = False
 
     @path.validator

@@ -291,7 +291,8 @@ class Portal:
             context = await self.context_for(request, route)
             request.state.portal = context
             if context.may_change_state:
-                if context.session_problem is not None and route.keeps_expired_posts:
+                if route.keeps_expired_posts and (context.session_problem is not None
+                                                  or context.session.is_new):
                     if self.cross_origin(request):
                         return await self.finish(context, self.csrf_page(
                             context, CsrfFailure("origin")))

@@ -269,10 +269,6 @@ async def _compose(request: Request, kind: str) -> Response:
         values = {name: _field(form, name) for name in values}
         posted = await drafts.read_token(portal, _field(form, "draft_token"))
         draft_id = posted[1] if posted is not None and posted[0] == account.key else ""
-        if not values["text"]:
-            errors.add("text", portal.t("postbox.error.text_required"))
-        elif len(values["text"]) > MAX_CHARS:
-            errors.add("text", portal.t("postbox.error.text_too_long", max=MAX_CHARS))
         topic = next((t for t in topics if t.name == values["topic"]), None)
         if kind == "new":
             if topic is None:
@@ -281,6 +277,10 @@ async def _compose(request: Request, kind: str) -> Response:
                 errors.add("subject", portal.t("postbox.error.subject_required"))
             elif len(values["subject"]) > MAX_SUBJECT:
                 errors.add("subject", portal.t("postbox.error.subject_too_long", max=MAX_SUBJECT))
+        if not values["text"]:
+            errors.add("text", portal.t("postbox.error.text_required"))
+        elif len(values["text"]) > MAX_CHARS:
+            errors.add("text", portal.t("postbox.error.text_too_long", max=MAX_CHARS))
         files: list[Upload] = []
         try:
             files = await read_uploads(list(form.getlist("attachments")), pages.upload_limits)

@@ -37,6 +37,9 @@ async def test_a_post_after_the_session_ended_reaches_a_keeping_page(portal) -> 
         assert late.status_code == 200
         assert late.text.startswith("kept eins (idle) ")
         assert late.text.split()[-1] == fresh.text.split()[-1]  # the MAC is stable
+        p.client.cookies.clear()  # a browser that lost its cookie
+        lost = await p.client.post("/t/test/write", data={"text": "drei", "csrf_token": token})
+        assert lost.text.startswith("kept drei (none) ")
         forged = await p.client.post("/t/test/write", data={"text": "zwei"},
                                      headers={"origin": "https://evil.example"})
         assert forged.status_code == 403

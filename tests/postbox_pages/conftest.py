@@ -1,4 +1,4 @@
-"""Fixtures for the postbox pages (helpers in ``postbox_helpers``)."""
+"""Fixtures for the postbox pages (helpers in ``pages_helpers``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from postbox_helpers import POSTBOX_CONFIG, Postbox
+from pages_helpers import POSTBOX_CONFIG, Postbox
 
 from siegel.portal import PortalSettings, create_app
 

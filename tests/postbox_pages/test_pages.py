@@ -9,7 +9,7 @@ import hashlib
 import re
 from email.utils import parseaddr
 
-from postbox_helpers import CLERK, ERIKA, MAX, csrf, draft_token, message_links
+from pages_helpers import CLERK, ERIKA, MAX, csrf, draft_token, message_links
 
 from siegel import IdentityLevel, parse_email
 
@@ -61,7 +61,7 @@ async def test_read_download_and_unread_marks(postbox) -> None:
             assert "filename*=UTF-8''Bescheid%20M%C3%A4rz.pdf" in got.headers[
                 "content-disposition"]
             inbox = await erika.client.get("/t/test/postbox?lang=en")
-            assert ">Unread<" not in inbox.text and "2 messages, 0 of them unread" in inbox.text
+            assert ">Unread<" not in inbox.text and "Messages in the inbox: 2, unread: 0." in inbox.text
 
 
 async def test_a_signed_out_visitor_is_sent_to_sign_in(postbox) -> None:
