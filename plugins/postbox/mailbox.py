@@ -404,16 +404,27 @@ class Mailbox:
         await self.services.report(self.tenant.id, notices=notices, events=[event])
 
     async def move_to_bin(self, message_id: str) -> None:
+        """Move the message to the bin (erased ``bin_days`` later); the unread count is the
+        inbox's, so its unread mark goes."""
         record = await self._find(message_id, ("inbox",))
         purge_at = self.now + timedelta(days=self.settings.bin_days)
         await self._rewrite(attrs.evolve(record, summary=attrs.evolve(
             record.summary, deleted_at=self.now)), "bin")
+        await self.unread_marks.delete(self.prefix + message_id)
         await self._plan("purge", purge_at, message_id)
 
     async def restore(self, message_id: str) -> None:
         record = await self._find(message_id, ("bin",))
         await self._rewrite(attrs.evolve(record, summary=attrs.evolve(
             record.summary, deleted_at=None)), "inbox")
+        if record.summary.unread:
+            await self.unread_marks.put(self.prefix + message_id, b"")
+
+    def bin_days_over(self, summary: MessageSummary) -> bool:
+        """Whether a message in the bin has lain there ``bin_days`` (since it was last moved
+        there: one restored and deleted again starts anew)."""
+        return summary.folder == "bin" and summary.deleted_at is not None and (
+            summary.deleted_at + timedelta(days=self.settings.bin_days) <= self.now)
 
     async def purge(self, message_id: str, *, why: str = "purged") -> bool:
         """Erase the message: its key first (the content is unrecoverable from then on), then

@@ -4,7 +4,8 @@ tasks``) for every tenant that enables the postbox, with the gateway's clock:
 * ``warn``: tell an account, in one mail without content, how many of its messages expire and
   when (``expiry_notice_days`` before ``retention_days`` end);
 * ``expire``: erase messages whose retention ended (the key first, see :meth:`Mailbox.purge`);
-* ``purge``: erase messages that lay in the bin for ``bin_days`` (unless restored meanwhile);
+* ``purge``: erase messages that lay in the bin for ``bin_days`` (counted from the last time
+  they were moved there);
 * ``unretrieved``: tell the sender that a message lies unopened for ``not_retrieved_days``.
 
 What is due is found by a range of the ``postbox.due`` index up to now, never by reading every
@@ -73,10 +74,10 @@ async def run(services: Services, tenant: Tenant) -> dict[str, int]:
     for address, message_id in await _claim_due(services, tenant, "purge", now):
         box = Mailbox(services, tenant, address)
         try:
-            in_bin = (await box.summary(message_id)).folder == "bin"
+            over = box.bin_days_over(await box.summary(message_id))
         except MessageMissing:
             continue
-        if in_bin:
+        if over:
             done["purge"] += await box.purge(message_id, why="purged")
     for address, message_id in await _claim_due(services, tenant, "unretrieved", now):
         done["unretrieved"] += await Mailbox(services, tenant, address).tell_not_retrieved(

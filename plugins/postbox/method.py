@@ -22,10 +22,12 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 from datetime import datetime, timedelta
 
 from siegel import (
+    Accounts,
     Address,
     Availability,
     DeliveryResult,
@@ -61,9 +63,19 @@ class Postbox:
         self.services = services
         self.tenant = tenant
         self.settings: PostboxSettings = tenant.settings[SECTION]
-        self.accounts = services.accounts(tenant.id)
-        self.links = OneTimeLinks(services.state(LINKS), tenant.id)
-        self.waiting = WaitingCopies(services.state(WAITING), tenant.id)
+
+    # Made on first use: a dry run without a store (``siegel explain``) can still ask can_serve.
+    @functools.cached_property
+    def accounts(self) -> Accounts:
+        return self.services.accounts(self.tenant.id)
+
+    @functools.cached_property
+    def links(self) -> OneTimeLinks:
+        return OneTimeLinks(self.services.state(LINKS), self.tenant.id)
+
+    @functools.cached_property
+    def waiting(self) -> WaitingCopies:
+        return WaitingCopies(self.services.state(WAITING), self.tenant.id)
 
     @property
     def now(self) -> datetime:

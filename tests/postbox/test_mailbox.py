@@ -94,8 +94,10 @@ async def test_bin_restore_and_purge_erases_the_key(siegel_harness):
         await box.move_to_bin(kept.id)
         assert [m.id for m in (await box.page()).messages] == [gone.id]
         assert [m.id for m in (await box.page("bin")).messages] == [kept.id]
+        assert await box.unread_count() == 1  # the inbox's
         await box.restore(kept.id)
         assert (await box.page("bin")).messages == ()
+        assert await box.unread_count() == 2
 
         # The pieces alone are of no use: without the record holding the key they do not open.
         content = harness.runtime.state(records.CONTENT)
