@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from postbox_helpers import CLERK, ERIKA, Postbox, message_links
+from pages_helpers import CLERK, ERIKA, Postbox, message_links
 
 from siegel import Classifier, Finding, IdentityLevel, Level, Text, hookimpl
 from siegel.plugins.pin_letters.letters import LetterBook
