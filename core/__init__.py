@@ -77,7 +77,7 @@ from siegel.plugin import (
     hookimpl,
 )
 from siegel.state import PluginState
-from siegel.store import StateConflict, StateRecord, StoreError
+from siegel.store import StateConflict, StateRecord, StateWrite, StoreError
 
 __version__ = "0.1.0"
 
@@ -93,6 +93,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "siegel.localtime",
     "siegel.mailtext",
     "siegel.mime",
+    "siegel.pdf_fonts",
     "siegel.portal",
     "siegel.settings",
     "siegel.testing",
@@ -160,6 +161,7 @@ __all__ = [
     "SettingError",
     "StateConflict",
     "StateRecord",
+    "StateWrite",
     "StoreError",
     "SystemClock",
     "SystemMail",
