@@ -285,3 +285,21 @@ async def test_without_topics_there_is_no_new_message_page(postbox) -> None:
             await erika.sign_in()
             assert (await erika.client.get("/t/test/postbox/new")).status_code == 404
             assert "/postbox/new" not in (await erika.client.get("/t/test/postbox")).text
+
+
+async def test_changes_need_the_forms_csrf_token(postbox) -> None:
+    async with postbox() as pb:
+        await pb.account(ERIKA)
+        await pb.deliver(subject="Bleibt")
+        async with pb.visitor() as erika:
+            await erika.sign_in()
+            [link] = message_links((await erika.client.get("/t/test/postbox")).text)
+            for path, data in ((f"{link}/delete", {}), ("/t/test/postbox/settings",
+                                                        {"notices": "yes"})):
+                refused = await erika.client.post(path, data={**data, "csrf_token": "falsch"})
+                assert refused.status_code == 403, path
+            forged = await erika.client.post(f"{link}/delete", headers={
+                "origin": "https://evil.example"}, data={"csrf_token": csrf(
+                    (await erika.client.get(link)).text)})
+            assert forged.status_code == 403
+            assert message_links((await erika.client.get("/t/test/postbox")).text) == [link]
