@@ -48,6 +48,7 @@ from siegel.model import (
     NoticeKind,
     Origin,
     Outgoing,
+    PostboxTopic,
     Protected,
     ProtectionResult,
     RecipientState,
@@ -77,7 +78,7 @@ from siegel.plugin import (
     hookimpl,
 )
 from siegel.state import PluginState
-from siegel.store import StateConflict, StateRecord, StoreError
+from siegel.store import StateConflict, StateRecord, StateWrite, StoreError
 
 __version__ = "0.1.0"
 
@@ -94,6 +95,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "siegel.localtime",
     "siegel.mailtext",
     "siegel.mime",
+    "siegel.pdf_fonts",
     "siegel.portal",
     "siegel.settings",
     "siegel.testing",
@@ -149,6 +151,7 @@ __all__ = [
     "PluginSet",
     "PluginState",
     "PortalRoute",
+    "PostboxTopic",
     "Protected",
     "ProtectionMethod",
     "ProtectionResult",
@@ -163,6 +166,7 @@ __all__ = [
     "SettingError",
     "StateConflict",
     "StateRecord",
+    "StateWrite",
     "StoreError",
     "SystemClock",
     "SystemMail",

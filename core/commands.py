@@ -27,7 +27,7 @@ Example (a command that counts a plugin's state records for one tenant)::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +42,7 @@ from siegel.clock import SystemClock
 from siegel.config import CONFIG_ENV, DEFAULT_CONFIG_NAME, Config, ConfigError, Tenant
 from siegel.crypto import KeyFileError
 from siegel.manager import PluginError, PluginRegistry
+from siegel.model import AuditEvent, Notice
 from siegel.plugin import Clock
 from siegel.runtime import open_store
 from siegel.state import PluginState
@@ -82,6 +83,16 @@ class OfflineServices:
     def accounts(self, tenant: str) -> Accounts:
         """A tenant's recipient accounts, as ``services.accounts(tenant)`` gives them."""
         return Accounts(self.state(ACCOUNTS_NAMESPACE), tenant)
+
+    async def report(self, tenant: str, *, notices: Sequence[Notice] = (),
+                     events: Sequence[AuditEvent] = ()) -> None:
+        """Record audit ``events`` as ``services.report`` does while serving (stored, and
+        observed by ``siegel_audit_event``). A command sends no notices: it runs no delivery."""
+        if notices:
+            raise OfflineError(f"{tenant}: a siegel command cannot send notices")
+        await self.store.record_events(events)
+        for event in events:
+            self.registry.audit(event)
 
     def tenant(self, tenant_id: str | None, *, section: str | None = None) -> Tenant:
         """The tenant ``tenant_id``; without one, the only tenant (that has settings ``section``,

@@ -218,6 +218,10 @@ class DryRun:
     async def release(self, message_id: str, recipient: Address) -> None:
         raise DryRunViolation("a dry run must not release messages")
 
+    async def submit_portal_message(self, tenant: str, raw: bytes, *, mail_from: Address,
+                                    recipients: Sequence[Address]) -> str:
+        raise DryRunViolation("a dry run must not submit messages")
+
     async def report(self, tenant: str, *, notices: Sequence[Notice] = (),
                      events: Sequence[AuditEvent] = ()) -> None:
         raise DryRunViolation("a dry run must not send notices or record events")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import click
 import pluggy
 
-from siegel.model import AuditEvent
+from siegel.model import AuditEvent, PostboxTopic
 from siegel.plugin import (
     PROJECT,
     Classifier,
@@ -394,4 +394,29 @@ def siegel_account_password_set(tenant: Tenant, account: Account,
                 return PasswordSlot(problems=[Text(de="Höchstens 127 Byte.",
                                                    en="At most 127 bytes.")])
             return PasswordSlot(data=derive_key(password))
+    """
+
+
+@hookspec
+def siegel_register_postbox_topics(tenant: Tenant) -> Iterable[PostboxTopic]:
+    """Offer the topics a postbox user of ``tenant`` may write a new message about, each with the
+    authority's mailbox that receives it.
+
+    Called when the postbox's "new message" page is shown or posted, only for plugins the tenant
+    enables; every plugin's topics are collected (names must be unique per tenant; a duplicate
+    is an error naming both plugins). The postbox plugin itself offers the tenant's ``[postbox]
+    topics`` setting; a plugin set such as a job centre's supplies its own catalogue. Must be
+    quick and must not do I/O: it runs during a page request.
+
+    Example::
+
+        from siegel import PostboxTopic, Text, hookimpl
+
+        @hookimpl
+        def siegel_register_postbox_topics(tenant):
+            if tenant.id != "jobcenter":
+                return []
+            return [PostboxTopic(name="income",
+                                 label=Text(de="Einkommen", en="Income"),
+                                 recipient="leistung@jobcenter.example")]
     """

@@ -21,7 +21,7 @@ import pluggy
 
 from siegel import hookspecs
 from siegel.accounts import Account, PasswordSlot
-from siegel.model import AuditEvent
+from siegel.model import AuditEvent, PostboxTopic
 from siegel.plugin import (
     PROJECT,
     Classifier,
@@ -232,6 +232,32 @@ class PluginRegistry:
     def enabled(self, items: dict[str, _T], enabled_plugins: Iterable[str]) -> list[_T]:
         allowed = set(enabled_plugins)
         return [item for item in items.values() if item.plugin in allowed]
+
+    def postbox_topics(self, tenant: Tenant) -> list[PostboxTopic]:
+        """The topics of ``siegel_register_postbox_topics`` for ``tenant``, from the plugins it
+        enables, each marked with its plugin, in the order the plugins gave them."""
+        allowed = set(tenant.enabled_plugins)
+        found: dict[str, PostboxTopic] = {}
+        for impl in self.pm.hook.siegel_register_postbox_topics.get_hookimpls():
+            if impl.plugin_name not in allowed:
+                continue
+            try:
+                result = impl.function(tenant)
+                items: list[object] = [] if result is None else list(cast(Iterable[object], result))
+            except Exception as exc:
+                raise PluginError(f"plugin {impl.plugin_name!r}: siegel_register_postbox_topics "
+                                  f"raised {type(exc).__name__}: {exc}") from exc
+            for item in items:
+                if not isinstance(item, PostboxTopic):
+                    raise PluginError(f"plugin {impl.plugin_name!r}: siegel_register_postbox_"
+                                      f"topics returned {type(item).__name__}, expected "
+                                      "PostboxTopic")
+                if item.name in found:
+                    raise PluginError(f"postbox topic {item.name!r} of tenant {tenant.id!r} is "
+                                      f"registered by both plugin {found[item.name].plugin!r} "
+                                      f"and plugin {impl.plugin_name!r}")
+                found[item.name] = attrs.evolve(item, plugin=impl.plugin_name)
+        return list(found.values())
 
     def register_commands(self, cli: click.Group) -> None:
         self.pm.hook.siegel_register_commands(cli=cli)

@@ -229,6 +229,9 @@ class Origin(enum.StrEnum):
     SMTP = "smtp"
     #: Written by siegel or a plugin (a notice, an invitation); it is delivered as it is.
     SYSTEM = "system"
+    #: Written by a recipient on the portal (a postbox reply or new message): classified,
+    #: protected and delivered like mail from SMTP, but its sender gets no notice mails.
+    PORTAL = "portal"
 
 
 def parse_email(raw: bytes) -> EmailMessage:
@@ -459,3 +462,23 @@ class AuditEvent:
     message_id: str | None = None
     recipient: str | None = None
     detail: Mapping[str, str] = attrs.field(factory=dict, converter=_str_mapping)
+
+
+def _address(value: Address | str) -> Address:
+    return value if isinstance(value, Address) else Address.parse(value)
+
+
+@attrs.frozen(kw_only=True)
+class PostboxTopic:
+    """A subject a postbox user may write to the authority about, and the mailbox it goes to.
+
+    Returned by ``siegel_register_postbox_topics(tenant)``; the postbox's "new message" page
+    offers each topic of the tenant by its ``label`` and sends the message to ``recipient``.
+    """
+
+    #: Stable id (letters, digits, ``.``, ``-``, ``_``), unique per tenant: what the form posts.
+    name: str = attrs.field(validator=attrs.validators.matches_re(r"^[A-Za-z0-9][A-Za-z0-9._-]*$"))
+    label: Text
+    recipient: Address = attrs.field(converter=_address)
+    description: Text | None = None
+    plugin: str = ""

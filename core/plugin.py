@@ -82,6 +82,13 @@ class Services(Protocol):
         """Process a held recipient again now (e.g. once the recipient has chosen a password)."""
         ...
 
+    async def submit_portal_message(self, tenant: str, raw: bytes, *, mail_from: Address,
+                                    recipients: Sequence[Address]) -> str:
+        """Store a message a recipient wrote on the portal (a postbox reply) and queue it; returns
+        its id. Unlike a system mail it goes through the whole pipeline (origin ``portal``):
+        classified, protected and delivered like mail from SMTP."""
+        ...
+
     def state(self, namespace: str) -> PluginState:
         """The plugin's durable, encrypted key-value state (see :class:`siegel.state.PluginState`)."""
         ...
@@ -367,6 +374,12 @@ class PortalRoute:
     methods: tuple[str, ...] = attrs.field(default=("GET",), converter=_strings)
     description: str = ""
     plugin: str = ""
+    #: Run the endpoint also for a form post whose session ended or whose browser lost the
+    #: cookie (``portal.session_problem`` is set or the session is new: the CSRF token cannot be
+    #: checked): for pages that keep what was being written (a reply) instead of losing it.
+    #: Such an endpoint must act on nothing it was sent; it may only keep it for the account
+    #: that a :meth:`~siegel.portal.PortalContext.mac` it gave out names.
+    keeps_expired_posts: bool = False
 
     @path.validator
     def _absolute(self, _attribute: object, value: str) -> None:

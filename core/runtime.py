@@ -273,6 +273,23 @@ class Runtime:
         self._wake.set()
         return message.id
 
+    async def submit_portal_message(self, tenant: str, raw: bytes, *, mail_from: Address,
+                                    recipients: Sequence[Address]) -> str:
+        """See :meth:`siegel.plugin.Services.submit_portal_message`."""
+        if tenant not in self.config.tenants:
+            raise NoTenant(f"there is no tenant {tenant!r}")
+        message = Message(id=new_message_id(), tenant=tenant,
+                          envelope=Envelope(mail_from, tuple(recipients)), raw=raw,
+                          received_at=self._clock.now(), origin=Origin.PORTAL)
+        event = AuditEvent(at=message.received_at, kind="accepted", tenant=tenant,
+                           message_id=message.id,
+                           detail={"size": str(len(raw)), "recipients": str(len(recipients)),
+                                   "sender": str(mail_from), "origin": Origin.PORTAL.value})
+        await self.store.accept(message, [event])
+        self.registry.audit(event)
+        self._wake.set()
+        return message.id
+
     def _system_message(self, tenant: str, mail: SystemMail) -> Message:
         return Message(
             id=new_message_id(), tenant=tenant,

@@ -67,6 +67,10 @@ Rules the portal enforces, and what they mean for plugin authors:
   ``en.json`` next to the module that defines its endpoints (both with the same keys), or passes
   :class:`siegel.Text` values. German is the default; ``?lang=en``, the language cookie and the
   browser's ``Accept-Language`` choose English.
+* **Files.** Uploads are checked by content, not by name (``read_uploads`` with
+  :class:`UploadLimits`, signatures in ``FILE_SIGNATURES``); downloads go out through
+  ``download_response``: always saved, never rendered (``attachment``, ``nosniff``, safe types
+  only).
 * **Templates** are Jinja2 with autoescaping; a plugin's live in ``portal_templates/`` next to
   the module that defines its endpoints, extend ``base.html`` and import ``forms.html`` (form
   macros with labels, hints, errors and an error summary). No inline script or style: the
@@ -81,6 +85,16 @@ from siegel.portal.context import (
     TenantBranding,
     uniform_timing,
 )
+from siegel.portal.files import (
+    FILE_SIGNATURES,
+    Upload,
+    UploadLimits,
+    UploadRefused,
+    content_type_of,
+    download_response,
+    read_uploads,
+    safe_filename,
+)
 from siegel.portal.i18n import CatalogError, Language, Translator, negotiate_language
 from siegel.portal.security import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
 from siegel.portal.server import PortalServer, serve_portal
@@ -90,6 +104,7 @@ from siegel.throttle import Throttle, ThrottleStatus
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
+    "FILE_SIGNATURES",
     "SECURITY_HEADERS",
     "CatalogError",
     "FormErrors",
@@ -107,8 +122,15 @@ __all__ = [
     "Throttle",
     "ThrottleStatus",
     "Translator",
+    "Upload",
+    "UploadLimits",
+    "UploadRefused",
+    "content_type_of",
     "create_app",
+    "download_response",
     "negotiate_language",
+    "read_uploads",
+    "safe_filename",
     "serve_portal",
     "uniform_timing",
 ]

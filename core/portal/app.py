@@ -258,15 +258,19 @@ class Portal:
             origins.add(f"{request.url.scheme}://{host}")
         return origins
 
+    def cross_origin(self, request: Request) -> bool:
+        """Whether the browser says the request comes from another site."""
+        origin = request.headers.get("origin")
+        if origin not in (None, "null") and origin not in self.allowed_origins(request):
+            return True
+        return request.headers.get("sec-fetch-site") in ("cross-site", "same-site")
+
     async def csrf_failure(self, request: Request, context: PortalContext) -> CsrfFailure | None:
         """Why a state-changing request is refused, or ``None`` when it carries this session's
         token and comes from the portal's own pages."""
         # With "Referrer-Policy: no-referrer" browsers send "Origin: null" for form posts, so
         # "null" says nothing; Sec-Fetch-Site is unaffected by the referrer policy.
-        origin = request.headers.get("origin")
-        if origin not in (None, "null") and origin not in self.allowed_origins(request):
-            return CsrfFailure("origin")
-        if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        if self.cross_origin(request):
             return CsrfFailure("origin")
         if context.session.is_new:
             return CsrfFailure("no-session")
@@ -287,6 +291,12 @@ class Portal:
             context = await self.context_for(request, route)
             request.state.portal = context
             if context.may_change_state:
+                if route.keeps_expired_posts and (context.session_problem is not None
+                                                  or context.session.is_new):
+                    if self.cross_origin(request):
+                        return await self.finish(context, self.csrf_page(
+                            context, CsrfFailure("origin")))
+                    return await self.finish(context, await route.endpoint(request))
                 if context.session_problem is not None:
                     response: Response = context.redirect(
                         "portal.session-expired",

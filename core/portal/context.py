@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import timedelta
@@ -29,6 +32,7 @@ from siegel.throttle import NAMESPACE as THROTTLE_NAMESPACE
 from siegel.throttle import Throttle, ThrottleStatus
 
 if TYPE_CHECKING:
+    from siegel.manager import PluginRegistry
     from siegel.portal.app import Portal
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -165,7 +169,11 @@ class PortalContext:
     @property
     def accounts(self) -> Accounts:
         """The tenant's recipient accounts (``services.accounts``), read-only in GET requests."""
-        return Accounts(self.state(ACCOUNTS_NAMESPACE), self.tenant.id)
+        accounts = self.services.accounts(self.tenant.id)
+        if self.may_change_state:
+            return accounts
+        return Accounts(self.state(ACCOUNTS_NAMESPACE), self.tenant.id,
+                        password_hook=accounts.password_hook)
 
     # -- sign-in (see siegel.portal.signin) ----------------------------------------------------
 
@@ -265,6 +273,21 @@ class PortalContext:
                         self._portal.throttle_secret,
                         kind=kind, scope=self.tenant.id, account=key, client=self.client,
                         limit=limit, per=per, client_limit=client_limit)
+
+    async def mac(self, purpose: str, value: str) -> str:
+        """An unforgeable tag of ``value`` for ``purpose`` (HMAC-SHA256 under a key derived from
+        the installation's shared secret): give it out in a form, check it with
+        :func:`hmac.compare_digest` against a new ``mac`` when the form comes back."""
+        secret = await self._portal.throttle_secret()
+        key = hmac.new(secret, b"siegel.portal.mac:" + purpose.encode("utf-8"),
+                       hashlib.sha256).digest()
+        tag = hmac.new(key, value.encode("utf-8"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(tag).decode("ascii").rstrip("=")
+
+    @property
+    def registry(self) -> PluginRegistry:
+        """The loaded plugins (for hooks a page calls, such as the postbox topics)."""
+        return self._portal.registry
 
     async def form(self) -> FormData:
         """The posted form (already read and CSRF-checked by the portal)."""

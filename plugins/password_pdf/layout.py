@@ -12,10 +12,8 @@ import functools
 import io
 import re
 import threading
-import unicodedata
 from collections.abc import Sequence
 from email.message import EmailMessage
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 from xml.sax.saxutils import escape
 
@@ -25,8 +23,6 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     Flowable,
@@ -38,14 +34,18 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from siegel.pdf_fonts import FONT_BOLD, FONT_REGULAR
+from siegel.pdf_fonts import has_unrenderable as has_unrenderable
+from siegel.pdf_fonts import register_fonts as register_fonts
+
 from .labels import LABELS
 from .message_parts import Attachment, clean_text, date_text, header_value
 
 if TYPE_CHECKING:
     from .render import Letterhead
 
-_FONT_REGULAR: Final = "SiegelDejaVuSans"
-_FONT_BOLD: Final = "SiegelDejaVuSans-Bold"
+_FONT_REGULAR: Final = FONT_REGULAR
+_FONT_BOLD: Final = FONT_BOLD
 # A4 less 20 mm margins and the 6 pt padding of SimpleDocTemplate's frame on each side.
 _CONTENT_WIDTH: Final = A4[0] - 40 * mm - 12
 REPORTLAB_LOCK: Final = threading.Lock()
@@ -57,36 +57,6 @@ def _markup(text: str) -> str:
     # Paragraph collapses whitespace; keep indentation and columns of plain-text mails.
     escaped = re.sub(r"^ +", lambda m: "&nbsp;" * len(m[0]), escaped)
     return re.sub(r"  +", lambda m: " " + "&nbsp;" * (len(m[0]) - 1), escaped)
-
-
-@functools.cache
-def register_fonts() -> None:
-    folder = resources.files(__package__).joinpath("fonts")
-    for font_name, file_name in (
-        (_FONT_REGULAR, "DejaVuSans.ttf"),
-        (_FONT_BOLD, "DejaVuSans-Bold.ttf"),
-    ):
-        with resources.as_file(folder.joinpath(file_name)) as path:
-            pdfmetrics.registerFont(TTFont(font_name, str(path)))
-    pdfmetrics.registerFontFamily(
-        _FONT_REGULAR,
-        normal=_FONT_REGULAR,
-        bold=_FONT_BOLD,
-        italic=_FONT_REGULAR,
-        boldItalic=_FONT_BOLD,
-    )
-
-
-def has_unrenderable(text: str) -> bool:
-    """True if ``text`` has characters without a glyph in the font, or right-to-left
-    characters (reportlab lays out without the bidi algorithm, so they come out reversed)."""
-    if text.isascii():
-        return False
-    covered = pdfmetrics.getFont(_FONT_REGULAR).face.charToGlyph
-    return any(
-        (ord(ch) not in covered and ch != "\n") or unicodedata.bidirectional(ch) in ("R", "AL")
-        for ch in set(text)
-    )
 
 
 def paragraph_styles() -> dict[str, ParagraphStyle]:

@@ -21,12 +21,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
 from siegel import Address, InvalidAddress, PortalRoute, Text
-from siegel.portal import FormErrors, PortalContext
+from siegel.portal import FormErrors, PortalContext, UploadLimits, UploadRefused, read_uploads
 
 from .accounts import Purpose, TokenInvalid, TokenRecord
 from .encrypt import MAX_PASSWORD_BYTES
@@ -36,13 +35,6 @@ log = logging.getLogger(__name__)
 
 MAX_REPLY_CHARS = 10_000
 MAX_REPLY_FILES = 5
-# Attachments the clerk's side can open safely; recognised by their first bytes, not by the
-# type the browser claims.
-FILE_SIGNATURES = {
-    "application/pdf": (b"%PDF-",),
-    "image/png": (b"\x89PNG\r\n\x1a\n",),
-    "image/jpeg": (b"\xff\xd8\xff",),
-}
 
 
 #: Wrong (unknown, used, expired) invitation, reset and reply links, per client network.
@@ -192,20 +184,13 @@ async def password_sent(request: Request) -> Response:
 
 async def _attachments(portal: PortalContext, uploads: list[object],
                        errors: FormErrors) -> list[tuple[str, str, bytes]]:
-    files = [u for u in uploads if isinstance(u, UploadFile) and u.filename]
-    if len(files) > MAX_REPLY_FILES:
-        errors.add("attachments", portal.t("pdf.error.too_many_files", max=MAX_REPLY_FILES))
+    limits = UploadLimits(max_files=MAX_REPLY_FILES, max_bytes=portal.settings.max_form_bytes)
+    try:
+        found = await read_uploads(uploads, limits)
+    except UploadRefused as refused:
+        errors.add("attachments", portal.t(refused.text))
         return []
-    found = []
-    for upload in files:
-        content = await upload.read()
-        kind = next((t for t, magic in FILE_SIGNATURES.items() if content.startswith(magic)), None)
-        name = (upload.filename or "anhang").replace("/", "_").replace("\\", "_")[:120]
-        if kind is None:
-            errors.add("attachments", portal.t("pdf.error.file_type", name=name))
-            return []
-        found.append((name, kind, content))
-    return found
+    return [(f.filename, f.content_type, f.content) for f in found]
 
 
 async def reply(request: Request) -> Response:

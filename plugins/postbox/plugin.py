@@ -10,9 +10,12 @@ from siegel import (
     MaintenanceTask,
     PluginSet,
     PortalRoute,
+    PostboxTopic,
     ProtectionMethod,
     ProtectionResult,
     RecipientContext,
+    Tenant,
+    Text,
     hookimpl,
 )
 from siegel.plugins.baseline import BUILTIN_PLUGINS
@@ -59,9 +62,16 @@ def siegel_register_maintenance_tasks() -> list[MaintenanceTask]:
 
 @hookimpl
 def siegel_register_portal_routes() -> list[PortalRoute]:
-    from . import registration
+    from . import portal, registration
 
-    return registration.routes()
+    return [*registration.routes(), *portal.routes()]
+
+
+@hookimpl
+def siegel_register_postbox_topics(tenant: Tenant) -> list[PostboxTopic]:
+    settings: PostboxSettings = tenant.settings[SECTION]
+    return [PostboxTopic(name=topic.name, label=Text(de=topic.label_de, en=topic.label_en),
+                         recipient=topic.recipient) for topic in settings.topics]
 
 
 @hookimpl
