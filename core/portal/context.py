@@ -165,7 +165,11 @@ class PortalContext:
     @property
     def accounts(self) -> Accounts:
         """The tenant's recipient accounts (``services.accounts``), read-only in GET requests."""
-        return Accounts(self.state(ACCOUNTS_NAMESPACE), self.tenant.id)
+        accounts = self.services.accounts(self.tenant.id)
+        if self.may_change_state:
+            return accounts
+        return Accounts(self.state(ACCOUNTS_NAMESPACE), self.tenant.id,
+                        password_hook=accounts.password_hook)
 
     # -- sign-in (see siegel.portal.signin) ----------------------------------------------------
 

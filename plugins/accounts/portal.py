@@ -80,8 +80,11 @@ async def login(request: Request) -> Response:
     errors = FormErrors()
     address_text = ""
     next_path = request.query_params.get("next", "")
-    if request.method == "GET" and await portal.signed_in() is not None:
-        return portal.redirect("accounts.account")
+    if request.method == "GET":
+        if await portal.signed_in() is not None:
+            return portal.redirect_to(portal.safe_next(next_path))
+        if await portal.password_signed_in() is not None:  # the second factor is still to come
+            return portal.redirect("accounts.second-factor", _query={"next": next_path})
     if request.method == "POST":
         form = await portal.form()
         address_text = field(form, "address").strip()

@@ -88,18 +88,17 @@ def _address(account: Account) -> Address:
 async def _factor_added(portal: PortalContext, account: Account, setup: bool, next_path: str,
                         done: str) -> Response:
     """After a factor was added: recovery codes if the account has none yet (shown once), and
-    in the set-up step the completed login."""
+    the login marked complete (in the set-up step: it is complete only now)."""
     target = portal.safe_next(next_path) if setup else portal.path_for(
         "accounts.account", _query={"done": done})
     if account.recovery_codes is None:
         portal.session[SESSION_CODES] = await factors.replace_recovery_codes(
             portal.accounts, _address(account), portal.clock.now())
         target = portal.path_for("accounts.recovery-codes", _query={"next": target})
-    if setup:
-        fresh = await portal.accounts.get(_address(account))
-        assert fresh is not None
-        return await portal.complete_sign_in(fresh, target)
-    return portal.redirect_to(target)
+    # Proved just now (the code or the passkey): the login counts as done with the new factor.
+    fresh = await portal.accounts.get(_address(account))
+    assert fresh is not None
+    return await portal.complete_sign_in(fresh, target)
 
 
 # -- the step after the password -------------------------------------------------------------

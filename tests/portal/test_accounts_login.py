@@ -19,8 +19,8 @@ from siegel.plugins.accounts.portal import (
     LOGIN_SECONDS,
     LOGIN_THROTTLE,
 )
-from siegel.plugins.password_pdf.accounts import Account
-from siegel.plugins.password_pdf.encrypt import derive_recipient_key
+from siegel.plugins.password_pdf.accounts import Account, pdf_key
+from siegel.plugins.password_pdf.encrypt import derive_recipient_key, verify_password
 from siegel.plugins.password_pdf.login import hash_password
 from siegel.plugins.password_pdf.workflow import ACCOUNTS, Workflow
 from siegel.portal import PortalSettings, Throttle
@@ -251,6 +251,12 @@ async def test_changing_the_password(portal, caplog):
         await p.harness.process()
         assert [m for m in p.harness.sink.to(CITIZEN)
                 if m.parsed.get("X-Siegel-Mail") == "accounts.password_changed"]
+        # The password PDF's key material followed (hook siegel_account_password_set): the next
+        # PDFs open with the new password only.
+        changed = await p.harness.runtime.accounts("test").get(Address.parse(CITIZEN))
+        key = pdf_key(changed)
+        assert key is not None and verify_password(key, NEW_PASSWORD)
+        assert not verify_password(key, PASSWORD)
 
         await p.client.post("/t/test/logout", data={"csrf_token": await form_token(p)})
         assert (await log_in(p, CITIZEN, PASSWORD)).status_code == 422
