@@ -68,7 +68,7 @@ EXPECTED = [
     "tenants.schule.domain: unknown key",
     "tenants.schule.domains: required key is missing",
     "tenants.amt.protect: unknown key",
-    "tenants.amt.plugin_set: unknown plugin set 'school' (known: baseline, city, district)",
+    "tenants.amt.plugin_set: unknown plugin set 'school' (known: baseline, city, district, postbox)",
     "tenants.kreis.settings.relay.idle_seconds: must be 0 or more, not -5.0",
     "tenants.kreis.settings.relay.port: must be between 1 and 65535, not 0",
     "tenants.kreis.settings.relay.tls: tls = 'none' would send mail unencrypted to "

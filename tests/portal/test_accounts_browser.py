@@ -32,10 +32,12 @@ PASSWORD = "Grüne Äpfel im Garten"
 
 
 @asynccontextmanager
-async def live_portal(siegel_harness: Callable[..., Any]) -> AsyncIterator[tuple[Harness, str]]:
+async def live_portal(siegel_harness: Callable[..., Any], *, second_factor: str = "optional",
+                      ) -> AsyncIterator[tuple[Harness, str]]:
     # Passkeys need a secure context and a domain as relying party: localhost, not 127.0.0.1.
     port = free_port()
-    config = {"tenants": {"test": {"plugin_set": "district"}},
+    config = {"tenants": {"test": {"plugin_set": "district", "settings": {
+                  "accounts": {"second_factor": second_factor}}}},
               "portal": {"port": port, "public_base_url": f"http://localhost:{port}"}}
     async with siegel_harness(config=config) as harness:
         await harness.runtime.accounts("test").set_password(Address.parse(CITIZEN), PASSWORD)
@@ -185,4 +187,31 @@ async def test_passkey_registered_and_used_with_the_virtual_authenticator(
                 .is_visible()
         finally:
             await quiet.close()
+    assert {k: v for k, v in checked.items() if v} == {}
+
+
+async def test_a_required_second_factor_is_set_up_before_anything_else(siegel_harness, chromium,
+                                                                      axe_source):
+    checked: dict[str, list[str]] = {}
+    async with live_portal(siegel_harness, second_factor="required") as (harness, base), \
+            browser_page(chromium) as page:
+        await log_in(page, base)
+        assert await page.inner_text("h1") == "Zweiten Faktor einrichten"
+        for language in ("en", "de"):
+            await page.goto(f"{base}/login/second-factor/setup?lang={language}")
+            checked[f"set-up [{language}]"] = await axe_violations(page, axe_source)
+        await page.goto(f"{base}/account")  # nothing else opens: back to the set-up
+        await page.wait_for_url("**/login/second-factor/setup**")
+        await page.get_by_role("button", name="Authenticator-App einrichten").focus()
+        async with page.expect_navigation():
+            await page.keyboard.press("Enter")
+        secret = factors.secret_from_text(await page.inner_text("code.secret"))
+        await tab_to(page, "field-code")
+        await page.keyboard.type(factors.totp_code(secret, factors.time_step(harness.clock.now())))
+        async with page.expect_navigation():
+            await page.keyboard.press("Enter")
+        async with page.expect_navigation():
+            await page.get_by_role("button", name="Ich habe die Codes gespeichert").click()
+        assert await page.inner_text("h1") == "Ihr Konto"
+        assert page.problems == [], page.problems  # type: ignore[attr-defined]
     assert {k: v for k, v in checked.items() if v} == {}
