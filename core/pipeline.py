@@ -51,7 +51,7 @@ from siegel.model import (
     parse_email,
 )
 from siegel.plugin import ProtectionMethod, RecipientContext, Services
-from siegel.store import Job, RecipientUpdate
+from siegel.store import Job, RecipientUpdate, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -568,6 +568,11 @@ class Pipeline:
             result = await self._guarded(
                 method.protect(ctx), self.config.delivery.protect_timeout_seconds, what)
         except StageFailure as failure:
+            if isinstance(failure.__cause__, StoreError):
+                # The store did not answer the plugin (a database restart, a cut connection):
+                # a cause that passes, so back to the queue, still quarantined if it persists.
+                return self._retry_protect(message, job, method.name, reasons, level,
+                                           RetryLater(reason=failure.reason))
             return self.quarantine(message, job, [failure.reason], level=level)
         if isinstance(result, Held):
             first_time = job.hold_until is None

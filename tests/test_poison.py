@@ -29,6 +29,7 @@ from siegel import (
 from siegel.crypto import ContentCipher
 from siegel.sink import SmtpSink
 from siegel.sqlite_store import SQLiteStore
+from siegel.store import StoreError
 from siegel.testing import make_message
 from test_crash_recovery import (
     SENDER,
@@ -227,3 +228,39 @@ async def test_retry_later_queues_the_copy_again_a_few_times(siegel_harness, fai
         else:
             [mail] = harness.sink.to("buerger@example.net")
             assert mail.raw.startswith(b"Subject: geschuetzt")
+
+
+class StoreDownMethod(FlakyMethod):
+    """A protection method whose store call fails ``failures`` times (a database restart)."""
+
+    @hookimpl
+    def siegel_register_protection_methods(self) -> list[ProtectionMethod]:
+        [flaky] = FlakyMethod.siegel_register_protection_methods(self)
+
+        async def protect(ctx):
+            if self.calls < self.failures:
+                self.calls += 1
+                raise StoreError("the database is restarting")
+            self.failures = 0
+            return await flaky.protect(ctx)
+
+        return [ProtectionMethod(name="flaky", can_serve=flaky.can_serve, protect=protect)]
+
+
+async def test_a_store_error_inside_a_protection_method_is_retried_not_quarantined(
+        siegel_harness):
+    config = {"tenants": {"test": {"protection": ["flaky"]}},
+              "delivery": {"max_protect_retries": 2}}
+    method = StoreDownMethod(2)
+    async with siegel_harness(config=config, plugins=[("flaky", method)]) as harness:
+        message_id = await harness.send(make_message(to="buerger@example.net"))
+        for _ in range(3):
+            await harness.process()
+            [record] = await harness.store.recipients(message_id)
+            if record.state is not RecipientState.ACCEPTED:
+                break
+            assert "the database is restarting" in record.detail
+            harness.clock.advance(seconds=600)
+        assert record.state is RecipientState.DELIVERED, record
+        [mail] = harness.sink.to("buerger@example.net")
+        assert mail.raw.startswith(b"Subject: geschuetzt")
