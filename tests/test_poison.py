@@ -29,7 +29,6 @@ from siegel import (
 from siegel.crypto import ContentCipher
 from siegel.sink import SmtpSink
 from siegel.sqlite_store import SQLiteStore
-from siegel.store import StoreError
 from siegel.testing import make_message
 from test_crash_recovery import (
     SENDER,
