@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import hashlib
 import json
 import re
 import secrets
@@ -31,6 +30,7 @@ import attrs
 from flufl.bounce import all_failures
 
 from siegel.addresses import Address, InvalidAddress
+from siegel.crypto import hash_token
 from siegel.model import Text, parse_email
 from siegel.state import PluginState
 
@@ -109,8 +109,6 @@ def new_token() -> str:
     return base64.b32encode(secrets.token_bytes(20)).decode("ascii").lower()
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
 def verp_address(bounce_address: Address, token: str) -> str:
@@ -133,7 +131,7 @@ def token_in(recipient: Address, bounce_address: Address) -> str | None:
 async def issue(tokens: PluginState, *, tenant: str, message_id: str, recipient: Address) -> str:
     token = new_token()
     record = {"tenant": tenant, "message_id": message_id, "recipient": str(recipient)}
-    await tokens.put(_hash(token), json.dumps(record).encode(),
+    await tokens.put(hash_token(token), json.dumps(record).encode(),
                      ttl=timedelta(days=TOKEN_DAYS), expect_version=0)
     return token
 
@@ -141,7 +139,7 @@ async def issue(tokens: PluginState, *, tenant: str, message_id: str, recipient:
 async def look_up(tokens: PluginState, token: str) -> BounceToken | None:
     if not _TOKEN.fullmatch(token):
         return None
-    record = await tokens.get(_hash(token))
+    record = await tokens.get(hash_token(token))
     if record is None:
         return None
     data = json.loads(record.value)

@@ -11,6 +11,7 @@ protected by the store key. The store key lives in a file outside the database, 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -20,6 +21,12 @@ import attrs
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+def hash_token(token: str) -> str:
+    """What is stored of a random token (a link, a bounce address, an API client's key): its
+    SHA-256 (hex). Enough for secrets of 128 bits or more; passwords take Argon2id instead."""
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 _KEY_FILE_HEADER = "siegel-store-key-v1"
 _NONCE_BYTES = 12

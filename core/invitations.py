@@ -15,7 +15,6 @@ them; each plugin keeps them in its own namespaces.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import secrets
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from siegel.addresses import Address
+from siegel.crypto import hash_token
 from siegel.plugin import Services
 from siegel.state import PluginState
 from siegel.store import StateConflict
@@ -36,9 +36,6 @@ class LinkInvalid(Exception):
     """A link that is unknown, used, expired or meant for something else. Deliberately vague."""
 
 
-def hash_token(token: str) -> str:
-    """What is stored of a token: its SHA-256 (hex)."""
-    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
 @attrs.frozen(kw_only=True)

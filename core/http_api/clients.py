@@ -9,7 +9,6 @@ for as long as the store keeps finished messages.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import secrets
@@ -20,6 +19,7 @@ import attrs
 
 from siegel.addresses import Address, InvalidAddress
 from siegel.config import Config
+from siegel.crypto import hash_token
 from siegel.state import PluginState
 from siegel.store import StateConflict
 
@@ -59,8 +59,6 @@ class ApiClient:
                    created_at=datetime.fromisoformat(data["created_at"]))
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class ApiClients:
@@ -93,17 +91,17 @@ class ApiClients:
         client = ApiClient(tenant=tenant, name=name, senders=tuple(dict.fromkeys(checked)),
                            created_at=self.state.clock.now())
         try:
-            await self.state.put(f"name/{client.id}", token_hash(token).encode(), expect_version=0)
+            await self.state.put(f"name/{client.id}", hash_token(token).encode(), expect_version=0)
         except StateConflict:
             raise ClientError(f"client {client.id} exists; remove it first") from None
-        await self.state.put(f"token/{token_hash(token)}", client.encode())
+        await self.state.put(f"token/{hash_token(token)}", client.encode())
         return token
 
     async def authenticate(self, token: str) -> ApiClient | None:
         """The client this token belongs to, or None."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        record = await self.state.get(f"token/{token_hash(token)}")
+        record = await self.state.get(f"token/{hash_token(token)}")
         if record is None:
             return None
         client = ApiClient.decode(record.value)

@@ -10,8 +10,8 @@ import pytest
 from siegel import ConfigError, PluginRegistry
 from siegel.commands import open_offline
 from siegel.config import config_from_mapping
+from siegel.crypto import hash_token
 from siegel.http_api import NAMESPACE, TOKEN_PREFIX, ApiClients
-from siegel.http_api.clients import token_hash
 
 
 def test_a_client_token_is_shown_once_and_stored_hashed(siegel_cli):
@@ -32,7 +32,7 @@ def test_a_client_token_is_shown_once_and_stored_hashed(siegel_cli):
             return [(r.key, r.value) for r in await offline.state(NAMESPACE).scan()]
 
     records = asyncio.run(stored())
-    assert f"token/{token_hash(token)}" in [key for key, _value in records]
+    assert f"token/{hash_token(token)}" in [key for key, _value in records]
     assert not any(token in key or token.encode() in value for key, value in records)
 
     async def who(token: str) -> str | None:
