@@ -32,6 +32,7 @@ from siegel.config import (
 from siegel.crypto import KeyFileError
 from siegel.embed import Gateway, MessageStatus, RecipientStatus, open, open_sync
 from siegel.extract import Extraction, ExtractLimits
+from siegel.handoffs import HandoffNotRecorded, handoff
 from siegel.manager import PluginError, PluginRegistry
 from siegel.model import (
     AuditEvent,
@@ -128,6 +129,7 @@ __all__ = [
     "Extraction",
     "Finding",
     "Gateway",
+    "HandoffNotRecorded",
     "Held",
     "HeldCopy",
     "IdentityLevel",
@@ -177,6 +179,7 @@ __all__ = [
     "Verdict",
     "__version__",
     "check_password",
+    "handoff",
     "hash_password",
     "hookimpl",
     "internal_match",

@@ -122,6 +122,8 @@ CREATE INDEX plugin_state_keys ON plugin_state (namespace, key, expires_at);
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 3: a recipient's copies (the account view) without reading every copy.
     2: ("CREATE INDEX recipients_address ON recipients (address)",),
+    # 4: per copy, handoffs to the receiving side whose outcome was never recorded.
+    3: ("ALTER TABLE recipients ADD COLUMN handoffs INTEGER NOT NULL DEFAULT 0",),
 }
 _CREATED_AT = 2
 
@@ -369,15 +371,26 @@ class PostgreSQLStore(MessageStore):
                 "   AND m.id = r.message_id"
                 " RETURNING r.message_id, r.address, r.state, r.attempts, r.released,"
                 "   m.received_at, r.hold_until, r.starts, r.protect_retries, r.lease,"
-                "   r.next_attempt_at",
+                "   r.next_attempt_at, r.handoffs",
                 {"now": now, "limit": limit, "until": lease_until})
             rows = sorted(await cur.fetchall(), key=lambda r: r[10] or now)
         return [Job(message_id=message_id, recipient=Address.load(address),
                     state=RecipientState(state), attempts=attempts, released=released,
                     lease=lease, received_at=received_at, hold_until=hold_until, starts=starts,
-                    protect_retries=protect_retries)
+                    protect_retries=protect_retries, handoffs=handoffs)
                 for (message_id, address, state, attempts, released, received_at, hold_until,
-                     starts, protect_retries, lease, _due) in rows]
+                     starts, protect_retries, lease, _due, handoffs) in rows]
+
+    async def record_handoff(self, job: Job) -> bool:
+        async with self._transaction() as cur:
+            # Durable against a crash of this instance once the server has it, without waiting
+            # for the server's disk: only a crash of the server and of this instance together
+            # could lose it (alone, the server's crash just delays the outcome's commit, which
+            # this instance retries).
+            await cur.execute("SET LOCAL synchronous_commit TO OFF")
+            await cur.execute(q.pg(q.RECORD_HANDOFF_SQL),
+                              (job.message_id, str(job.recipient), job.lease))
+            return cur.rowcount == 1
 
     async def renew_lease(self, job: Job, until: datetime) -> bool:
         async with self._transaction() as cur:
@@ -395,8 +408,7 @@ class PostgreSQLStore(MessageStore):
         events: Sequence[AuditEvent] = (),
     ) -> None:
         async with self._transaction() as cur:
-            await cur.execute(q.pg(q.FINISH_SQL), q.finish_params(
-                update, now, job.message_id, str(job.recipient), job.lease, _same))
+            await cur.execute(q.pg(q.FINISH_SQL), q.finish_params(update, now, job, _same))
             if cur.rowcount != 1:
                 raise LeaseLost(f"message {job.message_id} to {job.recipient}: lease lost")
             for message in new_messages:

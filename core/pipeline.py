@@ -661,13 +661,18 @@ class Pipeline:
         if last.status is DeliveryStatus.DELIVERED:
             notices = (self._notice(NoticeKind.PROTECTED, message, job, reasons),) if (
                 protected) else ()
+            in_doubt = {"possible_duplicate": "yes"} if job.handoffs else {}
+            if job.handoffs:
+                log.warning("message %s to %s delivered again after a crash that came between an "
+                            "earlier handoff and its commit: the receiving side may have it twice",
+                            job.message_id, job.recipient)
             return Decision(
                 update=RecipientUpdate(state=RecipientState.DELIVERED, detail=detail,
                                        reasons=reason_texts, level=level, method=method,
                                        attempts=attempts),
                 notices=notices,
                 events=(self._event("delivered", message, job, method=method or "plain",
-                                    reply=detail[:500]),),
+                                    reply=detail[:500], **in_doubt),),
             )
         retry_at = self._retry_at(job) if last.status is DeliveryStatus.TEMPORARY_FAILURE else None
         if retry_at is not None:

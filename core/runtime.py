@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import attrs
 
-from siegel import bounces, extract
+from siegel import bounces, extract, handoffs
 from siegel.accounts import NAMESPACE as ACCOUNTS_NAMESPACE
 from siegel.accounts import Account, Accounts, PasswordSlot
 from siegel.addresses import Address
@@ -117,6 +117,7 @@ class Runtime:
         self._clock: Clock = clock or SystemClock()
         self.pipeline = Pipeline(config, registry, self)
         self._wake = asyncio.Event()
+        self._handoff_gate = handoffs.HandoffGate()
         self._worker: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._started: list[Resource] = []
@@ -322,7 +323,8 @@ class Runtime:
         are taken over, never a slow job of a live one."""
         renewal = asyncio.create_task(self._keep_lease(job), name=f"siegel-lease-{job.lease}")
         try:
-            await self._process(job)
+            with handoffs.processing(self._handoff_gate.for_job(self.store, job)):
+                await self._process(job)
         finally:
             renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):

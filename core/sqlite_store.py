@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS recipients (
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     starts INTEGER NOT NULL DEFAULT 0,
+    handoffs INTEGER NOT NULL DEFAULT 0,
     protect_retries INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT,
     hold_until TEXT,
@@ -123,6 +124,8 @@ _MIGRATIONS = {
         "ALTER TABLE recipients ADD COLUMN protect_retries INTEGER NOT NULL DEFAULT 0"),
     # 3: a recipient's copies (the account view) without reading every copy.
     2: ("CREATE INDEX IF NOT EXISTS recipients_address ON recipients (address)",),
+    # 4: per copy, handoffs to the receiving side whose outcome was never recorded.
+    3: ("ALTER TABLE recipients ADD COLUMN handoffs INTEGER NOT NULL DEFAULT 0",),
 }
 
 
@@ -411,7 +414,7 @@ class SQLiteStore(MessageStore):
         def work(db: sqlite3.Connection) -> list[Job]:
             rows = db.execute(
                 "SELECT r.message_id, r.address, r.state, r.attempts, r.released, m.received_at,"
-                " r.hold_until, r.starts, r.protect_retries"
+                " r.hold_until, r.starts, r.protect_retries, r.handoffs"
                 " FROM recipients r JOIN messages m ON m.id = r.message_id"
                 " WHERE ((r.state = 'accepted' AND r.next_attempt_at <= ?)"
                 "     OR (r.state = 'held' AND r.hold_until IS NOT NULL AND r.hold_until <= ?))"
@@ -419,7 +422,7 @@ class SQLiteStore(MessageStore):
                 " ORDER BY r.next_attempt_at LIMIT ?", (stamp, stamp, stamp, limit)).fetchall()
             jobs = []
             for (message_id, address, state, attempts, released, received_at, hold_until,
-                 starts, protect_retries) in rows:
+                 starts, protect_retries, handoffs) in rows:
                 lease = secrets.token_hex(8)
                 # Counted before processing begins and reset when it ends (finish): what is
                 # left counts the starts that a crash or a hang cut off.
@@ -431,11 +434,17 @@ class SQLiteStore(MessageStore):
                     message_id=message_id, recipient=Address.load(address),
                     state=RecipientState(state), attempts=attempts, released=bool(released),
                     lease=lease, received_at=_dt_required(received_at), hold_until=_dt(hold_until),
-                    starts=starts + 1, protect_retries=protect_retries,
+                    starts=starts + 1, protect_retries=protect_retries, handoffs=handoffs,
                 ))
             return jobs
 
         return await self._run(lambda db: self._transaction(db, lambda: work(db)))
+
+    async def record_handoff(self, job: Job) -> bool:
+        # synchronous=NORMAL, like every transaction but accepting: survives a crash of siegel.
+        params = (job.message_id, str(job.recipient), job.lease)
+        return await self._run(lambda db: self._transaction(
+            db, lambda: db.execute(q.RECORD_HANDOFF_SQL, params).rowcount == 1))
 
     async def renew_lease(self, job: Job, until: datetime) -> bool:
         params = (_ts(until), job.message_id, str(job.recipient), job.lease)
@@ -452,8 +461,7 @@ class SQLiteStore(MessageStore):
         events: Sequence[AuditEvent] = (),
     ) -> None:
         def work(db: sqlite3.Connection) -> None:
-            cursor = db.execute(q.FINISH_SQL, q.finish_params(
-                update, now, job.message_id, str(job.recipient), job.lease, _ts))
+            cursor = db.execute(q.FINISH_SQL, q.finish_params(update, now, job, _ts))
             if cursor.rowcount != 1:
                 raise LeaseLost(f"message {job.message_id} to {job.recipient}: lease lost")
             for message in new_messages:

@@ -62,6 +62,11 @@ class Job:
     starts: int = 1
     #: The protection method's :class:`~siegel.RetryLater` answers for this copy in a row.
     protect_retries: int = 0
+    #: Handoffs to the receiving side (:func:`siegel.handoff`) by earlier processing starts whose
+    #: outcome was never recorded: more than zero means the copy may already be there (a crash
+    #: came between the handoff and the commit), so delivering it again may duplicate it. It
+    #: stays until the copy is final (a later retry's outcome says nothing about that handoff).
+    handoffs: int = 0
 
 
 def _strings(values: Iterable[str]) -> tuple[str, ...]:
@@ -200,6 +205,14 @@ class MessageStore(abc.ABC):
 
         Each claim counts a processing start of the copy durably (:attr:`Job.starts`);
         :meth:`finish` and :meth:`requeue` reset the count."""
+
+    @abc.abstractmethod
+    async def record_handoff(self, job: Job) -> bool:
+        """Record that a claimed job's copy is about to pass to the receiving side (see
+        :mod:`siegel.handoffs`); :meth:`finish` resets it once the copy is final. False if the
+        lease is gone. The record has to survive a crash of this process, not of the database
+        server (that loses the open sessions anyway), so backends may commit it without waiting
+        for the disk."""
 
     @abc.abstractmethod
     async def renew_lease(self, job: Job, until: datetime) -> bool:

@@ -18,6 +18,7 @@ from siegel.addresses import Address
 from siegel.crypto import ContentCipher, SealedContent
 from siegel.model import AuditEvent, Level, Origin, RecipientState
 from siegel.store import (
+    Job,
     RecipientRecord,
     RecipientUpdate,
     StateRecord,
@@ -30,7 +31,7 @@ from siegel.store import (
 _R = TypeVar("_R")
 
 #: The schema this siegel writes; both backends number their schemas alike.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Converts a stored time (whatever the backend returns) into an aware datetime.
 ToTime = Callable[[Any], datetime | None]
@@ -70,9 +71,12 @@ RECORD_SQL = (
 FINISH_SQL = (
     "UPDATE recipients SET state = ?, attempts = ?, next_attempt_at = ?, hold_until = ?,"
     " level = ?, method = ?, reasons = ?, detail = ?, updated_at = ?, lease = NULL,"
-    " lease_until = NULL, starts = 0, protect_retries = ?"
+    " lease_until = NULL, starts = 0, handoffs = ?, protect_retries = ?"
     " WHERE message_id = ? AND address = ? AND lease = ?"
 )
+
+RECORD_HANDOFF_SQL = ("UPDATE recipients SET handoffs = handoffs + 1 WHERE message_id = ?"
+                      " AND address = ? AND lease = ?")
 
 RENEW_LEASE_SQL = ("UPDATE recipients SET lease_until = ? WHERE message_id = ? AND address = ?"
                    " AND lease = ?")
@@ -99,12 +103,19 @@ def recipient_rows(message_id: str, rcpt_to: Sequence[Address], at: Any) -> list
             for position, rcpt in enumerate(dict.fromkeys(rcpt_to))]
 
 
-def finish_params(update: RecipientUpdate, now: datetime, message_id: str, recipient: str,
-                  lease: str, ts: FromTime) -> tuple[Any, ...]:
+_FINAL = frozenset({RecipientState.DELIVERED, RecipientState.FAILED, RecipientState.EXPIRED})
+
+
+def finish_params(update: RecipientUpdate, now: datetime, job: Job, ts: FromTime
+                  ) -> tuple[Any, ...]:
+    # This start's handoffs have an outcome now; an earlier start's stay in doubt until the
+    # copy is final (a retry refused by the relay tells nothing about the earlier handoff).
+    in_doubt = 0 if update.state in _FINAL else job.handoffs
     return (update.state.value, update.attempts, ts(update.next_attempt_at),
             ts(update.hold_until), None if update.level is None else int(update.level),
             update.method, json.dumps(list(update.reasons), ensure_ascii=False),
-            update.detail, ts(now), update.protect_retries, message_id, recipient, lease)
+            update.detail, ts(now), in_doubt, update.protect_retries, job.message_id,
+            str(job.recipient), job.lease)
 
 
 def record(row: Sequence[Any], dt: ToTime) -> RecipientRecord:

@@ -46,6 +46,7 @@ from siegel import (
     Services,
     SettingError,
     Tenant,
+    handoff,
     hookimpl,
     settings,
 )
@@ -215,7 +216,10 @@ def _data_pieces(raw: bytes) -> Iterator[bytes]:
         yield piece
     if not raw:
         yield b"\r\n"
-    yield b".\r\n"
+    yield _FINAL_DOT
+
+
+_FINAL_DOT = b".\r\n"
 
 
 _BUFFER_POLL_SECONDS = 0.01
@@ -263,9 +267,15 @@ async def _data(client: aiosmtplib.SMTP, raw: bytes) -> aiosmtplib.SMTPResponse:
     for number, piece in enumerate(_data_pieces(raw)):
         if number:
             await asyncio.wait_for(drain(), timeout)
+        if piece == _FINAL_DOT:
+            break
         protocol.write(piece)
-    # Nothing awaited since the last piece, so the reply cannot arrive before it is read.
-    reply = await protocol.read_response(timeout=timeout)
+    # From the final dot on, the relay may have the copy: record the attempt first, and let this
+    # instance have no other copy in doubt until the outcome is committed (siegel.handoff).
+    async with handoff():
+        protocol.write(_FINAL_DOT)
+        # Nothing awaited since the dot, so the reply cannot arrive before it is read.
+        reply = await protocol.read_response(timeout=timeout)
     if reply.code != aiosmtplib.SMTPStatus.completed:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
     return reply

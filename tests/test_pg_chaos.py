@@ -198,6 +198,16 @@ class Chaos:
         await asyncio.gather(*self.restarts)
 
 
+def in_doubt(schema: str) -> int:
+    """Copies siegel delivered again after a crash had come between an earlier handoff to the
+    relay and its commit (the ``possible_duplicate`` mark of their ``delivered`` event)."""
+    with psycopg.connect(DSN) as conn:
+        conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(schema)))
+        row = conn.execute("SELECT count(*) FROM events WHERE kind = 'delivered'"
+                           " AND detail::text LIKE '%possible_duplicate%'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def states(schema: str, ids: list[str]) -> dict[str, set[str]]:
     with psycopg.connect(DSN) as conn:
         conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(schema)))
@@ -233,6 +243,7 @@ def test_three_instances_lose_nothing_under_kill_9_and_a_database_cut(tmp_path):
                     "/".join(sorted(found.get(i, {"missing"}))) for i in open_)
                 break
             time.sleep(0.5)
+        counted = in_doubt(schema)
     finally:
         for server in servers:
             server.cleanup()
@@ -253,11 +264,14 @@ def test_three_instances_lose_nothing_under_kill_9_and_a_database_cut(tmp_path):
           f"{chaos.kills} SIGKILLs, {chaos.terminated} database connections terminated once, "
           f"{chaos.refused} tries refused or cut; not delivered or held: {len(open_)}, internal "
           f"never delivered: {len(missing)}, lost: {lost}, duplicates made by siegel: {duplicates}, "
-          f"re-sends by the client of tries stored but not answered: {resent}"
+          f"re-sends by the client of tries stored but not answered: {resent}; "
+          f"copies siegel counted as possibly duplicated: {counted}"
           + (f" (states of the open ones: {dict(open_states)})" if open_ else ""))
     assert len(chaos.acknowledged) == MESSAGES, {
         n: chaos.last_error.get(n) for n in range(-1, MESSAGES) if n not in chaos.acknowledged}
     assert chaos.kills >= KILLS and chaos.terminated > 0
     assert open_ == [], f"copies not delivered or held: {open_states}"
     assert missing == []
-    assert duplicates <= chaos.kills
+    # Every duplicate is one siegel knew about (its handoff was recorded), and the handoff
+    # gate leaves at most one copy per instance in doubt at a kill.
+    assert duplicates <= counted <= chaos.kills

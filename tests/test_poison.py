@@ -50,7 +50,7 @@ async def test_claims_count_starts_until_the_copy_finishes(siegel_harness):
         store, clock = harness.store, harness.clock
         message_id = await harness.send(make_message(to=COLLEAGUE))
         [job] = await store.claim_due(clock.now(), 10, lease_seconds=0.001)
-        assert job.starts == 1
+        assert (job.starts, job.handoffs) == (1, 0)
         # The lease ran out without a finish (a hung or dead worker): the next claim counts on.
         clock.advance(seconds=1)
         [job] = await store.claim_due(clock.now(), 10, lease_seconds=60)
@@ -90,20 +90,22 @@ async def test_a_store_of_schema_1_is_migrated_and_keeps_its_messages(siegel_har
     with sqlite3.connect(path) as db:
         db.execute("ALTER TABLE recipients DROP COLUMN starts")
         db.execute("ALTER TABLE recipients DROP COLUMN protect_retries")
+        db.execute("ALTER TABLE recipients DROP COLUMN handoffs")
+        db.execute("DROP INDEX recipients_address")
         db.execute("UPDATE schema_version SET version = 1")
     db.close()
     store = SQLiteStore(path, ContentCipher.from_key_file(key_file))
-    with pytest.raises(StoreError, match="schema version 1, expected 3; run 'siegel store migrate'"):
+    with pytest.raises(StoreError, match="schema version 1, expected 4; run 'siegel store migrate'"):
         await store.open()
-    assert await store.migrate() == (1, 3)
+    assert await store.migrate() == (1, 4)
     await store.close()
     async with store:
         [record] = await store.recipients(message_id)
         assert (record.state, record.starts) == (RecipientState.ACCEPTED, 0)
         [job] = await store.claim_due(record.received_at.replace(year=2100), 10, 60)
-        assert job.starts == 1
+        assert (job.starts, job.handoffs) == (1, 0)
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
     db.close()
 
 
@@ -113,7 +115,7 @@ async def test_a_store_of_a_newer_schema_is_refused(siegel_harness):
     with sqlite3.connect(path) as db:
         db.execute("UPDATE schema_version SET version = 99")
     db.close()
-    with pytest.raises(StoreError, match="schema version 99, expected 3"):
+    with pytest.raises(StoreError, match="schema version 99, expected 4"):
         await SQLiteStore(path, ContentCipher.from_key_file(key_file)).open()
 
 

@@ -79,7 +79,7 @@ def test_migrate_brings_an_older_schema_up_and_a_newer_one_is_refused(
         use_postgresql(siegel_cli.config, pg_schema)
     config = load_config(siegel_cli.config, PluginRegistry.load())
     asyncio.run(opened(open_store(config)))
-    assert "version 3; nothing to do" in siegel_cli("store", "migrate").output
+    assert "version 4; nothing to do" in siegel_cli("store", "migrate").output
 
     def sql(statement: str) -> None:
         if backend_name == "sqlite":
@@ -94,17 +94,18 @@ def test_migrate_brings_an_older_schema_up_and_a_newer_one_is_refused(
 
     # What a store of schema 2 looks like.
     sql("DROP INDEX recipients_address")
+    sql("ALTER TABLE recipients DROP COLUMN handoffs")
     sql("UPDATE schema_version SET version = 2")
-    with pytest.raises(StoreError, match="schema version 2, expected 3; run 'siegel store migrate'"):
+    with pytest.raises(StoreError, match="schema version 2, expected 4; run 'siegel store migrate'"):
         asyncio.run(opened(open_store(config)))
     serving = siegel_cli("serve")
     assert serving.exit_code == 2 and "run 'siegel store migrate'" in serving.output
     result = siegel_cli("store", "migrate")
-    assert result.exit_code == 0 and "migrated from version 2 to 3" in result.output
+    assert result.exit_code == 0 and "migrated from version 2 to 4" in result.output
     asyncio.run(opened(open_store(config)))
-    sql("UPDATE schema_version SET version = 4")
+    sql("UPDATE schema_version SET version = 5")
     result = siegel_cli("store", "migrate")
-    assert result.exit_code == 2 and "schema version 4, expected 3" in result.output
+    assert result.exit_code == 2 and "schema version 5, expected 4" in result.output
     assert "upgrade siegel" in result.output
 
 
